@@ -1,0 +1,91 @@
+/* Unit tests for common/yamldoc: strictness rules and positions. */
+#include "common/yamldoc.h"
+#include "check.h"
+
+static const struct br_yopts strict = {.max_bytes = 4096, .max_depth = 4, .max_nodes = 1000};
+
+static struct br_ynode *parse_ok(const char *text) {
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  struct br_ynode *root = NULL;
+  int rc = br_ydoc_parse("t.yaml", text, strlen(text), &strict, &root, &err);
+  if (rc)
+    fprintf(stderr, "unexpected error: %s", err.data);
+  CHECK(rc == 0);
+  br_buf_free(&err);
+  return root;
+}
+
+static void parse_err(const char *text, const char *want) {
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  struct br_ynode *root = NULL;
+  int rc = br_ydoc_parse("t.yaml", text, strlen(text), &strict, &root, &err);
+  CHECK(rc < 0);
+  CHECK(root == NULL);
+  if (!err.data || !strstr(err.data, want)) {
+    fprintf(stderr, "want \"%s\" in: %s\n", want, err.data ? err.data : "(none)");
+    check_failures++;
+  }
+  br_buf_free(&err);
+}
+
+int main(void) {
+  struct br_ynode *r = parse_ok("a: 1\nb: [x, 'y']\nc: {d: true}\n");
+  CHECK(r && r->kind == BR_YNODE_MAP && r->n == 6);
+  const struct br_ynode *b = br_ymap_get(r, "b");
+  CHECK(b && b->kind == BR_YNODE_SEQ && b->flow && b->n == 2);
+  CHECK(b && b->line == 2 && b->column == 4);
+  CHECK(br_yscalar_type(br_ymap_get(r, "a")) == BR_YINT);
+  CHECK(b && br_yscalar_type(b->items[1]) == BR_YSTR);
+  unsigned long long v = 0;
+  CHECK(br_yscalar_uint(br_ymap_get(r, "a"), 10, &v) == 0 && v == 1);
+  br_ynode_free(r);
+
+  r = parse_ok("# only a comment\n");
+  CHECK(r == NULL);
+
+  parse_err("a: 1\na: 2\n", "t.yaml:2:1: a: duplicate key (first at line 1)");
+  parse_err("routes:\n  - host: x\n    host: y\n", "t.yaml:3:5: routes[0].host: duplicate key");
+  parse_err("a: &x 1\nb: *x\n", "t.yaml:1:4: a: anchors");
+  parse_err("a: !!str 1\n", "tags");
+  parse_err("a: 1\n---\nb: 2\n", "a second YAML document");
+  parse_err("a: [[[[[1]]]]]\n", "nested too deeply");
+  parse_err("a: \xff\n", "encoding:");
+  parse_err("a: [1\n", "t.yaml:");
+
+  /* types of plain scalars */
+  r = parse_ok("[yes, No, ~, 1.5, 0x1F, '1', host.example, 1.2.3.4, .inf]\n");
+  CHECK(r && r->n == 9);
+  if (r && r->n == 9) {
+    CHECK(br_yscalar_type(r->items[0]) == BR_YBOOL);
+    CHECK(br_yscalar_type(r->items[1]) == BR_YBOOL);
+    CHECK(br_yscalar_type(r->items[2]) == BR_YNULL);
+    CHECK(br_yscalar_type(r->items[3]) == BR_YFLOAT);
+    CHECK(br_yscalar_type(r->items[4]) == BR_YINT);
+    CHECK(br_yscalar_type(r->items[5]) == BR_YSTR);
+    CHECK(br_yscalar_type(r->items[6]) == BR_YSTR);
+    CHECK(br_yscalar_type(r->items[7]) == BR_YSTR);
+    CHECK(br_yscalar_type(r->items[8]) == BR_YFLOAT);
+  }
+  br_ynode_free(r);
+
+  /* character offsets map back to bytes across multi-byte characters */
+  const char *text = "k: \"\xc3\xa9t\xc3\xa9\"\nz: [a]\n";
+  r = parse_ok(text);
+  const struct br_ynode *z = br_ymap_get(r, "z");
+  CHECK(z != NULL);
+  if (z) {
+    size_t at = br_ydoc_byte_offset(text, strlen(text), z->start);
+    CHECK(text[at] == '[');
+    CHECK(text[br_ydoc_byte_offset(text, strlen(text), z->end) - 1] == ']');
+  }
+  br_ynode_free(r);
+
+  struct br_buf q;
+  br_buf_init(&q, 256);
+  br_quote_excerpt(&q, "ab\"c\n", 5, 3);
+  CHECK_STR(q.data, "\"ab\\\"...\"");
+  br_buf_free(&q);
+  CHECK_DONE();
+}
