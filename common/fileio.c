@@ -1,0 +1,196 @@
+/* fileio: the only place that creates, replaces or removes files on behalf of
+ * the tool. Every write goes through br_file_write_atomic. */
+#include "common/fileio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out) {
+  br_buf_reset(out);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+  if (fd < 0)
+    return -errno;
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) < 0) {
+    rc = -errno;
+  } else if (S_ISDIR(st.st_mode)) {
+    rc = -EISDIR;
+  } else if (!S_ISREG(st.st_mode)) {
+    rc = -EINVAL; /* a FIFO or device could block or never end */
+  } else if ((size_t)st.st_size > max) {
+    rc = -EFBIG;
+  }
+  char chunk[65536];
+  while (!rc) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      rc = -errno;
+    else if (n == 0)
+      break;
+    else
+      rc = br_buf_add(out, chunk, (size_t)n); /* -EFBIG if the file grew */
+  }
+  close(fd);
+  if (!rc && !out->data)
+    rc = br_buf_add(out, "", 0); /* an empty file still has data == "" */
+  return rc;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+  while (len) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int fail(struct br_buf *err, int rc, const char *path, const char *step) {
+  br_buf_printf(err, "%s: %s: %s\n", path, step, strerror(-rc));
+  return rc;
+}
+
+int br_file_write_atomic(const char *path, const void *bytes, size_t len,
+                         const struct br_write_opts *opts, struct br_buf *err) {
+  static atomic_uint counter;
+  char *dup_dir = strdup(path), *dup_base = strdup(path);
+  int dirfd = -1, fd = -1, rc = 0;
+  char tmp[512] = "";
+  if (!dup_dir || !dup_base) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  const char *dir = dirname(dup_dir), *base = basename(dup_base);
+  dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) {
+    rc = fail(err, -errno, dir, "cannot open directory");
+    goto out;
+  }
+
+  mode_t mode = opts && opts->new_mode ? opts->new_mode : 0644;
+  uid_t uid = (uid_t)-1;
+  gid_t gid = (gid_t)-1;
+  struct stat st;
+  if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      /* Following it could let whoever controls the link redirect the write. */
+      br_buf_printf(err, "%s: is a symlink; refusing to write through it, expected a regular file\n", path);
+      rc = -ELOOP;
+      goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      br_buf_printf(err, "%s: is not a regular file\n", path);
+      rc = -EINVAL;
+      goto out;
+    }
+    mode = st.st_mode & 07777;
+    uid = st.st_uid;
+    gid = st.st_gid;
+  } else if (errno != ENOENT) {
+    rc = fail(err, -errno, path, "cannot stat");
+    goto out;
+  }
+
+  int n = snprintf(tmp, sizeof tmp, "%s%ld.%u.%s", BR_TMP_PREFIX, (long)getpid(),
+                   atomic_fetch_add(&counter, 1), base);
+  if (n < 0 || (size_t)n >= sizeof tmp) {
+    rc = fail(err, -ENAMETOOLONG, path, "temp file name");
+    tmp[0] = '\0';
+    goto out;
+  }
+  fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    rc = fail(err, -errno, path, "cannot create temp file");
+    tmp[0] = '\0';
+    goto out;
+  }
+  if ((rc = write_all(fd, bytes, len))) {
+    fail(err, rc, path, "write");
+    goto out;
+  }
+  /* Owner before mode: chown clears set-id bits, and the sidecar may run as
+   * another user that must keep reading the file. */
+  if ((uid != (uid_t)-1 && (uid != geteuid() || gid != getegid())) && fchown(fd, uid, gid) < 0) {
+    rc = fail(err, -errno, path, "cannot give the temp file the owner of the file it replaces");
+    goto out;
+  }
+  if (fchmod(fd, mode) < 0) {
+    rc = fail(err, -errno, path, "chmod");
+    goto out;
+  }
+  if (fsync(fd) < 0) {
+    rc = fail(err, -errno, path, "fsync");
+    goto out;
+  }
+  close(fd);
+  fd = -1;
+
+  if (opts && opts->validate) {
+    char staged[1024];
+    snprintf(staged, sizeof staged, "%s/%s", dir, tmp);
+    if ((rc = opts->validate(staged, opts->arg)))
+      goto out;
+  }
+  if (opts && opts->before_rename && (rc = opts->before_rename(opts->arg)))
+    goto out;
+  if (renameat(dirfd, tmp, dirfd, base) < 0) {
+    rc = -errno;
+    if (rc == -EBUSY)
+      br_buf_printf(err, "%s: rename failed with EBUSY: the file is itself a mount point (a "
+                         "single-file bind mount); bind-mount its directory instead\n", path);
+    else
+      fail(err, rc, path, "rename");
+    goto out;
+  }
+  tmp[0] = '\0';
+  /* The rename is durable only once the directory entry is on disk. */
+  if (fsync(dirfd) < 0)
+    rc = fail(err, -errno, dir, "fsync of directory");
+out:
+  if (fd >= 0)
+    close(fd);
+  if (tmp[0])
+    unlinkat(dirfd, tmp, 0);
+  if (dirfd >= 0)
+    close(dirfd);
+  free(dup_dir);
+  free(dup_base);
+  return rc;
+}
+
+int br_file_remove_stale_temps(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return -errno;
+  int removed = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, BR_TMP_PREFIX, strlen(BR_TMP_PREFIX)) != 0)
+      continue;
+    char *end;
+    long pid = strtol(e->d_name + strlen(BR_TMP_PREFIX), &end, 10);
+    /* A temp file of a live writer (another `once`, say) is its business. */
+    if (*end == '.' && pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+      removed++;
+  }
+  closedir(d);
+  return removed;
+}

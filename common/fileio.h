@@ -1,0 +1,48 @@
+/* fileio: bounded reads and atomic, durable, symlink-safe replacement of a
+ * file. Knows nothing of what the files hold. */
+#ifndef BR_COMMON_FILEIO_H
+#define BR_COMMON_FILEIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+
+/* Temp files of this tool start with this prefix, so readers that ignore
+ * dot files (the fragment scanner, pipelock's basename filter) skip them and
+ * a restart can recognise and remove its own leftovers. */
+#define BR_TMP_PREFIX ".br-tmp."
+
+/* Reads a whole regular file of at most max bytes into out (replacing its
+ * contents). With nofollow, a symlink as the last component is -ELOOP.
+ * Returns 0, -ENOENT, -EFBIG, -EISDIR, -EINVAL (not a regular file) or
+ * another -errno. */
+int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out);
+
+struct br_write_opts {
+  mode_t new_mode;  /* mode when the target does not exist yet */
+  /* Called with the staged temp file's path after it is written and
+   * fsync'd; non-zero refuses the write (the temp file is removed). */
+  int (*validate)(const char *staged_path, void *arg);
+  /* Called just before the rename, e.g. to record "written but not yet
+   * reloaded"; non-zero aborts the write. */
+  int (*before_rename)(void *arg);
+  void *arg;
+};
+
+/* Replaces path with bytes so that readers see the old or the new content,
+ * never a mix, and the new content survives a crash once this returns:
+ * temp file in the same directory, fsync, the old file's mode and owner,
+ * rename over the target, fsync of the directory. Refuses to write through a
+ * symlink (-ELOOP). A rename that fails because the target is a mount point
+ * returns -EBUSY. On error a line for the operator is appended to err and no
+ * temp file is left behind. */
+int br_file_write_atomic(const char *path, const void *bytes, size_t len,
+                         const struct br_write_opts *opts, struct br_buf *err);
+
+/* Removes this tool's temp files in dir whose writer process is gone.
+ * Returns the number removed, or -errno when dir cannot be read. */
+int br_file_remove_stale_temps(const char *dir);
+
+#endif

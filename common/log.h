@@ -1,0 +1,26 @@
+/* log: one line per event on stderr, as text (journald-friendly) or JSON.
+ * Thread-safe; it must not know what a slug means beyond a subject label. */
+#ifndef BR_COMMON_LOG_H
+#define BR_COMMON_LOG_H
+
+enum br_log_level {
+  BR_LOG_DEBUG, /* per-event detail, off by default */
+  BR_LOG_INFO,  /* what changed: writes, reloads, slugs appearing */
+  BR_LOG_WARN,  /* something an operator should fix, work continues */
+  BR_LOG_ERROR, /* work failed and will be retried or waits for input */
+};
+
+enum br_log_format {
+  BR_LOG_TEXT, /* "LEVEL [subject] message"; timestamps unless under journald */
+  BR_LOG_JSON, /* {"time","level","slug","msg"} per line */
+};
+
+void br_log_setup(enum br_log_level min, enum br_log_format format);
+/* Parses "debug", "info", "warn", "error" / "text", "json"; -EINVAL otherwise. */
+int br_log_level_parse(const char *s, enum br_log_level *out);
+int br_log_format_parse(const char *s, enum br_log_format *out);
+/* subject: the slug the line is about, or NULL. */
+void br_log(enum br_log_level level, const char *subject, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

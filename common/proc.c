@@ -1,0 +1,116 @@
+/* proc: posix_spawn with a process group, a pidfd to wait with a deadline,
+ * and a pipe for output. The caller's thread blocks; the event loop must not
+ * call this. */
+#include "common/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void drain(int fd, struct br_buf *out) {
+  char chunk[1024];
+  ssize_t n;
+  while ((n = read(fd, chunk, sizeof chunk)) > 0)
+    br_buf_add(out, chunk, (size_t)n); /* past the cap the rest is dropped */
+}
+
+static int exited(pid_t pid) {
+  siginfo_t info = {0};
+  return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
+int br_proc_run(char *const argv[], unsigned timeout_ms, struct br_proc_result *res) {
+  memset(res, 0, sizeof *res);
+  br_buf_init(&res->output, 4096);
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+    return -errno;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO);
+  /* Own process group, so a timeout kills whatever the program started too;
+   * default signal mask and dispositions, whatever the daemon blocks. */
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(pipefd[1]);
+  if (rc) {
+    close(pipefd[0]);
+    return -rc;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    long long left = deadline - now_ms();
+    if (left <= 0) {
+      kill(-pid, SIGKILL);
+      res->timed_out = true;
+      break;
+    }
+    struct pollfd fds[2] = {{.fd = pipefd[0], .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    /* Without a pidfd (old kernel) fall back to short polls of waitpid. */
+    int nfds = pidfd >= 0 ? 2 : 1;
+    int n = poll(fds, (nfds_t)nfds, pidfd >= 0 ? (int)left : (int)(left < 10 ? left : 10));
+    if (n < 0 && errno != EINTR)
+      break;
+    if (fds[0].revents)
+      drain(pipefd[0], &res->output);
+    if (pidfd >= 0 ? (fds[1].revents & POLLIN) != 0 : exited(pid))
+      break;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  drain(pipefd[0], &res->output);
+  close(pipefd[0]);
+  if (pidfd >= 0)
+    close(pidfd);
+  if (WIFEXITED(status)) {
+    res->exited = true;
+    res->exit_status = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    res->term_signal = WTERMSIG(status);
+  }
+  return 0;
+}
+
+void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, struct br_buf *out) {
+  if (res->timed_out)
+    br_buf_printf(out, "timed out after %u ms", timeout_ms);
+  else if (res->exited)
+    br_buf_printf(out, "exit %d", res->exit_status);
+  else
+    br_buf_printf(out, "killed by %s", strsignal(res->term_signal));
+  if (res->output.len) {
+    /* One line of the program's own words helps more than nothing. */
+    size_t n = strcspn(res->output.data, "\n");
+    br_buf_printf(out, ": %.*s", (int)(n > 200 ? 200 : n), res->output.data);
+  }
+}
