@@ -1,0 +1,101 @@
+/* strmap: open-addressing string map (FNV-1a, linear probing). Deletion
+ * shifts entries back instead of leaving tombstones, so lookups stay short
+ * however many slugs come and go. */
+#include "common/strmap.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+void br_strmap_init(struct br_strmap *m) {
+  m->slots = NULL;
+  m->cap = 0;
+  m->n = 0;
+}
+
+void br_strmap_free(struct br_strmap *m) {
+  for (size_t i = 0; i < m->cap; i++)
+    free(m->slots[i].key);
+  free(m->slots);
+  br_strmap_init(m);
+}
+
+static size_t find(const struct br_strmap *m, const char *key) {
+  size_t mask = m->cap - 1, i = (size_t)hash(key) & mask;
+  while (m->slots[i].key && strcmp(m->slots[i].key, key) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+void *br_strmap_get(const struct br_strmap *m, const char *key) {
+  if (!m->cap)
+    return NULL;
+  size_t i = find(m, key);
+  return m->slots[i].key ? m->slots[i].value : NULL;
+}
+
+static int grow(struct br_strmap *m) {
+  size_t cap = m->cap ? m->cap * 2 : 16;
+  struct br_strmap_entry *old = m->slots;
+  size_t old_cap = m->cap;
+  m->slots = calloc(cap, sizeof *m->slots);
+  if (!m->slots) {
+    m->slots = old;
+    return -ENOMEM;
+  }
+  m->cap = cap;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old[i].key)
+      m->slots[find(m, old[i].key)] = old[i];
+  free(old);
+  return 0;
+}
+
+int br_strmap_put(struct br_strmap *m, const char *key, void *value) {
+  if ((m->n + 1) * 4 > m->cap * 3) { /* keep the load under 3/4 */
+    int rc = grow(m);
+    if (rc)
+      return rc;
+  }
+  size_t i = find(m, key);
+  if (!m->slots[i].key) {
+    if (!(m->slots[i].key = strdup(key)))
+      return -ENOMEM;
+    m->n++;
+  }
+  m->slots[i].value = value;
+  return 0;
+}
+
+void *br_strmap_del(struct br_strmap *m, const char *key) {
+  if (!m->cap)
+    return NULL;
+  size_t mask = m->cap - 1, i = find(m, key);
+  if (!m->slots[i].key)
+    return NULL;
+  void *value = m->slots[i].value;
+  free(m->slots[i].key);
+  m->slots[i].key = NULL;
+  m->n--;
+  /* Shift later members of the probe run back so no lookup stops early. */
+  for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+    size_t home = (size_t)hash(m->slots[j].key) & mask;
+    /* j may move to the hole at i unless its home lies cyclically in (i, j]. */
+    bool home_after_hole = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (!home_after_hole) {
+      m->slots[i] = m->slots[j];
+      m->slots[j].key = NULL;
+      i = j;
+    }
+  }
+  return value;
+}

@@ -1,0 +1,52 @@
+/* converge: brings one slug's sidecars to its desired routes, in the safe
+ * order. The one place that writes live files. No global state: the daemon's
+ * workers and the one-shot commands call it alike. */
+#ifndef BR_RECONCILER_CONVERGE_H
+#define BR_RECONCILER_CONVERGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/buf.h"
+#include "common/sha256.h"
+#include "config/config.h"
+
+enum br_outcome {
+  BR_OUTCOME_CONVERGED, /* live files equal the desired state and the sidecars were told */
+  BR_OUTCOME_CHANGES,   /* dry run only: a converge would change something */
+  BR_OUTCOME_UNMANAGED, /* no source directory exists: the bottle is left alone */
+  BR_OUTCOME_INVALID,   /* desired state or a live file is invalid, or a staged file
+                           was refused: waits for its inputs to change */
+  BR_OUTCOME_WAITING,   /* a file it needs does not exist yet (the pipelock config) */
+  BR_OUTCOME_RETRY,     /* transient failure or a deferred reload: try again later */
+};
+
+struct br_converge_report {
+  enum br_outcome outcome;
+  struct br_buf message;    /* one line: what happened, or what is wrong and where */
+  struct br_buf errors;     /* INVALID: every "FILE:LINE:COLUMN: FIELD: ..." line */
+  struct br_buf warnings;   /* merge conflicts, bad metadata.json, unparsable live egress file */
+  struct br_buf plan;       /* the changes, readable: what a dry run would do, or what was done */
+  unsigned retry_after_ms;  /* RETRY: a driver's hint (start-up grace), 0 = use backoff */
+  unsigned writes;          /* live files written by this converge */
+  unsigned reloads;         /* sidecars told to reload */
+  bool sidecar_not_running; /* converged, but a sidecar was absent and reads the file when it starts */
+  char desired_hash[BR_SHA256_HEX_LEN + 1]; /* names the desired state; "" when invalid */
+  json_t *audit;            /* array: one object per write or reload, for the audit log */
+};
+
+void br_converge_report_init(struct br_converge_report *rep);
+void br_converge_report_free(struct br_converge_report *rep);
+const char *br_outcome_name(enum br_outcome outcome);
+
+/* Converges slug once: reads everything afresh, then widens pipelock, writes
+ * egress, narrows pipelock (prune mode), telling each sidecar as it goes.
+ * With dry_run nothing is written or signalled and the report says what
+ * would be done. Blocks (file I/O, drivers, settle waits): call it off the
+ * event loop. Holds an exclusive lock on the slug's directory while it
+ * works, so two processes never converge one slug at once. Returns 0 with
+ * the outcome in rep, or -ENOMEM. */
+int br_converge_slug(const struct br_config *cfg, const char *slug, bool dry_run,
+                     struct br_converge_report *rep);
+
+#endif

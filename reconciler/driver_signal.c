@@ -1,0 +1,158 @@
+/* driver_signal: tells a sidecar process to reload by signalling the pid in
+ * its pidfile. It must never signal a process that is not the sidecar, and
+ * never a sidecar too young to have installed its SIGHUP handler. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "reconciler/driver.h"
+
+/* The kernel keeps process start times in clock ticks (10 ms here), so two
+ * times closer than this cannot be ordered. */
+#define TICK_SLACK_NS (20 * 1000000LL)
+
+static int64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Start time of pid as CLOCK_REALTIME nanoseconds, from /proc/<pid>/stat
+ * (field 22, ticks since boot). Read through the pidfd's pid so a process
+ * that exits meanwhile shows up as -ESRCH, not as someone else's time. */
+static int start_time_ns(pid_t pid, int64_t *out) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  struct br_buf stat;
+  br_buf_init(&stat, 4096);
+  int rc = br_file_read(path, 4096, false, &stat);
+  if (rc == -ENOENT)
+    rc = -ESRCH;
+  if (rc) {
+    br_buf_free(&stat);
+    return rc;
+  }
+  /* The command name may contain spaces and ')': fields start after the last ')'. */
+  char *p = strrchr(stat.data, ')');
+  unsigned long long ticks = 0;
+  int field = 2;
+  for (; p && *p && field < 22; p++)
+    if (*p == ' ')
+      field++;
+  if (p && field == 22)
+    ticks = strtoull(p, NULL, 10);
+  br_buf_free(&stat);
+  if (!ticks)
+    return -EINVAL;
+  long hz = sysconf(_SC_CLK_TCK);
+  int64_t start_boot = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
+                       (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
+  *out = clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - start_boot);
+  return 0;
+}
+
+static int read_pid(const char *pidfile, pid_t *pid, int64_t *mtime_ns) {
+  struct br_buf text;
+  br_buf_init(&text, 64);
+  int rc = br_file_read(pidfile, 64, false, &text);
+  if (!rc) {
+    char *end;
+    long v = strtol(text.data, &end, 10);
+    while (*end == '\n' || *end == ' ' || *end == '\r')
+      end++;
+    if (end == text.data || *end || v <= 1 || v > 4194304)
+      rc = -EINVAL;
+    *pid = (pid_t)v;
+  }
+  br_buf_free(&text);
+  struct stat st;
+  if (!rc && stat(pidfile, &st) == 0)
+    *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  return rc;
+}
+
+/* Not running is transient for this driver: a supervisor is expected to
+ * start the sidecar again, and the slug must converge when it does. */
+static struct br_buf *gone(struct br_reload_result *res) {
+  res->status = BR_RELOAD_TRANSIENT;
+  br_buf_adds(&res->message, "sidecar not running: ");
+  return &res->message;
+}
+
+int br_driver_signal_reload(const struct br_reload_request *req, struct br_reload_result *res) {
+  struct br_buf pidfile;
+  br_buf_init(&pidfile, 4096);
+  int rc = br_driver_expand(req, req->reload->pidfile, &pidfile);
+  if (rc) {
+    br_buf_free(&pidfile);
+    res->status = BR_RELOAD_PERMANENT;
+    br_buf_adds(&res->message, "pidfile template does not expand");
+    return 0;
+  }
+  pid_t pid = 0;
+  int64_t pidfile_mtime = 0;
+  rc = read_pid(pidfile.data, &pid, &pidfile_mtime);
+  int pidfd = -1;
+  if (rc == -ENOENT) {
+    br_buf_printf(gone(res), "no pidfile %s", pidfile.data);
+    goto out;
+  }
+  if (rc) {
+    res->status = BR_RELOAD_TRANSIENT;
+    br_buf_printf(&res->message, "cannot read a pid from %s: %s", pidfile.data,
+                  rc == -EINVAL ? "expected one decimal pid" : strerror(-rc));
+    goto out;
+  }
+  /* Pin the process first: from here on a pid reuse cannot redirect the signal. */
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  int64_t started = 0;
+  if (pidfd < 0 || start_time_ns(pid, &started) < 0) {
+    br_buf_printf(gone(res), "pid %ld from %s is gone", (long)pid, pidfile.data);
+    goto out;
+  }
+  if (started > pidfile_mtime + TICK_SLACK_NS) {
+    /* A sidecar writes its pidfile after it starts; a process younger than
+     * the pidfile is an unrelated one that got the pid recycled. */
+    br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)",
+                  pidfile.data, (long)pid);
+    goto out;
+  }
+  if (req->written_at_ns && started > req->written_at_ns + TICK_SLACK_NS) {
+    res->status = BR_RELOAD_NOT_NEEDED;
+    br_buf_printf(&res->message, "pid %ld started after the write and read the new file", (long)pid);
+    goto out;
+  }
+  int64_t age_ms = (clock_ns(CLOCK_REALTIME) - started) / 1000000;
+  if (age_ms < (int64_t)req->reload->grace_ms) {
+    /* Real proxies die from a SIGHUP that arrives before their handler is in place. */
+    res->status = BR_RELOAD_DEFER;
+    res->retry_after_ms = (unsigned)(req->reload->grace_ms - age_ms);
+    br_buf_printf(&res->message, "pid %ld started %lld ms ago; signalling after its %u ms grace",
+                  (long)pid, (long long)age_ms, req->reload->grace_ms);
+    goto out;
+  }
+  if (syscall(SYS_pidfd_send_signal, pidfd, req->reload->signo, NULL, 0) < 0) {
+    if (errno == ESRCH)
+      br_buf_printf(gone(res), "pid %ld from %s exited", (long)pid, pidfile.data);
+    else {
+      res->status = BR_RELOAD_TRANSIENT;
+      br_buf_printf(&res->message, "cannot signal pid %ld: %s", (long)pid, strerror(errno));
+    }
+    goto out;
+  }
+  res->status = BR_RELOAD_OK;
+  br_buf_printf(&res->message, "sent SIG%s to pid %ld", br_signal_name(req->reload->signo), (long)pid);
+out:
+  if (pidfd >= 0)
+    close(pidfd);
+  br_buf_free(&pidfile);
+  return 0;
+}
