@@ -8,9 +8,10 @@
 #include "common/yamldoc.h"
 
 /* The index of the name spelled by the n bytes at s, or -1. */
-static long find_name(const char *s, size_t len, const char *const *names, size_t n) {
+static long find_name(const char *s, size_t len, const char *const *names,
+                      const char *const *values, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+    if ((!values || values[i]) && strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
       return (long)i;
   return -1;
 }
@@ -24,7 +25,7 @@ static int scan(const char *tmpl, const char *const *names, const char *const *v
   *bad = NULL;
   while ((p = strchr(p, '{'))) {
     const char *close = strchr(p + 1, '}');
-    long i = close ? find_name(p + 1, (size_t)(close - p - 1), names, n) : -1;
+    long i = close ? find_name(p + 1, (size_t)(close - p - 1), names, values, n) : -1;
     if (i < 0) {
       *bad = p;
       return -EINVAL;

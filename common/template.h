@@ -13,7 +13,8 @@
  * placeholder is literal text. */
 
 /* Appends tmpl to out with each {names[i]} replaced by values[i] (verbatim:
- * the caller vets values that must not contain "/" or ".."). Returns 0,
+ * the caller vets values that must not contain "/" or ".."). A NULL values[i]
+ * makes names[i] unknown, for values a caller does not have. Returns 0,
  * -EINVAL when a "{" does not open a known name (then *unknown_name_out, if
  * not NULL, points at that "{" inside tmpl), or -EFBIG/-ENOMEM from out.
  * On error out holds a partial expansion the caller should discard. */

@@ -412,7 +412,7 @@ int br_yscalar_uint(const struct br_ynode *n, unsigned long long max, unsigned l
   unsigned long long v = 0;
   for (size_t i = 0; i < n->len; i++) {
     unsigned d = (unsigned)(n->value[i] - '0');
-    if (v > (max - d) / 10)
+    if (d > max || v > (max - d) / 10) /* d > max: max - d would wrap */
       return -EINVAL;
     v = v * 10 + d;
   }

@@ -24,7 +24,8 @@ struct br_reload_config {
   int signo;            /* signal, docker: default SIGHUP */
   struct br_strv argv;  /* exec: templates, argv[0] is the program */
   unsigned timeout_ms;  /* exec: default 5000; the process group is killed after it */
-  char *container;      /* docker: template, default "{project}-<sidecar>-1"; owned */
+  char *container;      /* docker: template, default "{project}-<sidecar>-1"; owned;
+                           NULL for the other drivers, as pidfile is unless signal */
   unsigned grace_ms;    /* signal, docker: a sidecar younger than this is not
                            signalled yet (it may not have its SIGHUP handler);
                            default 2000 */
@@ -62,19 +63,65 @@ struct br_config {
   char *metrics_file;          /* Prometheus textfile; default none (NULL); owned */
 };
 
-/* Fills cfg with the defaults of DESIGN.md. Returns 0 or -ENOMEM. */
+/* Template names by key, checked by br_config_load (any other "{name}" is an
+ * error there, so expansion can only fail on a bad slug or project):
+ *   state_dir                               none
+ *   audit_log, metrics_file                 {state_dir}
+ *   sources                                 {state_dir} {slug} {project}
+ *   <sidecar>.file, <sidecar>.reload.*      {state_dir} {slug} {project} {sidecar}
+ *   <sidecar>.validate                      the same and {file}
+ * Path templates (sources, audit_log, metrics_file, file, pidfile) start with
+ * "/" or "{state_dir}"; state_dir is absolute, without a trailing "/". */
+
+/* Fills cfg with the defaults of DESIGN.md. Returns 0 or -ENOMEM (cfg is
+ * then freed). */
 int br_config_defaults(struct br_config *cfg);
-/* Loads defaults, then overlays the YAML file at path (NULL = defaults only).
- * On a domain error returns -EINVAL and appends "FILE:LINE:COLUMN: KEY: what
- * is wrong, what was expected" to err; cfg is then freed and unusable.
+/* Loads defaults, then overlays the YAML file at path (NULL = defaults only;
+ * an empty file or "{}" also gives the defaults). A given sidecar reload
+ * mapping replaces the default one: its driver (default docker) decides which
+ * keys it may have, the others take that driver's defaults.
+ * Returns 0, or a negative errno after appending one line to err: -EINVAL
+ * for bad content ("FILE:LINE:COLUMN: KEY: what is wrong, what was
+ * expected"; also for a path that is not a regular file), -EFBIG over 64 KiB,
+ * -E2BIG for too many YAML nodes, -ENOENT, -EISDIR or another open/read error
+ * ("FILE: cannot read: reason"). -ENOMEM may come without a line. On any
+ * error cfg is freed and must be loaded or defaulted again before use
+ * (freeing it again is safe).
  * Templates in string values are left unexpanded; they are checked for
  * unknown {names} here. */
 int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err);
-/* Frees everything cfg owns. */
+/* Frees everything cfg owns and zeroes it; safe to call twice. */
 void br_config_free(struct br_config *cfg);
-/* Parses a signal name ("HUP", "SIGHUP", "USR2") into a number; -EINVAL for
- * unknown names and for USR1, which toggles pipelock's kill switch. */
+/* Appends cfg as YAML that br_config_load reads back to an equal config, in
+ * the order of the example file (for "show the effective config" and tests).
+ * Returns 0, -EFBIG or -ENOMEM. */
+int br_config_format(const struct br_config *cfg, struct br_buf *out);
+
+/* Appends tmpl expanded with {state_dir}, {slug} and {project} to out. slug
+ * may be NULL or "" (not given: for audit_log and metrics_file, which cannot
+ * name it); project NULL or "" means the slug, as DESIGN.md says for bottles
+ * without a compose_project. A given slug or project must be a single path
+ * component (no "/", not "." or ".."): -EINVAL otherwise, and for a template
+ * naming a value not given. -EFBIG/-ENOMEM from out. */
+int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug,
+                     const char *project, struct br_buf *out);
+/* The same for a template of the sidecar sc (&cfg->pipelock or &cfg->egress),
+ * which may also name {sidecar}, and {file} when file is not NULL (the staged
+ * path, for validate argv). */
+int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc,
+                             const char *tmpl, const char *slug, const char *project,
+                             const char *file, struct br_buf *out);
+/* "pipelock" or "egress" for &cfg->pipelock or &cfg->egress, else NULL: the
+ * value of {sidecar} and the word used in messages. */
+const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_sidecar_config *sc);
+/* "none", "signal", "exec", "docker". */
+const char *br_driver_name(enum br_driver_kind driver);
+
+/* Parses a signal name ("HUP", "SIGHUP", "usr2"; case-insensitive) into a
+ * number; -EINVAL for unknown names and for USR1, which toggles pipelock's
+ * kill switch. Known: HUP, USR2, TERM, INT, QUIT, WINCH. */
 int br_signal_parse(const char *name);
+/* "HUP" for SIGHUP (no "SIG" prefix); NULL for a signal it does not know. */
 const char *br_signal_name(int signo);
 
 #endif

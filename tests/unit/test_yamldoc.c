@@ -40,6 +40,7 @@ int main(void) {
   CHECK(b && br_yscalar_type(b->items[1]) == BR_YSTR);
   unsigned long long v = 0;
   CHECK(br_yscalar_uint(br_ymap_get(r, "a"), 10, &v) == 0 && v == 1);
+  CHECK(br_yscalar_uint(br_ymap_get(r, "a"), 0, &v) != 0); /* 1 > 0 */
   br_ynode_free(r);
 
   r = parse_ok("# only a comment\n");

@@ -1,0 +1,902 @@
+/* config: defaults, strict loading from YAML and template expansion for the
+ * daemon's own settings. It must not touch bottles, sidecars or the network. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/fileio.h"
+#include "common/template.h"
+#include "common/yamldoc.h"
+
+/* A config file is a screenful of settings; anything near this is a mistake
+ * (or a hostile file) and is refused before parsing. */
+#define CONFIG_MAX_BYTES (64 * 1024)
+#define CONFIG_MAX_NODES 4096
+#define CONFIG_MAX_DEPTH 8
+#define CONFIG_MAX_SOURCES 64
+#define CONFIG_MAX_ARGV 64
+
+/* ---- signals ------------------------------------------------------------ */
+
+/* The signals a reload may send. USR1 is known only to be refused by name:
+ * pipelock treats it as its kill switch toggle, so a typo would cut every
+ * bottle off the network instead of reloading it. */
+static const struct {
+  int signo;
+  const char *name;
+} signals[] = {
+    {SIGHUP, "HUP"}, {SIGUSR2, "USR2"}, {SIGTERM, "TERM"},  {SIGINT, "INT"},
+    {SIGQUIT, "QUIT"}, {SIGWINCH, "WINCH"}, {SIGUSR1, "USR1"},
+};
+#define SIGNAL_CHOICES "HUP, USR2, TERM, INT, QUIT or WINCH"
+
+/* The signal a name denotes, USR1 included; 0 when unknown. */
+static int signal_lookup(const char *name) {
+  if (strncasecmp(name, "SIG", 3) == 0)
+    name += 3;
+  for (size_t i = 0; i < sizeof signals / sizeof *signals; i++)
+    if (strcasecmp(name, signals[i].name) == 0)
+      return signals[i].signo;
+  return 0;
+}
+
+int br_signal_parse(const char *name) {
+  int signo = name ? signal_lookup(name) : 0;
+  return signo && signo != SIGUSR1 ? signo : -EINVAL;
+}
+
+const char *br_signal_name(int signo) {
+  for (size_t i = 0; i < sizeof signals / sizeof *signals; i++)
+    if (signals[i].signo == signo)
+      return signals[i].name;
+  return NULL;
+}
+
+static const char *const driver_names[] = {
+    [BR_DRIVER_NONE] = "none",
+    [BR_DRIVER_SIGNAL] = "signal",
+    [BR_DRIVER_EXEC] = "exec",
+    [BR_DRIVER_DOCKER] = "docker",
+};
+
+const char *br_driver_name(enum br_driver_kind driver) {
+  if ((size_t)driver < sizeof driver_names / sizeof *driver_names)
+    return driver_names[driver];
+  return NULL;
+}
+
+/* ---- defaults ----------------------------------------------------------- */
+
+static void reload_free(struct br_reload_config *rl) {
+  free(rl->pidfile);
+  free(rl->container);
+  br_strv_free(&rl->argv);
+  memset(rl, 0, sizeof *rl);
+}
+
+/* A driver's defaults; only docker has a default target, since a pidfile or
+ * a command cannot be guessed. */
+static int reload_defaults(struct br_reload_config *rl, enum br_driver_kind driver,
+                           const char *sidecar) {
+  memset(rl, 0, sizeof *rl);
+  br_strv_init(&rl->argv);
+  rl->driver = driver;
+  rl->signo = SIGHUP;
+  rl->timeout_ms = 5000;
+  rl->grace_ms = 2000;
+  if (driver != BR_DRIVER_DOCKER)
+    return 0;
+  struct br_buf name;
+  br_buf_init(&name, 256);
+  if (br_buf_printf(&name, "{project}-%s-1", sidecar) || !(rl->container = br_buf_steal(&name))) {
+    br_buf_free(&name);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+static void sidecar_free(struct br_sidecar_config *sc) {
+  free(sc->file);
+  reload_free(&sc->reload);
+  br_strv_free(&sc->validate);
+  memset(sc, 0, sizeof *sc);
+}
+
+static int sidecar_defaults(struct br_sidecar_config *sc, const char *sidecar, const char *file,
+                            unsigned settle_ms) {
+  memset(sc, 0, sizeof *sc);
+  br_strv_init(&sc->validate);
+  sc->settle_ms = settle_ms;
+  if (!(sc->file = strdup(file)))
+    return -ENOMEM;
+  return reload_defaults(&sc->reload, BR_DRIVER_DOCKER, sidecar);
+}
+
+void br_config_free(struct br_config *cfg) {
+  free(cfg->state_dir);
+  br_strv_free(&cfg->sources);
+  sidecar_free(&cfg->pipelock);
+  sidecar_free(&cfg->egress);
+  free(cfg->audit_log);
+  free(cfg->metrics_file);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+int br_config_defaults(struct br_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  br_strv_init(&cfg->sources);
+  cfg->debounce_ms = 20;
+  cfg->max_wait_ms = 1000;
+  cfg->resync_interval_s = 300;
+  cfg->backoff_initial_ms = 100;
+  cfg->backoff_max_ms = 30000;
+  cfg->workers = 4;
+  cfg->max_file_bytes = 1024 * 1024;
+  cfg->max_routes = 4096;
+  cfg->max_paths = 1024;
+  cfg->mirror = BR_MIRROR_ADDITIVE;
+  cfg->metrics_file = NULL;
+  if (!(cfg->state_dir = strdup("/var/lib/bot-bottle/state")) ||
+      br_strv_add(&cfg->sources, "{state_dir}/{slug}/routes.d") ||
+      !(cfg->audit_log = strdup("{state_dir}/.reconciler/audit.jsonl")) ||
+      sidecar_defaults(&cfg->pipelock, "pipelock", "{state_dir}/{slug}/pipelock/pipelock.yaml", 150) ||
+      sidecar_defaults(&cfg->egress, "egress", "{state_dir}/{slug}/egress/egress_routes.yaml", 0)) {
+    br_config_free(cfg);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- template names ----------------------------------------------------- */
+
+struct names {
+  const char *const *v;
+  size_t n;
+};
+
+/* Each list is a prefix of the next, so expansion can use the longest. */
+static const char *const template_names[] = {"state_dir", "slug", "project", "sidecar", "file"};
+
+static const struct names names_none = {NULL, 0};
+static const struct names names_global = {template_names, 1};
+static const struct names names_source = {template_names, 3};
+static const struct names names_sidecar = {template_names, 4};
+static const struct names names_validate = {template_names, 5};
+
+/* ---- loading ------------------------------------------------------------ */
+
+struct loader {
+  const char *name; /* the file, as messages name it */
+  struct br_buf *err;
+  /* Remembered for the checks that relate two settings, so the message can
+   * point at whichever of them the file actually wrote. */
+  const struct br_ynode *debounce, *max_wait, *backoff_initial, *backoff_max;
+};
+
+static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+
+/* Appends "NAME:LINE:COLUMN: FIELD: message" and returns -EINVAL, so every
+ * check can end with "return fail(...)". */
+static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt,
+                ...) {
+  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at ? at->line : 1, at ? at->column : 1,
+                field);
+  va_list ap;
+  va_start(ap, fmt);
+  br_buf_vprintf(ld->err, fmt, ap);
+  va_end(ap);
+  br_buf_adds(ld->err, "\n");
+  return -EINVAL;
+}
+
+/* The same with the node's value quoted in front: FIELD: "VALUE" message. */
+static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field,
+                      const char *fmt, ...) {
+  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at->line, at->column, field);
+  br_quote_excerpt(ld->err, at->value, at->len, 40);
+  br_buf_adds(ld->err, " ");
+  va_list ap;
+  va_start(ap, fmt);
+  br_buf_vprintf(ld->err, fmt, ap);
+  va_end(ap);
+  br_buf_adds(ld->err, "\n");
+  return -EINVAL;
+}
+
+/* "a.b" or just "b" at the top level. Field names are made of this file's
+ * keys; the buffers grow by level (FIELD_SIDECAR, FIELD_RELOAD, FIELD_ITEM)
+ * so that each holds its parent's name and one more key. */
+#define FIELD_SIDECAR 64
+#define FIELD_RELOAD 128
+#define FIELD_ITEM 192
+static void join(char *out, size_t size, const char *prefix, const char *key) {
+  snprintf(out, size, "%s%s%s", prefix, *prefix ? "." : "", key);
+}
+
+static bool key_is(const struct br_ynode *key, const char *name) {
+  return key->kind == BR_YNODE_SCALAR && strlen(name) == key->len && strcmp(key->value, name) == 0;
+}
+
+/* "one of a, b or c" from a NULL-terminated list. */
+static void list_choices(struct br_buf *out, const char *const *keys) {
+  size_t n = 0;
+  while (keys[n])
+    n++;
+  br_buf_adds(out, n == 1 ? "only " : "one of ");
+  for (size_t i = 0; i < n; i++)
+    br_buf_printf(out, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", keys[i]);
+}
+
+/* Reports a key that is not in keys; the path shows the key the way yamldoc
+ * does, and the message lists what the mapping accepts. */
+static int fail_key(struct loader *ld, const struct br_ynode *key, const char *prefix,
+                    const char *what, const char *const *keys) {
+  struct br_buf field, choices;
+  br_buf_init(&field, 512);
+  br_buf_init(&choices, 512);
+  br_buf_printf(&field, "%s%s", prefix, *prefix ? "." : "");
+  if (key->kind != BR_YNODE_SCALAR)
+    br_buf_adds(&field, "<complex key>");
+  else if (key->len && strspn(key->value, "abcdefghijklmnopqrstuvwxyz"
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == key->len)
+    br_buf_add(&field, key->value, key->len);
+  else
+    br_quote_excerpt(&field, key->value, key->len, 40);
+  list_choices(&choices, keys);
+  int rc = fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what,
+                choices.data ? choices.data : "");
+  br_buf_free(&field);
+  br_buf_free(&choices);
+  return rc;
+}
+
+static bool in_list(const struct br_ynode *key, const char *const *keys) {
+  for (size_t i = 0; keys[i]; i++)
+    if (key_is(key, keys[i]))
+      return true;
+  return false;
+}
+
+static int want_map(struct loader *ld, const struct br_ynode *node, const char *field,
+                    const char *expected) {
+  if (node->kind == BR_YNODE_MAP)
+    return 0;
+  return fail(ld, node, field, "got %s, expected %s", br_ynode_describe(node), expected);
+}
+
+/* A whole decimal number in [lo, hi]. YAML 1.1 readers take 010 as octal and
+ * 1_000 as a thousand; only plain digits mean the same to every reader. */
+static int get_uint(struct loader *ld, const struct br_ynode *node, const char *field,
+                    unsigned long long lo, unsigned long long hi, unsigned long long *out) {
+  enum br_yscalar_type type = br_yscalar_type(node);
+  if (node->kind != BR_YNODE_SCALAR || (type != BR_YINT && type != BR_YFLOAT))
+    return fail(ld, node, field, "got %s, expected a number", br_ynode_describe(node));
+  const char *what = NULL;
+  unsigned long long v = 0;
+  if (node->value[0] == '-')
+    what = "is negative";
+  else if (node->len == 0 || strspn(node->value, "0123456789") != node->len ||
+           (node->len > 1 && node->value[0] == '0'))
+    what = "is not a plain decimal number";
+  for (size_t i = 0; !what && i < node->len; i++) {
+    unsigned d = (unsigned)(node->value[i] - '0');
+    if (v > hi / 10 || v * 10 + d > hi)
+      what = "is too large";
+    else
+      v = v * 10 + d;
+  }
+  if (!what && v < lo)
+    what = "is too small";
+  if (what)
+    return fail_value(ld, node, field, "%s, expected a whole number from %llu to %llu", what, lo, hi);
+  *out = v;
+  return 0;
+}
+
+static int get_unsigned(struct loader *ld, const struct br_ynode *node, const char *field,
+                        unsigned lo, unsigned hi, unsigned *out) {
+  unsigned long long v;
+  int rc = get_uint(ld, node, field, lo, hi, &v);
+  if (!rc)
+    *out = (unsigned)v;
+  return rc;
+}
+
+static int get_size(struct loader *ld, const struct br_ynode *node, const char *field, size_t lo,
+                    size_t hi, size_t *out) {
+  unsigned long long v;
+  int rc = get_uint(ld, node, field, lo, hi, &v);
+  if (!rc)
+    *out = (size_t)v;
+  return rc;
+}
+
+/* A string scalar, or NULL for null when nullable. The value stays owned by
+ * the node. */
+static int get_string(struct loader *ld, const struct br_ynode *node, const char *field,
+                      bool nullable, const char **out) {
+  enum br_yscalar_type type = br_yscalar_type(node);
+  *out = NULL;
+  if (nullable && node->kind == BR_YNODE_SCALAR && type == BR_YNULL)
+    return 0;
+  /* An unquoted "{state_dir}" is a YAML flow mapping; say how to fix it. */
+  if (node->kind == BR_YNODE_MAP && node->flow)
+    return fail(ld, node, field,
+                "got a mapping, expected a string (quote a template that starts with \"{\")");
+  if (node->kind != BR_YNODE_SCALAR || type != BR_YSTR)
+    return fail(ld, node, field, "got %s, expected a string%s", br_ynode_describe(node),
+                nullable ? " or null" : "");
+  if (strlen(node->value) != node->len)
+    return fail(ld, node, field, "contains a NUL byte, expected text");
+  *out = node->value;
+  return 0;
+}
+
+static int check_template(struct loader *ld, const struct br_ynode *node, const char *field,
+                          const char *value, struct names names) {
+  struct br_buf why;
+  br_buf_init(&why, 512);
+  int rc = br_template_check(value, names.v, names.n, &why);
+  if (rc)
+    rc = fail(ld, node, field, "%s", why.data ? why.data : "bad placeholder");
+  br_buf_free(&why);
+  return rc;
+}
+
+/* Relative paths would resolve against whatever directory the daemon was
+ * started in, which under systemd is "/": refuse them rather than guess. */
+static int check_path(struct loader *ld, const struct br_ynode *node, const char *field,
+                      const char *value) {
+  if (value[0] == '/' || strncmp(value, "{state_dir}", strlen("{state_dir}")) == 0)
+    return 0;
+  return fail_value(ld, node, field,
+                    "is a relative path, expected an absolute path or one that starts with "
+                    "{state_dir}");
+}
+
+static int set_string(char **dst, const char *value) {
+  char *copy = NULL;
+  if (value && !(copy = strdup(value)))
+    return -ENOMEM;
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+/* A non-empty string template with the given names; path templates must be
+ * absolute. expected says what the value is, for the empty-string message. */
+static int get_template(struct loader *ld, const struct br_ynode *node, const char *field,
+                        struct names names, bool path, bool nullable, const char *expected,
+                        char **dst) {
+  const char *value;
+  int rc = get_string(ld, node, field, nullable, &value);
+  if (rc)
+    return rc;
+  if (value && !*value)
+    return fail(ld, node, field, "empty string, expected %s", expected);
+  if (value && (rc = check_template(ld, node, field, value, names)))
+    return rc;
+  if (value && path && (rc = check_path(ld, node, field, value)))
+    return rc;
+  return set_string(dst, value);
+}
+
+/* A list of argv templates. Only the program may not be empty: an empty
+ * argument is a legitimate word of a command line. */
+static int get_argv(struct loader *ld, const struct br_ynode *node, const char *field,
+                    struct names names, struct br_strv *dst) {
+  if (node->kind != BR_YNODE_SEQ)
+    return fail(ld, node, field, "got %s, expected a list of strings", br_ynode_describe(node));
+  if (node->n > CONFIG_MAX_ARGV)
+    return fail(ld, node, field, "%zu arguments, expected at most %d", node->n, CONFIG_MAX_ARGV);
+  struct br_strv argv;
+  br_strv_init(&argv);
+  int rc = 0;
+  for (size_t i = 0; i < node->n && !rc; i++) {
+    const struct br_ynode *word = node->items[i];
+    char item[FIELD_ITEM];
+    snprintf(item, sizeof item, "%s[%zu]", field, i);
+    const char *value;
+    if ((rc = get_string(ld, word, item, false, &value)))
+      break;
+    if (i == 0 && !*value)
+      rc = fail(ld, word, item, "empty string, expected the program to run");
+    else if (!(rc = check_template(ld, word, item, value, names)))
+      rc = br_strv_add(&argv, value);
+  }
+  if (rc) {
+    br_strv_free(&argv);
+    return rc;
+  }
+  br_strv_free(dst);
+  *dst = argv;
+  return 0;
+}
+
+static const char *const reload_keys_docker[] = {"driver", "container", "signal", "grace_ms", NULL};
+static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", NULL};
+static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", NULL};
+static const char *const reload_keys_none[] = {"driver", NULL};
+static const char *const reload_keys_all[] = {"driver",   "container", "pidfile",   "signal",
+                                              "grace_ms", "argv",      "timeout_ms", NULL};
+
+static int get_signal(struct loader *ld, const struct br_ynode *node, const char *field, int *out) {
+  const char *value;
+  int rc = get_string(ld, node, field, false, &value);
+  if (rc)
+    return rc;
+  int signo = signal_lookup(value);
+  if (signo == SIGUSR1)
+    return fail_value(ld, node, field, "toggles pipelock's kill switch, expected " SIGNAL_CHOICES);
+  if (!signo)
+    return fail_value(ld, node, field, "is not a signal name, expected " SIGNAL_CHOICES);
+  *out = signo;
+  return 0;
+}
+
+/* A reload mapping replaces the sidecar's reload settings as a whole: the
+ * driver is read first, then only that driver's keys are accepted, so a
+ * pidfile left over from an edit cannot silently do nothing. */
+static int parse_reload(struct loader *ld, const struct br_ynode *node, const char *prefix,
+                        const char *sidecar_name, struct br_reload_config *out) {
+  int rc = want_map(ld, node, prefix, "a mapping such as {driver: docker}");
+  if (rc)
+    return rc;
+  enum br_driver_kind driver = BR_DRIVER_DOCKER;
+  const struct br_ynode *driver_node = br_ymap_get(node, "driver");
+  char field[FIELD_RELOAD];
+  if (driver_node) {
+    join(field, sizeof field, prefix, "driver");
+    const char *value;
+    if ((rc = get_string(ld, driver_node, field, false, &value)))
+      return rc;
+    size_t i;
+    for (i = 0; i < sizeof driver_names / sizeof *driver_names; i++)
+      if (strcmp(value, driver_names[i]) == 0)
+        break;
+    if (i == sizeof driver_names / sizeof *driver_names)
+      return fail_value(ld, driver_node, field,
+                        "is not a driver, expected docker, signal, exec or none");
+    driver = (enum br_driver_kind)i;
+  }
+  const char *const *keys = driver == BR_DRIVER_DOCKER   ? reload_keys_docker
+                            : driver == BR_DRIVER_SIGNAL ? reload_keys_signal
+                            : driver == BR_DRIVER_EXEC   ? reload_keys_exec
+                                                         : reload_keys_none;
+
+  struct br_reload_config rl;
+  if ((rc = reload_defaults(&rl, driver, sidecar_name)))
+    return rc;
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (!in_list(key, reload_keys_all)) {
+      rc = fail_key(ld, key, prefix, "unknown key", keys);
+      break;
+    }
+    if (!in_list(key, keys)) {
+      char what[64];
+      snprintf(what, sizeof what, "not a key of driver %s", driver_names[driver]);
+      rc = fail_key(ld, key, prefix, what, keys);
+      break;
+    }
+    join(field, sizeof field, prefix, key->value);
+    if (key_is(key, "container"))
+      rc = get_template(ld, value, field, names_sidecar, false, false, "a container name", &rl.container);
+    else if (key_is(key, "pidfile"))
+      rc = get_template(ld, value, field, names_sidecar, true, false, "the path of a pidfile", &rl.pidfile);
+    else if (key_is(key, "signal"))
+      rc = get_signal(ld, value, field, &rl.signo);
+    else if (key_is(key, "grace_ms"))
+      rc = get_unsigned(ld, value, field, 0, 600000, &rl.grace_ms);
+    else if (key_is(key, "timeout_ms"))
+      rc = get_unsigned(ld, value, field, 1, 600000, &rl.timeout_ms);
+    else if (key_is(key, "argv")) {
+      if (!(rc = get_argv(ld, value, field, names_sidecar, &rl.argv)) && rl.argv.n == 0)
+        rc = fail(ld, value, field, "empty list, expected the program and its arguments");
+    }
+  }
+  if (!rc && driver == BR_DRIVER_SIGNAL && !rl.pidfile)
+    rc = fail(ld, node, prefix, "driver signal needs pidfile, expected the path of the "
+                                "sidecar's pidfile");
+  if (!rc && driver == BR_DRIVER_EXEC && rl.argv.n == 0)
+    rc = fail(ld, node, prefix, "driver exec needs argv, expected the program and its arguments");
+  if (rc) {
+    reload_free(&rl);
+    return rc;
+  }
+  reload_free(out);
+  *out = rl;
+  return 0;
+}
+
+static const char *const pipelock_keys[] = {"file", "mirror", "settle_ms", "validate", "reload", NULL};
+static const char *const egress_keys[] = {"file", "settle_ms", "validate", "reload", NULL};
+
+/* mirror is not NULL only for pipelock, the one sidecar this daemon may
+ * remove hosts from. */
+static int parse_sidecar(struct loader *ld, const struct br_ynode *node, const char *name,
+                         struct br_sidecar_config *sc, enum br_mirror_mode *mirror) {
+  int rc = want_map(ld, node, name, "a mapping of sidecar settings");
+  if (rc)
+    return rc;
+  const char *const *keys = mirror ? pipelock_keys : egress_keys;
+  char field[FIELD_SIDECAR];
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (!in_list(key, keys))
+      return fail_key(ld, key, name,
+                      key_is(key, "mirror") ? "only pipelock has a mirror mode" : "unknown key",
+                      keys);
+    join(field, sizeof field, name, key->value);
+    if (key_is(key, "file")) {
+      rc = get_template(ld, value, field, names_sidecar, true, false, "the path of the live file",
+                        &sc->file);
+    } else if (key_is(key, "mirror")) {
+      const char *mode;
+      if ((rc = get_string(ld, value, field, false, &mode)))
+        break;
+      if (strcmp(mode, "additive") == 0)
+        *mirror = BR_MIRROR_ADDITIVE;
+      else if (strcmp(mode, "prune") == 0)
+        *mirror = BR_MIRROR_PRUNE;
+      else
+        rc = fail_value(ld, value, field, "is not a mirror mode, expected additive or prune");
+    } else if (key_is(key, "settle_ms")) {
+      rc = get_unsigned(ld, value, field, 0, 60000, &sc->settle_ms);
+    } else if (key_is(key, "validate")) {
+      if ((rc = get_argv(ld, value, field, names_validate, &sc->validate)))
+        break;
+      /* A validator that is not given the staged file checks something
+       * else and would pass every write. */
+      bool names_file = sc->validate.n == 0;
+      for (size_t w = 0; w < sc->validate.n && !names_file; w++)
+        names_file = strstr(sc->validate.v[w], "{file}") != NULL;
+      if (!names_file)
+        rc = fail(ld, value, field,
+                  "no argument contains {file}, expected the staged file's path as \"{file}\"");
+    } else if (key_is(key, "reload")) {
+      rc = parse_reload(ld, value, field, name, &sc->reload);
+    }
+  }
+  return rc;
+}
+
+static const char *const backoff_keys[] = {"initial_ms", "max_ms", NULL};
+static const char *const limits_keys[] = {"max_file_bytes", "max_routes", "max_paths", NULL};
+
+static int parse_backoff(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  int rc = want_map(ld, node, "backoff", "a mapping such as {initial_ms: 100, max_ms: 30000}");
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (key_is(key, "initial_ms")) {
+      ld->backoff_initial = value;
+      rc = get_unsigned(ld, value, "backoff.initial_ms", 1, 3600000, &cfg->backoff_initial_ms);
+    } else if (key_is(key, "max_ms")) {
+      ld->backoff_max = value;
+      rc = get_unsigned(ld, value, "backoff.max_ms", 1, 86400000, &cfg->backoff_max_ms);
+    } else {
+      rc = fail_key(ld, key, "backoff", "unknown key", backoff_keys);
+    }
+  }
+  return rc;
+}
+
+static int parse_limits(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  int rc = want_map(ld, node, "limits", "a mapping such as {max_file_bytes: 1048576}");
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (key_is(key, "max_file_bytes"))
+      rc = get_size(ld, value, "limits.max_file_bytes", 1, 64 * 1024 * 1024, &cfg->max_file_bytes);
+    else if (key_is(key, "max_routes"))
+      rc = get_size(ld, value, "limits.max_routes", 1, 1000000, &cfg->max_routes);
+    else if (key_is(key, "max_paths"))
+      rc = get_size(ld, value, "limits.max_paths", 1, 1000000, &cfg->max_paths);
+    else
+      rc = fail_key(ld, key, "limits", "unknown key", limits_keys);
+  }
+  return rc;
+}
+
+static int parse_sources(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  if (node->kind != BR_YNODE_SEQ)
+    return fail(ld, node, "sources", "got %s, expected a list of directory templates",
+                br_ynode_describe(node));
+  if (node->n == 0)
+    return fail(ld, node, "sources", "empty list, expected at least one source directory");
+  if (node->n > CONFIG_MAX_SOURCES)
+    return fail(ld, node, "sources", "%zu sources, expected at most %d", node->n,
+                CONFIG_MAX_SOURCES);
+  struct br_strv sources;
+  br_strv_init(&sources);
+  int rc = 0;
+  for (size_t i = 0; i < node->n && !rc; i++) {
+    char field[32];
+    snprintf(field, sizeof field, "sources[%zu]", i);
+    char *dir = NULL;
+    if ((rc = get_template(ld, node->items[i], field, names_source, true, false,
+                           "a directory template such as \"{state_dir}/{slug}/routes.d\"", &dir)))
+      break;
+    /* The same directory twice would merge every fragment in it twice;
+     * harmless, but never what was meant. */
+    if (br_strv_contains(&sources, dir))
+      rc = fail_value(ld, node->items[i], field, "is listed twice, expected each source once");
+    else
+      rc = br_strv_add(&sources, dir);
+    free(dir);
+  }
+  if (rc) {
+    br_strv_free(&sources);
+    return rc;
+  }
+  br_strv_free(&cfg->sources);
+  cfg->sources = sources;
+  return 0;
+}
+
+/* The root of everything else: no placeholders, absolute, and without the
+ * trailing "/" that would double up in "{state_dir}/{slug}". */
+static int parse_state_dir(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  char *dir = NULL;
+  int rc = get_template(ld, node, "state_dir", names_none, false, false,
+                        "an absolute directory such as /var/lib/bot-bottle/state", &dir);
+  if (rc)
+    return rc;
+  if (dir[0] != '/') {
+    free(dir);
+    return fail_value(ld, node, "state_dir", "is a relative path, expected an absolute path");
+  }
+  size_t len = strlen(dir);
+  while (len > 1 && dir[len - 1] == '/')
+    dir[--len] = '\0';
+  free(cfg->state_dir);
+  cfg->state_dir = dir;
+  return 0;
+}
+
+static const char *const top_keys[] = {
+    "state_dir", "sources",    "debounce_ms",  "max_wait_ms", "resync_interval_s",
+    "workers",   "backoff",    "limits",       "audit_log",   "metrics_file",
+    "pipelock",  "egress",     NULL};
+
+static int apply(struct loader *ld, const struct br_ynode *root, struct br_config *cfg) {
+  for (size_t i = 0; i + 1 < root->n; i += 2) {
+    const struct br_ynode *key = root->items[i], *value = root->items[i + 1];
+    int rc;
+    if (key_is(key, "state_dir"))
+      rc = parse_state_dir(ld, value, cfg);
+    else if (key_is(key, "sources"))
+      rc = parse_sources(ld, value, cfg);
+    else if (key_is(key, "debounce_ms"))
+      rc = get_unsigned(ld, ld->debounce = value, "debounce_ms", 0, 60000, &cfg->debounce_ms);
+    else if (key_is(key, "max_wait_ms"))
+      rc = get_unsigned(ld, ld->max_wait = value, "max_wait_ms", 0, 3600000, &cfg->max_wait_ms);
+    else if (key_is(key, "resync_interval_s"))
+      rc = get_unsigned(ld, value, "resync_interval_s", 0, 604800, &cfg->resync_interval_s);
+    else if (key_is(key, "workers"))
+      rc = get_unsigned(ld, value, "workers", 1, 256, &cfg->workers);
+    else if (key_is(key, "backoff"))
+      rc = parse_backoff(ld, value, cfg);
+    else if (key_is(key, "limits"))
+      rc = parse_limits(ld, value, cfg);
+    else if (key_is(key, "audit_log"))
+      rc = get_template(ld, value, "audit_log", names_global, true, false, "the path of the audit log",
+                        &cfg->audit_log);
+    else if (key_is(key, "metrics_file"))
+      rc = get_template(ld, value, "metrics_file", names_global, true, true,
+                        "the path of a Prometheus textfile, or null", &cfg->metrics_file);
+    else if (key_is(key, "pipelock"))
+      rc = parse_sidecar(ld, value, "pipelock", &cfg->pipelock, &cfg->mirror);
+    else if (key_is(key, "egress"))
+      rc = parse_sidecar(ld, value, "egress", &cfg->egress, NULL);
+    else
+      rc = fail_key(ld, key, "", "unknown key", top_keys);
+    if (rc)
+      return rc;
+  }
+
+  /* Settings that bound each other, checked once both are known. */
+  if (cfg->backoff_initial_ms > cfg->backoff_max_ms) {
+    if (ld->backoff_initial)
+      return fail_value(ld, ld->backoff_initial, "backoff.initial_ms",
+                        "is larger than backoff.max_ms (%u), expected at most %u",
+                        cfg->backoff_max_ms, cfg->backoff_max_ms);
+    return fail_value(ld, ld->backoff_max, "backoff.max_ms",
+                      "is smaller than backoff.initial_ms (%u), expected at least %u",
+                      cfg->backoff_initial_ms, cfg->backoff_initial_ms);
+  }
+  if (cfg->max_wait_ms < cfg->debounce_ms) {
+    if (ld->max_wait)
+      return fail_value(ld, ld->max_wait, "max_wait_ms",
+                        "is less than debounce_ms (%u), expected at least %u", cfg->debounce_ms,
+                        cfg->debounce_ms);
+    return fail_value(ld, ld->debounce, "debounce_ms",
+                      "is more than max_wait_ms (%u), expected at most %u", cfg->max_wait_ms,
+                      cfg->max_wait_ms);
+  }
+  return 0;
+}
+
+/* Reads the whole file through fileio's bounded read and words its errors
+ * for the person who named the file. */
+static int read_config(const char *path, struct br_buf *text, struct br_buf *err) {
+  int rc = br_file_read(path, CONFIG_MAX_BYTES, false, text);
+  if (rc == -EFBIG)
+    br_buf_printf(err, "%s:1:1: (file): more than %d bytes, expected at most %d\n", path,
+                  CONFIG_MAX_BYTES, CONFIG_MAX_BYTES);
+  else if (rc == -EINVAL || rc == -EISDIR)
+    br_buf_printf(err, "%s: not a regular file, expected a YAML file\n", path);
+  else if (rc && rc != -ENOMEM)
+    br_buf_printf(err, "%s: cannot read: %s\n", path, strerror(-rc));
+  return rc;
+}
+
+int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) {
+  int rc = br_config_defaults(cfg);
+  if (rc || !path)
+    return rc;
+  struct br_buf text;
+  br_buf_init(&text, CONFIG_MAX_BYTES);
+  struct br_ynode *root = NULL;
+  const struct br_yopts opts = {
+      .max_bytes = CONFIG_MAX_BYTES, .max_depth = CONFIG_MAX_DEPTH, .max_nodes = CONFIG_MAX_NODES};
+  rc = read_config(path, &text, err);
+  if (!rc)
+    rc = br_ydoc_parse(path, text.data ? text.data : "", text.len, &opts, &root, err);
+  /* No document, or a lone "---" or "~", means "all defaults". */
+  bool empty = !root || (root->kind == BR_YNODE_SCALAR && br_yscalar_type(root) == BR_YNULL);
+  if (!rc && !empty) {
+    struct loader ld = {.name = path, .err = err};
+    if (root->kind != BR_YNODE_MAP)
+      rc = fail(&ld, root, "(document)", "got %s, expected a mapping of settings",
+                br_ynode_describe(root));
+    else
+      rc = apply(&ld, root, cfg);
+  }
+  br_ynode_free(root);
+  br_buf_free(&text);
+  if (rc)
+    br_config_free(cfg);
+  return rc;
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+/* A YAML double-quoted scalar. Bytes from 0x80 up are copied as they are:
+ * the text is UTF-8, and YAML's \xNN would mean the code point, not a byte. */
+static int add_quoted(struct br_buf *out, const char *s) {
+  int rc = br_buf_adds(out, "\"");
+  for (; *s && !rc; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      rc = br_buf_printf(out, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      rc = br_buf_printf(out, "\\x%02x", c);
+    else
+      rc = br_buf_add(out, s, 1);
+  }
+  return rc ? rc : br_buf_adds(out, "\"");
+}
+
+static int add_list(struct br_buf *out, const struct br_strv *list) {
+  int rc = br_buf_adds(out, "[");
+  for (size_t i = 0; i < list->n && !rc; i++)
+    if (!(rc = i ? br_buf_adds(out, ", ") : 0))
+      rc = add_quoted(out, list->v[i]);
+  return rc ? rc : br_buf_adds(out, "]");
+}
+
+static int add_sidecar(struct br_buf *out, const char *name, const struct br_sidecar_config *sc,
+                       const enum br_mirror_mode *mirror) {
+  const struct br_reload_config *rl = &sc->reload;
+  int rc = br_buf_printf(out, "%s:\n  file: ", name);
+  if (!rc)
+    rc = add_quoted(out, sc->file);
+  if (!rc && mirror)
+    rc = br_buf_printf(out, "\n  mirror: %s", *mirror == BR_MIRROR_PRUNE ? "prune" : "additive");
+  if (!rc)
+    rc = br_buf_printf(out, "\n  settle_ms: %u\n  validate: ", sc->settle_ms);
+  if (!rc)
+    rc = add_list(out, &sc->validate);
+  if (!rc)
+    rc = br_buf_printf(out, "\n  reload: {driver: %s", driver_names[rl->driver]);
+  if (!rc && rl->driver == BR_DRIVER_DOCKER) {
+    if (!(rc = br_buf_adds(out, ", container: ")))
+      rc = add_quoted(out, rl->container);
+  }
+  if (!rc && rl->driver == BR_DRIVER_SIGNAL) {
+    if (!(rc = br_buf_adds(out, ", pidfile: ")))
+      rc = add_quoted(out, rl->pidfile);
+  }
+  if (!rc && (rl->driver == BR_DRIVER_DOCKER || rl->driver == BR_DRIVER_SIGNAL))
+    rc = br_buf_printf(out, ", signal: %s, grace_ms: %u", br_signal_name(rl->signo), rl->grace_ms);
+  if (!rc && rl->driver == BR_DRIVER_EXEC) {
+    if (!(rc = br_buf_adds(out, ", argv: ")) && !(rc = add_list(out, &rl->argv)))
+      rc = br_buf_printf(out, ", timeout_ms: %u", rl->timeout_ms);
+  }
+  return rc ? rc : br_buf_adds(out, "}\n");
+}
+
+int br_config_format(const struct br_config *cfg, struct br_buf *out) {
+  int rc = br_buf_adds(out, "state_dir: ");
+  if (!rc)
+    rc = add_quoted(out, cfg->state_dir);
+  if (!rc)
+    rc = br_buf_adds(out, "\nsources: ");
+  if (!rc)
+    rc = add_list(out, &cfg->sources);
+  if (!rc)
+    rc = br_buf_printf(out,
+                       "\ndebounce_ms: %u\nmax_wait_ms: %u\nresync_interval_s: %u\nworkers: %u\n"
+                       "backoff: {initial_ms: %u, max_ms: %u}\n"
+                       "limits: {max_file_bytes: %zu, max_routes: %zu, max_paths: %zu}\n"
+                       "audit_log: ",
+                       cfg->debounce_ms, cfg->max_wait_ms, cfg->resync_interval_s, cfg->workers,
+                       cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->max_file_bytes,
+                       cfg->max_routes, cfg->max_paths);
+  if (!rc)
+    rc = add_quoted(out, cfg->audit_log);
+  if (!rc)
+    rc = br_buf_adds(out, "\nmetrics_file: ");
+  if (!rc)
+    rc = cfg->metrics_file ? add_quoted(out, cfg->metrics_file) : br_buf_adds(out, "null");
+  if (!rc)
+    rc = br_buf_adds(out, "\n");
+  if (!rc)
+    rc = add_sidecar(out, "pipelock", &cfg->pipelock, &cfg->mirror);
+  if (!rc)
+    rc = add_sidecar(out, "egress", &cfg->egress, NULL);
+  return rc;
+}
+
+/* ---- expansion ---------------------------------------------------------- */
+
+/* Slugs and project names end up inside paths and container names; one that
+ * is not a single path component could point outside the bottle's directory. */
+static bool is_component(const char *s) {
+  return s && *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_sidecar_config *sc) {
+  if (sc == &cfg->pipelock)
+    return "pipelock";
+  if (sc == &cfg->egress)
+    return "egress";
+  return NULL;
+}
+
+static int expand(const struct br_config *cfg, const char *tmpl, const char *slug,
+                  const char *project, const char *sidecar_name, const char *file,
+                  struct br_buf *out) {
+  /* "" is never a slug or a project, so it means "not given", like NULL. */
+  if (slug && !*slug)
+    slug = NULL;
+  if (!project || !*project)
+    project = slug;
+  if ((slug && !is_component(slug)) || (project && !is_component(project)))
+    return -EINVAL;
+  const char *values[] = {cfg->state_dir, slug, project, sidecar_name, file};
+  return br_template_expand(tmpl, template_names, values, 5, out, NULL);
+}
+
+int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug,
+                     const char *project, struct br_buf *out) {
+  return expand(cfg, tmpl, slug, project, NULL, NULL, out);
+}
+
+int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc,
+                             const char *tmpl, const char *slug, const char *project,
+                             const char *file, struct br_buf *out) {
+  const char *name = br_config_sidecar_name(cfg, sc);
+  if (!name)
+    return -EINVAL;
+  return expand(cfg, tmpl, slug, project, name, file, out);
+}
