@@ -80,8 +80,12 @@ int br_buf_printf(struct br_buf *b, const char *fmt, ...) {
 }
 
 char *br_buf_steal(struct br_buf *b) {
-  if (!b->data && reserve(b, 0))
-    return NULL;
+  if (!b->data) {
+    /* reserve() allocates but writes nothing: the promised "" needs its NUL. */
+    if (reserve(b, 0))
+      return NULL;
+    b->data[0] = '\0';
+  }
   char *p = b->data;
   b->data = NULL;
   b->len = 0;

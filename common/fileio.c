@@ -16,7 +16,8 @@
 
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out) {
   br_buf_reset(out);
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+  /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore it. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
   if (fd < 0)
     return -errno;
   struct stat st;

@@ -14,6 +14,10 @@ struct loader {
   struct br_buf *err;
   struct br_buf path; /* field path of the node being built, for messages */
   size_t nodes;
+  size_t bom; /* bytes of a UTF-8 byte-order mark not shown to libyaml */
+  int node_error;    /* why new_node last returned NULL: -E2BIG or -ENOMEM */
+  const char *bytes; /* the input, to place reader errors */
+  size_t len;
 };
 
 static void fail_at(struct loader *ld, size_t line, size_t column, const char *what) {
@@ -25,9 +29,18 @@ static void fail_parser(struct loader *ld) {
   yaml_parser_t *p = &ld->parser;
   size_t line = p->problem_mark.line + 1, column = p->problem_mark.column + 1;
   if (p->error == YAML_READER_ERROR) {
-    /* The reader reports a byte offset, not a line: name it plainly. */
+    /* The reader reports a byte offset and leaves problem_mark unset: count
+     * the line and column (in characters) up to that offset ourselves. */
+    size_t end = p->problem_offset + ld->bom < ld->len ? p->problem_offset + ld->bom : ld->len;
+    line = 1, column = 1;
+    for (size_t i = ld->bom; i < end; i++) {
+      if (ld->bytes[i] == '\n')
+        line++, column = 1;
+      else if (((unsigned char)ld->bytes[i] & 0xC0) != 0x80)
+        column++;
+    }
     br_buf_printf(ld->err, "%s:%zu:%zu: encoding: %s at byte %zu, expected UTF-8 text\n", ld->name,
-                  line, column, p->problem ? p->problem : "unreadable input", p->problem_offset);
+                  line, column, p->problem ? p->problem : "unreadable input", p->problem_offset + ld->bom);
     return;
   }
   struct br_buf msg;
@@ -52,11 +65,14 @@ static struct br_ynode *new_node(struct loader *ld, enum br_ynode_kind kind, con
   if (++ld->nodes > ld->opts->max_nodes) {
     fail_at(ld, ev->start_mark.line + 1, ev->start_mark.column + 1,
             "too many nodes, expected a smaller document");
+    ld->node_error = -E2BIG;
     return NULL;
   }
   struct br_ynode *n = calloc(1, sizeof *n);
-  if (!n)
+  if (!n) {
+    ld->node_error = -ENOMEM;
     return NULL;
+  }
   n->kind = kind;
   n->line = ev->start_mark.line + 1;
   n->column = ev->start_mark.column + 1;
@@ -176,7 +192,7 @@ static int build(struct loader *ld, yaml_event_t *ev, size_t depth, struct br_yn
                                 ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit)))
       return rc;
     if (!(node = new_node(ld, BR_YNODE_SCALAR, ev)))
-      return -ENOMEM;
+      return ld->node_error;
     node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     node->tagged = ev->data.scalar.tag && !(ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit);
     node->anchored = ev->data.scalar.anchor != NULL;
@@ -197,7 +213,7 @@ static int build(struct loader *ld, yaml_event_t *ev, size_t depth, struct br_yn
       return -EINVAL;
     }
     if (!(node = new_node(ld, BR_YNODE_ALIAS, ev)))
-      return -ENOMEM;
+      return ld->node_error;
     *out = node;
     return 0;
   case YAML_SEQUENCE_START_EVENT:
@@ -218,7 +234,7 @@ static int build(struct loader *ld, yaml_event_t *ev, size_t depth, struct br_yn
       return -EINVAL;
     }
     if (!(node = new_node(ld, seq ? BR_YNODE_SEQ : BR_YNODE_MAP, ev)))
-      return -ENOMEM;
+      return ld->node_error;
     node->flow = seq ? ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
                      : ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
     node->anchored = (seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor) != NULL;
@@ -275,15 +291,25 @@ int br_ydoc_parse(const char *name, const char *bytes, size_t len, const struct 
     br_buf_printf(err, "%s:1:1: (file): %zu bytes, expected at most %zu\n", name, len, opts->max_bytes);
     return -EFBIG;
   }
-  struct loader ld = {.name = name, .opts = opts, .err = err};
+  /* libyaml asserts on a NULL input, which an empty buffer may well be. */
+  if (!bytes)
+    bytes = "";
+  struct loader ld = {.name = name, .opts = opts, .err = err, .bytes = bytes, .len = len};
   br_buf_init(&ld.path, 4096);
   if (!yaml_parser_initialize(&ld.parser)) {
     br_buf_free(&ld.path);
     return -ENOMEM;
   }
-  /* Force UTF-8 so a UTF-16 byte-order mark is an error, not a new encoding. */
+  /* Force UTF-8 so a UTF-16 byte-order mark is an error, not a new encoding.
+   * libyaml drops a UTF-8 BOM only when it detects the encoding itself; forced,
+   * it reads the BOM as a character that shifts the first line one column to
+   * the right of the rest and fails on any block mapping. So the BOM is not
+   * shown to it, and positions count from after it, as br_ydoc_byte_offset
+   * expects. */
   yaml_parser_set_encoding(&ld.parser, YAML_UTF8_ENCODING);
-  yaml_parser_set_input_string(&ld.parser, (const unsigned char *)bytes, len);
+  if (len >= 3 && memcmp(bytes, "\xEF\xBB\xBF", 3) == 0)
+    ld.bom = 3;
+  yaml_parser_set_input_string(&ld.parser, (const unsigned char *)bytes + ld.bom, len - ld.bom);
   int rc = load(&ld, root);
   yaml_parser_delete(&ld.parser);
   br_buf_free(&ld.path);

@@ -50,7 +50,8 @@ struct br_yopts {
 };
 
 /* Parses exactly one document. The empty input (or only comments) gives
- * *root == NULL and 0. Errors return -EINVAL (-EFBIG for size) and append
+ * *root == NULL and 0; bytes may be NULL when len is 0. Errors return -EINVAL
+ * (-EFBIG for more than max_bytes, -E2BIG for more than max_nodes) and append
  * "NAME:LINE:COLUMN: FIELD: what is wrong, what was expected" to err, where
  * FIELD is a path like routes[2].host. Input must be UTF-8. */
 int br_ydoc_parse(const char *name, const char *bytes, size_t len, const struct br_yopts *opts,

@@ -115,7 +115,7 @@ static json_t *audit_record(struct run *run, const char *sidecar, const char *fi
   snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
   json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "slug", run->slug, "sidecar", sidecar,
                           "file", file);
-  json_array_append(run->rep->audit, rec);
+  json_array_append_new(run->rep->audit, rec);
   return rec; /* borrowed: the report's array holds the reference */
 }
 
@@ -538,4 +538,30 @@ out:
   br_buf_free(&run.pipelock_file);
   br_buf_free(&run.egress_file);
   return rc;
+}
+
+void br_converge_cleanup(const struct br_config *cfg, const char *slug) {
+  struct br_buf dir, project, warnings;
+  br_buf_init(&dir, PATH_MAX);
+  br_buf_init(&project, 256);
+  br_buf_init(&warnings, 4096);
+  br_slug_project(cfg->state_dir, slug, &project, &warnings);
+  const struct br_sidecar_config *sidecars[] = {&cfg->pipelock, &cfg->egress};
+  for (size_t i = 0; i < 2; i++) {
+    br_buf_reset(&dir);
+    if (!br_config_expand_sidecar(cfg, sidecars[i], sidecars[i]->file, slug, project.data, NULL, &dir)) {
+      char *slash = strrchr(dir.data, '/');
+      if (slash)
+        *slash = '\0';
+      br_file_remove_stale_temps(dir.data);
+    }
+  }
+  for (size_t i = 0; i < cfg->sources.n; i++) {
+    br_buf_reset(&dir);
+    if (!br_config_expand(cfg, cfg->sources.v[i], slug, project.data, &dir))
+      br_file_remove_stale_temps(dir.data);
+  }
+  br_buf_free(&dir);
+  br_buf_free(&project);
+  br_buf_free(&warnings);
 }

@@ -49,4 +49,8 @@ const char *br_outcome_name(enum br_outcome outcome);
 int br_converge_slug(const struct br_config *cfg, const char *slug, bool dry_run,
                      struct br_converge_report *rep);
 
+/* Removes temp files that a crashed writer of this tool left beside slug's
+ * live files and in its source directories. Call once per slug at start. */
+void br_converge_cleanup(const struct br_config *cfg, const char *slug);
+
 #endif

@@ -4,7 +4,7 @@
 
 #include <errno.h>
 
-#include "common/template.h"
+#include <string.h>
 
 void br_reload_result_init(struct br_reload_result *res) {
   res->status = BR_RELOAD_OK;
@@ -33,10 +33,10 @@ const char *br_reload_status_name(enum br_reload_status status) {
 }
 
 int br_driver_expand(const struct br_reload_request *req, const char *tmpl, struct br_buf *out) {
-  static const char *const names[] = {"state_dir", "slug", "project", "sidecar", "file"};
-  const char *values[] = {req->config->state_dir, req->slug, req->project, req->sidecar, req->file};
+  const struct br_config *cfg = req->config;
+  const struct br_sidecar_config *sc = strcmp(req->sidecar, "pipelock") == 0 ? &cfg->pipelock : &cfg->egress;
   br_buf_reset(out);
-  return br_template_expand(tmpl, names, values, 5, out, NULL);
+  return br_config_expand_sidecar(cfg, sc, tmpl, req->slug, req->project, NULL, out);
 }
 
 int br_driver_reload(const struct br_reload_request *req, struct br_reload_result *res) {

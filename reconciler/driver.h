@@ -44,7 +44,7 @@ void br_reload_result_free(struct br_reload_result *res);
 int br_driver_reload(const struct br_reload_request *req, struct br_reload_result *res);
 const char *br_reload_status_name(enum br_reload_status status);
 
-/* Expands a driver template ({state_dir}, {slug}, {project}, {sidecar}, {file}). */
+/* Expands a driver template ({state_dir}, {slug}, {project}, {sidecar}) into out. */
 int br_driver_expand(const struct br_reload_request *req, const char *tmpl, struct br_buf *out);
 
 /* The drivers, one per file. */

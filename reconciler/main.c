@@ -206,40 +206,12 @@ static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slug
 static void write_audit(struct cli *cli, const struct br_converge_report *rep) {
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
-  if (!br_config_expand(&cli->cfg, cli->cfg.audit_log, "", "", &path)) {
+  if (!br_config_expand(&cli->cfg, cli->cfg.audit_log, NULL, NULL, &path)) {
     int rc = br_audit_append(path.data, rep->audit);
     if (rc)
       br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
   }
   br_buf_free(&path);
-}
-
-/* Removes temp files a crashed writer left beside the live files and in the
- * source directories of slug. */
-static void remove_stale_temps(struct cli *cli, const char *slug) {
-  struct br_buf dir, project, warnings;
-  br_buf_init(&dir, PATH_MAX);
-  br_buf_init(&project, 256);
-  br_buf_init(&warnings, 4096);
-  br_slug_project(cli->cfg.state_dir, slug, &project, &warnings);
-  const char *tmpls[] = {cli->cfg.pipelock.file, cli->cfg.egress.file};
-  for (size_t i = 0; i < 2; i++) {
-    br_buf_reset(&dir);
-    if (br_config_expand(&cli->cfg, tmpls[i], slug, project.data, &dir) == 0) {
-      char *slash = strrchr(dir.data, '/');
-      if (slash)
-        *slash = '\0';
-      br_file_remove_stale_temps(dir.data);
-    }
-  }
-  for (size_t i = 0; i < cli->cfg.sources.n; i++) {
-    br_buf_reset(&dir);
-    if (br_config_expand(&cli->cfg, cli->cfg.sources.v[i], slug, project.data, &dir) == 0)
-      br_file_remove_stale_temps(dir.data);
-  }
-  br_buf_free(&dir);
-  br_buf_free(&project);
-  br_buf_free(&warnings);
 }
 
 static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
@@ -256,7 +228,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     struct br_converge_report rep;
     br_converge_report_init(&rep);
     if (!dry_run)
-      remove_stale_temps(cli, slug);
+      br_converge_cleanup(&cli->cfg, slug);
     int rc = br_converge_slug(&cli->cfg, slug, dry_run, &rep);
     /* A sidecar too young to be signalled asks for a short wait; a one-shot
      * command can afford it instead of failing. */
