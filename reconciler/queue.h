@@ -29,6 +29,7 @@ struct br_slot {
   bool ready;               /* in the ready FIFO, waiting for a worker */
   bool removed;             /* the bottle went away while converging: freed when done */
   bool polled;              /* inotify could not watch it: the poll timer marks it */
+  bool first_pass;          /* not converged once since the daemon started */
   uint64_t first_mark_ms;   /* loop time the current debounce window opened */
   uint64_t due_ms;          /* loop time it becomes ready (debounce end, retry time) */
   size_t heap_index;        /* position in the timer heap, or SIZE_MAX */
