@@ -226,9 +226,9 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
 
 static void on_slug_dirty(void *ctx, const char *slug, const char *why) {
   struct daemon *d = ctx;
+  /* Debug only: the reconciler's own writes come back as events too. Real
+   * drift is told apart after the converge (log_outcome). */
   br_log(BR_LOG_DEBUG, slug, "%s", why);
-  if (strncmp(why, "drift", 5) == 0)
-    br_log(BR_LOG_INFO, slug, "%s: a live file changed outside the reconciler; checking it", why);
   /* A source path may have moved (symlink swap, metadata.json): re-watch. */
   if (strstr(why, "metadata.json"))
     watch_slug(d, slug);
@@ -467,7 +467,13 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
   bool same = slot->message && strcmp(slot->message, msg) == 0 && slot->phase == phase;
   switch (phase) {
   case BR_PHASE_CONVERGED:
-    if (rep->writes || rep->reloads)
+    if (rep->writes && slot->settled == BR_PHASE_CONVERGED &&
+        strcmp(slot->desired_hash, rep->desired_hash) == 0)
+      /* The desired state did not change since the last converge, yet the live
+       * files had to be written: someone edited them by hand. */
+      br_log(BR_LOG_WARN, job->slug, "drift: live files no longer matched the unchanged desired state; "
+                                     "reverted: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
+    else if (rep->writes || rep->reloads)
       br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
     else
       br_log(same ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);

@@ -187,6 +187,7 @@ struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create)
     return NULL;
   }
   s->phase = BR_PHASE_PENDING;
+  s->settled = BR_PHASE_PENDING;
   s->heap_index = SIZE_MAX;
   q->counts[BR_PHASE_PENDING]++;
   return s;
@@ -265,6 +266,7 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
   s->message = message;
   s->last_converge_ms = wall_ms();
   set_phase(q, s, phase);
+  s->settled = phase;
   if (phase == BR_PHASE_RETRYING) {
     s->attempts++;
     unsigned delay = retry_after_ms ? retry_after_ms : backoff_ms(q, s->attempts);

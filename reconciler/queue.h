@@ -25,6 +25,8 @@ enum br_phase {
 struct br_slot {
   char *slug;               /* owned */
   enum br_phase phase;
+  enum br_phase settled;    /* the phase of the last finished converge;
+                               PENDING until one has finished */
   bool dirty;               /* changed while converging: runs again right after */
   bool ready;               /* in the ready FIFO, waiting for a worker */
   bool removed;             /* the bottle went away while converging: freed when done */
