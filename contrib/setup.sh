@@ -9,8 +9,9 @@ build_pkgs=(gcc make cmake pkg-config libuv1-dev libyaml-dev libjansson-dev libs
   libcurl4-openssl-dev libsystemd-dev)
 # tests and demo: sha256sum/awk/etc. come with coreutils; inotifywait and jq
 # are the shell alternative the benchmark compares against; python3 checks
-# canonical JSON; systemd gives systemd-analyze for the unit file check
-test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git)
+# canonical JSON; systemd gives systemd-analyze for the unit file check;
+# groff-base lints the man page
+test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base)
 
 all=("${build_pkgs[@]}" "${test_pkgs[@]}")
 missing=()
