@@ -2,7 +2,7 @@
 # for the system tests; source it after lib.sh. Defines functions only.
 # shellcheck shell=bash
 #
-#   bottles_config FILE [KEY: VALUE lines on stdin]  write a daemon config using the signal driver
+#   bottles_config FILE [YAML on stdin]             write a daemon config using the signal driver; a pipelock: or egress: section on stdin replaces the default one
 #   bottle_create SLUG                              state dir, pipelock.yaml with comments, empty egress dir
 #   bottle_start SLUG                               start both sidecars of SLUG (pids in PL_PID[SLUG], EG_PID[SLUG])
 #   bottle_fragment SLUG NAME                       write stdin atomically as a fragment of SLUG
@@ -13,17 +13,21 @@
 declare -A PL_PID EG_PID
 
 bottles_config() {
-  local file=$1
+  local file=$1 extra=""
+  [[ -t 0 ]] || extra=$(cat)
   {
-    cat <<YAML
-state_dir: $BR_TMP/state
+    echo "state_dir: $BR_TMP/state"
+    # A sidecar section given on stdin replaces the default one as a whole.
+    grep -q '^pipelock:' <<<"$extra" || cat <<'YAML'
 pipelock:
   settle_ms: 150
   reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/pipelock.pid", grace_ms: 0}
+YAML
+    grep -q '^egress:' <<<"$extra" || cat <<'YAML'
 egress:
   reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/egress.pid", grace_ms: 0}
 YAML
-    [[ -t 0 ]] || cat
+    printf '%s\n' "$extra"
   } >"$file"
 }
 
