@@ -422,12 +422,16 @@ static int get_argv(struct loader *ld, const struct br_ynode *node, const char *
   return 0;
 }
 
-static const char *const reload_keys_docker[] = {"driver", "container", "signal", "grace_ms", NULL};
+static const char *const reload_keys_docker[] = {"driver",   "container", "signal", "grace_ms",
+                                                 "verify",   "confirm",   NULL};
 static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", NULL};
 static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", NULL};
 static const char *const reload_keys_none[] = {"driver", NULL};
-static const char *const reload_keys_all[] = {"driver",   "container", "pidfile",   "signal",
-                                              "grace_ms", "argv",      "timeout_ms", NULL};
+static const char *const reload_keys_all[] = {"driver",   "container", "pidfile",    "signal",
+                                              "grace_ms", "argv",      "timeout_ms", "verify",
+                                              "confirm",  NULL};
+static const char *const confirm_keys[] = {"timeout_ms", NULL};
+#define CONFIRM_DEFAULT_TIMEOUT_MS 5000
 
 static int get_signal(struct loader *ld, const struct br_ynode *node, const char *field, int *out) {
   const char *value;
@@ -441,6 +445,39 @@ static int get_signal(struct loader *ld, const struct br_ynode *node, const char
     return fail_value(ld, node, field, "is not a signal name, expected " SIGNAL_CHOICES);
   *out = signo;
   return 0;
+}
+
+/* Only true and false: YAML 1.1 would also read yes, on and y as true, and a
+ * reader of the file should not have to know that. */
+static int get_bool(struct loader *ld, const struct br_ynode *node, const char *field, bool *out) {
+  if (node->kind == BR_YNODE_SCALAR && node->plain && strcmp(node->value, "true") == 0)
+    *out = true;
+  else if (node->kind == BR_YNODE_SCALAR && node->plain && strcmp(node->value, "false") == 0)
+    *out = false;
+  else if (node->kind == BR_YNODE_SCALAR)
+    return fail_value(ld, node, field, "is not a boolean, expected true or false");
+  else
+    return fail(ld, node, field, "got %s, expected true or false", br_ynode_describe(node));
+  return 0;
+}
+
+/* confirm: {timeout_ms: N}; the mapping itself turns confirmation on, so {}
+ * means "confirm, with the default timeout". */
+static int get_confirm(struct loader *ld, const struct br_ynode *node, const char *field,
+                       unsigned *timeout_ms) {
+  int rc = want_map(ld, node, field, "a mapping such as {timeout_ms: 5000}");
+  unsigned ms = CONFIRM_DEFAULT_TIMEOUT_MS;
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    char sub[FIELD_ITEM];
+    if (!key_is(key, "timeout_ms"))
+      return fail_key(ld, key, field, "unknown key", confirm_keys);
+    join(sub, sizeof sub, field, "timeout_ms");
+    rc = get_unsigned(ld, value, sub, 1, 600000, &ms);
+  }
+  if (!rc)
+    *timeout_ms = ms;
+  return rc;
 }
 
 /* A reload mapping replaces the sidecar's reload settings as a whole: the
@@ -499,6 +536,10 @@ static int parse_reload(struct loader *ld, const struct br_ynode *node, const ch
       rc = get_unsigned(ld, value, field, 0, 600000, &rl.grace_ms);
     else if (key_is(key, "timeout_ms"))
       rc = get_unsigned(ld, value, field, 1, 600000, &rl.timeout_ms);
+    else if (key_is(key, "verify"))
+      rc = get_bool(ld, value, field, &rl.verify);
+    else if (key_is(key, "confirm"))
+      rc = get_confirm(ld, value, field, &rl.confirm_timeout_ms);
     else if (key_is(key, "argv")) {
       if (!(rc = get_argv(ld, value, field, names_sidecar, &rl.argv)) && rl.argv.n == 0)
         rc = fail(ld, value, field, "empty list, expected the program and its arguments");
@@ -818,6 +859,11 @@ static int add_sidecar(struct br_buf *out, const char *name, const struct br_sid
   }
   if (!rc && (rl->driver == BR_DRIVER_DOCKER || rl->driver == BR_DRIVER_SIGNAL))
     rc = br_buf_printf(out, ", signal: %s, grace_ms: %u", br_signal_name(rl->signo), rl->grace_ms);
+  /* The optional checks only when on, so the defaults read as DESIGN.md shows them. */
+  if (!rc && rl->driver == BR_DRIVER_DOCKER && rl->verify)
+    rc = br_buf_adds(out, ", verify: true");
+  if (!rc && rl->driver == BR_DRIVER_DOCKER && rl->confirm_timeout_ms)
+    rc = br_buf_printf(out, ", confirm: {timeout_ms: %u}", rl->confirm_timeout_ms);
   if (!rc && rl->driver == BR_DRIVER_EXEC) {
     if (!(rc = br_buf_adds(out, ", argv: ")) && !(rc = add_list(out, &rl->argv)))
       rc = br_buf_printf(out, ", timeout_ms: %u", rl->timeout_ms);

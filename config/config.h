@@ -29,6 +29,11 @@ struct br_reload_config {
   unsigned grace_ms;    /* signal, docker: a sidecar younger than this is not
                            signalled yet (it may not have its SIGHUP handler);
                            default 2000 */
+  bool verify;          /* docker: after the reload, read the file as the
+                           container sees it and compare; default false */
+  unsigned confirm_timeout_ms; /* docker: after the reload, wait this long for a
+                                  container log line holding the file's SHA-256;
+                                  0 (the default) = do not wait */
 };
 
 enum br_mirror_mode {

@@ -99,6 +99,8 @@ static void test_defaults(void) {
   CHECK_STR(cfg.egress.reload.container, "{project}-egress-1");
   CHECK(cfg.egress.reload.signo == SIGHUP);
   CHECK(cfg.egress.reload.grace_ms == 2000);
+  CHECK(!cfg.egress.reload.verify && !cfg.pipelock.reload.verify);
+  CHECK(cfg.egress.reload.confirm_timeout_ms == 0 && cfg.pipelock.reload.confirm_timeout_ms == 0);
 
   /* The defaults, written out, are the shape DESIGN.md shows. */
   char *text = format(&cfg);
