@@ -35,8 +35,7 @@ struct parsed {
 
 static int fail_at(struct br_buf *err, const char *name, const struct br_ynode *at, const char *field,
                    const char *what) {
-  br_buf_printf(err, "%s:%zu:%zu: %s: %s\n", name, at ? at->line : 1, at ? at->column : 1, field,
-                what);
+  br_buf_printf(err, "%s:%zu:%zu: %s: %s\n", name, at ? at->line : 1, at ? at->column : 1, field, what);
   return -EINVAL;
 }
 
@@ -77,8 +76,7 @@ static int check_entries(const char *name, const struct br_ynode *list, struct b
   return 0;
 }
 
-static int check_top_level(const char *name, struct parsed *doc, struct br_strv *hosts,
-                           struct br_buf *err) {
+static int check_top_level(const char *name, struct parsed *doc, struct br_strv *hosts, struct br_buf *err) {
   const struct br_ynode *root = doc->root;
   char what[160];
   if (!root)
@@ -220,8 +218,7 @@ static bool serves_a_needed_host(const char *entry, const struct br_strv *needed
 
 int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed,
                      const struct br_strv *added_by_us, bool prune, struct br_strv *widened,
-                     struct br_strv *narrowed, struct br_strv *hosts_added,
-                     struct br_strv *hosts_removed) {
+                     struct br_strv *narrowed, struct br_strv *hosts_added, struct br_strv *hosts_removed) {
   struct br_strv wide, narrow, added, removed;
   br_strv_init(&narrow);
   br_strv_init(&added);
@@ -304,9 +301,13 @@ static size_t byte_at(struct offsets *o, size_t ch) {
 static bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 static size_t line_start(const char *b, size_t at) {
-  while (at > 0 && b[at - 1] != '\n')
-    at--;
-  return at;
+  size_t s = at;
+  while (s > 0 && b[s - 1] != '\n')
+    s--;
+  /* A byte-order mark opens the first line but is no part of its indentation. */
+  if (s == 0 && at >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0)
+    s = 3;
+  return s;
 }
 
 /* Number of spaces that open the line holding at. */
@@ -409,6 +410,29 @@ static int add_host(struct br_buf *out, const char *host) {
   return rc ? rc : br_buf_adds(out, "\"");
 }
 
+/* Whether s is well-formed UTF-8, which YAML requires of the whole file. */
+static bool is_utf8(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    size_t n = *p < 0x80             ? 0
+               : (*p & 0xE0) == 0xC0 ? 1
+               : (*p & 0xF0) == 0xE0 ? 2
+               : (*p & 0xF8) == 0xF0 ? 3
+                                     : 9;
+    if (n == 9 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4))
+      return false;
+    /* No overlong forms, no surrogates, nothing past U+10FFFF. */
+    if ((n == 2 && *p == 0xE0 && p[1] < 0xA0) || (n == 2 && *p == 0xED && p[1] >= 0xA0) ||
+        (n == 3 && *p == 0xF0 && p[1] < 0x90) || (n == 3 && *p == 0xF4 && p[1] >= 0x90))
+      return false;
+    for (size_t k = 1; k <= n; k++)
+      if ((p[k] & 0xC0) != 0x80)
+        return false;
+    p += n + 1;
+  }
+  return true;
+}
+
 /* ---- splicing ---------------------------------------------------------- */
 
 struct splice {
@@ -417,7 +441,7 @@ struct splice {
   size_t len;
   const struct br_strv *hosts; /* the new list */
   struct parsed doc;
-  struct br_strv old;  /* the list as it is */
+  struct br_strv old; /* the list as it is */
   struct offsets off;
   const char *eol;     /* the file's line break: "\n" or "\r\n" */
   struct br_buf out;   /* the new file */
@@ -425,13 +449,9 @@ struct splice {
   const char *refusal; /* why the layout cannot be edited, for the message */
 };
 
-static size_t node_start(struct splice *sp, const struct br_ynode *n) {
-  return byte_at(&sp->off, n->start);
-}
+static size_t node_start(struct splice *sp, const struct br_ynode *n) { return byte_at(&sp->off, n->start); }
 
-static size_t node_end(struct splice *sp, const struct br_ynode *n) {
-  return byte_at(&sp->off, n->end);
-}
+static size_t node_end(struct splice *sp, const struct br_ynode *n) { return byte_at(&sp->off, n->end); }
 
 static int refuse(struct splice *sp, const char *why) {
   sp->refusal = why;
@@ -478,35 +498,70 @@ static int add_block_line(struct splice *sp, const struct br_buf *prefix, const 
   return rc ? rc : br_buf_adds(&sp->out, sp->eol);
 }
 
-/* Matches entries that stay: match[i] is the index in the new list of old
- * entry i, or -1 when it goes. Greedy in order, which is exact for what
+/* Which old entries stay, and where: match[i] is the index in the new list
+ * of old entry i, or -1 when it goes; kept[j] is the old index of new entry
+ * j, or -1 when it is new. Greedy in order (each old entry takes the first
+ * equal new entry after the previous match), which is exact for what
  * br_pipelock_plan produces (entries removed, others appended) and still a
- * correct, if not minimal, edit for any other new list. */
-static long *match_entries(const struct br_strv *old, const struct br_strv *new_list) {
-  long *match = calloc(old->n ? old->n : 1, sizeof *match);
-  if (!match)
-    return NULL;
-  size_t next = 0;
-  for (size_t i = 0; i < old->n; i++) {
-    match[i] = -1;
-    for (size_t j = next; j < new_list->n; j++) {
-      if (strcmp(old->v[i], new_list->v[j]) == 0) {
-        match[i] = (long)j;
-        next = j + 1;
-        break;
-      }
-    }
-  }
-  return match;
+ * correct, if not minimal, edit for any other list. A sorted index keeps it
+ * O((n + m) log m) however long the lists are. */
+struct entry_match {
+  long *match; /* old->n entries */
+  long *kept;  /* new_list->n entries */
+};
+
+struct keyed {
+  const char *host;
+  size_t index;
+};
+
+static int keyed_cmp(const void *x, const void *y) {
+  const struct keyed *a = x, *b = y;
+  int c = strcmp(a->host, b->host);
+  return c ? c : (a->index > b->index) - (a->index < b->index);
 }
 
-/* The index in the new list of the first entry kept after old entry i, or
- * the new list's length: the new entries before it go after entry i. */
-static size_t next_kept(const long *match, size_t from, size_t n_old, size_t n_new) {
-  for (size_t k = from; k < n_old; k++)
-    if (match[k] >= 0)
-      return (size_t)match[k];
-  return n_new;
+static void match_free(struct entry_match *m) {
+  free(m->match);
+  free(m->kept);
+  m->match = m->kept = NULL;
+}
+
+static int match_entries(const struct br_strv *old, const struct br_strv *new_list, struct entry_match *m) {
+  m->match = calloc(old->n + 1, sizeof *m->match);
+  m->kept = calloc(new_list->n + 1, sizeof *m->kept);
+  struct keyed *sorted = calloc(new_list->n + 1, sizeof *sorted);
+  if (!m->match || !m->kept || !sorted) {
+    free(sorted);
+    match_free(m);
+    return -ENOMEM;
+  }
+  for (size_t j = 0; j < new_list->n; j++) {
+    sorted[j] = (struct keyed){new_list->v[j], j};
+    m->kept[j] = -1;
+  }
+  qsort(sorted, new_list->n, sizeof *sorted, keyed_cmp);
+  size_t next = 0;
+  for (size_t i = 0; i < old->n; i++) {
+    /* The first (host, index) at or after (old entry, next). */
+    struct keyed want = {old->v[i], next};
+    size_t lo = 0, hi = new_list->n;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (keyed_cmp(&sorted[mid], &want) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    m->match[i] = -1;
+    if (lo < new_list->n && strcmp(sorted[lo].host, old->v[i]) == 0) {
+      m->match[i] = (long)sorted[lo].index;
+      m->kept[sorted[lo].index] = (long)i;
+      next = sorted[lo].index + 1;
+    }
+  }
+  free(sorted);
+  return 0;
 }
 
 /* The colon after the api_allowlist key (also on the next line, for the
@@ -528,8 +583,8 @@ static int block_prefix_for_new_list(struct splice *sp, size_t key_indent, struc
     size_t dash = node_start(sp, v), first = node_start(sp, v->items[0]);
     size_t ls = line_start(sp->bytes, dash);
     size_t own = line_indent(sp->bytes, sp->len, node_start(sp, key));
-    if (sp->bytes[dash] != '-' || !all_spaces(sp->bytes, ls, dash) || dash - ls < own ||
-        first <= dash + 1 || !all_spaces(sp->bytes, dash + 1, first))
+    if (sp->bytes[dash] != '-' || !all_spaces(sp->bytes, ls, dash) || dash - ls < own || first <= dash + 1 ||
+        !all_spaces(sp->bytes, dash + 1, first))
       continue;
     int rc = 0;
     for (size_t k = 0; !rc && k < key_indent + (dash - ls - own); k++)
@@ -548,20 +603,24 @@ static int splice_block_list(struct splice *sp) {
   size_t n = seq->n;
   size_t *first = calloc(n, sizeof *first); /* start of each entry's line */
   size_t *last = calloc(n, sizeof *last);   /* past the end of its last line */
-  long *match = match_entries(&sp->old, sp->hosts);
+  struct entry_match m = {0};
   struct br_buf prefix;
   br_buf_init(&prefix, BR_PIPELOCK_MAX_BYTES);
-  int rc = first && last && match ? 0 : -ENOMEM;
+  int rc = first && last ? match_entries(&sp->old, sp->hosts, &m) : -ENOMEM;
   for (size_t i = 0; !rc && i < n; i++) {
     size_t s = node_start(sp, seq->items[i]), e = node_end(sp, seq->items[i]);
     size_t dash = s;
     while (dash > 0 && is_blank(b[dash - 1]))
       dash--;
-    if (dash == 0 || b[--dash] != '-')
+    if (dash == 0 || b[--dash] != '-') {
       rc = refuse(sp, "an entry is not on the line of its dash");
-    else if (!all_spaces(b, (first[i] = line_start(b, dash)), dash))
+      break;
+    }
+    first[i] = line_start(b, dash);
+    last[i] = rest_of_line(b, sp->len, e);
+    if (!all_spaces(b, first[i], dash))
       rc = refuse(sp, "an entry's dash does not start its line");
-    else if ((last[i] = rest_of_line(b, sp->len, e)) == SIZE_MAX)
+    else if (last[i] == SIZE_MAX)
       rc = refuse(sp, "something follows an entry on its line");
     else if (i > 0 && first[i] < last[i - 1])
       rc = refuse(sp, "two entries share a line");
@@ -585,24 +644,25 @@ static int splice_block_list(struct splice *sp) {
   }
   if (!rc)
     rc = copy_to(sp, first[0]);
+  /* New entries go after the kept entry before them in the new list, or
+   * where the first entry was when no kept entry comes before them. */
   size_t j = 0;
-  for (size_t stop = next_kept(match, 0, n, sp->hosts->n); !rc && j < stop; j++)
+  for (; !rc && j < sp->hosts->n && m.kept[j] < 0; j++)
     rc = add_block_line(sp, &prefix, sp->hosts->v[j]);
   for (size_t i = 0; !rc && i < n; i++) {
     if (i > 0)
       rc = add_bytes(sp, last[i - 1], first[i]); /* comment and blank lines */
-    if (rc || match[i] < 0)
+    if (rc || m.match[i] < 0)
       continue;
     rc = add_bytes(sp, first[i], last[i]);
-    j = (size_t)match[i] + 1;
-    for (size_t stop = next_kept(match, i + 1, n, sp->hosts->n); !rc && j < stop; j++)
+    for (j = (size_t)m.match[i] + 1; !rc && j < sp->hosts->n && m.kept[j] < 0; j++)
       rc = add_block_line(sp, &prefix, sp->hosts->v[j]);
   }
   if (!rc)
     sp->copied = last[n - 1];
   free(first);
   free(last);
-  free(match);
+  match_free(&m);
   br_buf_free(&prefix);
   return rc;
 }
@@ -611,8 +671,8 @@ static int splice_block_list(struct splice *sp) {
  * closing bracket: its text, the comma (if any), the blanks and comment on
  * the comma's line, and the line breaks and indentation after them. */
 struct flow_entry {
-  size_t start;     /* the entry's first byte */
-  size_t text_end;  /* the comma, or where the text ends when none follows */
+  size_t start;    /* the entry's first byte */
+  size_t text_end; /* the comma, or where the text ends when none follows */
   bool comma;
   size_t same_line; /* end of the blanks and comment after the comma */
   size_t next;      /* the next entry's first byte, or the ']' */
@@ -625,8 +685,7 @@ static bool flow_comment(const struct splice *sp, const struct flow_entry *f) {
 
 /* The entry's own comment, then what must follow a comment (a line break
  * and indentation), unless the caller writes a line break itself. */
-static int add_flow_comment(struct splice *sp, const struct flow_entry *f,
-                            const struct br_buf *line_break) {
+static int add_flow_comment(struct splice *sp, const struct flow_entry *f, const struct br_buf *line_break) {
   int rc = add_bytes(sp, f->comma ? f->text_end + 1 : f->text_end, f->same_line);
   return rc || !line_break ? rc : br_buf_add(&sp->out, line_break->data, line_break->len);
 }
@@ -649,8 +708,8 @@ static int splice_flow_list(struct splice *sp) {
     return rc;
   }
   struct flow_entry *ent = calloc(n, sizeof *ent);
-  long *match = match_entries(&sp->old, sp->hosts);
-  int rc = ent && match ? 0 : -ENOMEM;
+  struct entry_match m = {0};
+  int rc = ent ? match_entries(&sp->old, sp->hosts, &m) : -ENOMEM;
   bool multi_line = false;
   size_t indent_at = SIZE_MAX; /* an entry that starts its own line */
   for (size_t i = 0; !rc && i < n; i++) {
@@ -681,8 +740,8 @@ static int splice_flow_list(struct splice *sp) {
   br_buf_init(&between, BR_PIPELOCK_MAX_BYTES);
   br_buf_init(&after_comment, BR_PIPELOCK_MAX_BYTES);
   if (!rc) {
-    size_t indent = indent_at != SIZE_MAX ? indent_at - line_start(b, indent_at)
-                                          : line_indent(b, sp->len, open) + 2;
+    size_t indent =
+        indent_at != SIZE_MAX ? indent_at - line_start(b, indent_at) : line_indent(b, sp->len, open) + 2;
     rc = br_buf_adds(&after_comment, sp->eol);
     for (size_t k = 0; !rc && k < indent; k++)
       rc = br_buf_adds(&after_comment, " ");
@@ -693,16 +752,9 @@ static int splice_flow_list(struct splice *sp) {
   if (!rc)
     rc = copy_to(sp, ent[0].start); /* '[' and what follows it */
   /* Walks the new list; old entries kept are written from their own text. */
-  size_t i_next = 0;  /* old entries before this one are placed */
   long prev_old = -1; /* old index of the entry just written, -1 for a new one */
   for (size_t j = 0; !rc && j < sp->hosts->n; j++) {
-    long cur = -1;
-    for (size_t i = i_next; i < n; i++)
-      if (match[i] == (long)j) {
-        cur = (long)i;
-        i_next = i + 1;
-        break;
-      }
+    long cur = m.kept[j];
     if (j > 0 && prev_old >= 0 && cur == prev_old + 1) {
       rc = add_bytes(sp, ent[prev_old].text_end, ent[cur].start); /* as it was */
     } else if (j > 0) {
@@ -736,7 +788,7 @@ static int splice_flow_list(struct splice *sp) {
   }
   sp->copied = close;
   free(ent);
-  free(match);
+  match_free(&m);
   br_buf_free(&between);
   br_buf_free(&after_comment);
   return rc;
@@ -761,8 +813,7 @@ static int splice_null(struct splice *sp) {
       return refuse(sp, "something follows the key on its line");
     struct br_buf prefix;
     br_buf_init(&prefix, BR_PIPELOCK_MAX_BYTES);
-    rc = block_prefix_for_new_list(sp, line_indent(sp->bytes, sp->len, node_start(sp, sp->doc.key)),
-                                   &prefix);
+    rc = block_prefix_for_new_list(sp, line_indent(sp->bytes, sp->len, node_start(sp, sp->doc.key)), &prefix);
     if (!rc)
       rc = copy_to(sp, end);
     for (size_t j = 0; !rc && j < sp->hosts->n; j++)
@@ -891,6 +942,14 @@ static const char *line_break_of(const char *b, size_t len) {
 int br_pipelock_splice(const char *name, const char *bytes, size_t len, const struct br_strv *new_list,
                        struct br_buf *out, struct br_buf *err) {
   struct splice sp = {.name = name, .bytes = bytes, .len = len, .hosts = new_list};
+  for (size_t i = 0; i < new_list->n; i++) {
+    if (!is_utf8(new_list->v[i])) {
+      br_buf_printf(err, "%s:1:1: " ALLOWLIST_KEY ": the new entry ", name);
+      br_quote_excerpt(err, new_list->v[i], strlen(new_list->v[i]), 64);
+      br_buf_adds(err, " is not UTF-8 text, expected host names\n");
+      return -EINVAL;
+    }
+  }
   int rc = read_config(name, bytes, len, &sp.doc, &sp.old, err);
   if (rc)
     return rc;
@@ -927,8 +986,10 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
                   name, at->line, at->column, sp.refusal ? sp.refusal : "unexpected layout");
     rc = -EINVAL;
   } else if (rc == -EFBIG) {
-    br_buf_printf(err, "%s:1:1: " ALLOWLIST_KEY ": the spliced file would exceed %zu bytes, expected a "
-                  "shorter list\n", name, sp.out.max);
+    br_buf_printf(err,
+                  "%s:1:1: " ALLOWLIST_KEY ": the spliced file would exceed %zu bytes, expected a "
+                  "shorter list\n",
+                  name, sp.out.max);
   }
   if (!rc)
     rc = br_buf_add(out, sp.out.data ? sp.out.data : "", sp.out.len);

@@ -50,8 +50,10 @@ bool br_pipelock_allows(const struct br_strv *allowlist, const char *host);
  *   of a removed entry goes with it, comment and blank lines between entries
  *   stay where they are, and comments after the last entry stay after the
  *   list. New entries get lines like the first entry's ("  - " or "- " at the
- *   key's own indent); they go after the entry before them in new_list,
- *   entries appended at the end after the last entry.
+ *   key's own indent); they go right after the kept entry before them in
+ *   new_list (before comment lines that follow it), or where the first
+ *   entry was. Kept entries are matched in order, greedily: a reordered list
+ *   rewrites the entries that moved.
  * - A flow list stays a flow list: "[a, b]", or one entry per line with the
  *   same commas and comments. A comment between two entries can be lost when
  *   the entries around it are removed or reordered, and when the list becomes
@@ -72,13 +74,17 @@ bool br_pipelock_allows(const struct br_strv *allowlist, const char *host);
  * must give exactly new_list and the same top-level keys with the same
  * values, in the same order; otherwise nothing is appended to out and
  * -EINVAL comes back with a line in err saying the splice could not be done
- * safely. Also -EINVAL for every error of br_pipelock_allowlist on the input,
- * for layouts this function does not edit (bare CR line endings, an entry
- * not on its dash's line, ...), -EFBIG when the result would exceed
- * BR_PIPELOCK_MAX_BYTES or out's maximum, -ENOMEM. The key is always written,
- * even when new_list equals the current list and the key was absent: compare
- * the lists first to avoid needless writes (an unchanged list in a list
- * layout gives back the input bytes). */
+ * safely. That is what happens, for example, when the key must be appended
+ * after a block scalar ("|") that ends the file without a line break: the
+ * line break added first would change that scalar's value. Also -EINVAL for
+ * every error of br_pipelock_allowlist on the input, for a new entry that is
+ * not UTF-8, for layouts this function does not edit (lone-CR line breaks,
+ * an entry not on its dash's line, a dash not first on its line, ...),
+ * -EFBIG when the result would exceed BR_PIPELOCK_MAX_BYTES or out's room,
+ * -ENOMEM. Each error appends one line to err and nothing to out. The key
+ * is always written, even when new_list equals the current list and the key
+ * was absent: compare the lists first to avoid needless writes (an unchanged
+ * list in a list layout gives back the input bytes). */
 int br_pipelock_splice(const char *name, const char *bytes, size_t len, const struct br_strv *new_list,
                        struct br_buf *out, struct br_buf *err);
 
@@ -95,10 +101,10 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
  *   removed.
  *
  * All four outputs must be initialised; results are appended to them. Returns
- * 0 or -ENOMEM, after which the outputs are left as they were. */
+ * 0 or -ENOMEM, after which the outputs are left as they were. Lookups are
+ * linear (like br_strv's), which suits lists of a few thousand hosts. */
 int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed,
                      const struct br_strv *added_by_us, bool prune, struct br_strv *widened,
-                     struct br_strv *narrowed, struct br_strv *hosts_added,
-                     struct br_strv *hosts_removed);
+                     struct br_strv *narrowed, struct br_strv *hosts_added, struct br_strv *hosts_removed);
 
 #endif
