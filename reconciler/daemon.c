@@ -21,6 +21,8 @@
 #include "reconciler/audit.h"
 #include "reconciler/control.h"
 #include "reconciler/converge.h"
+#include "reconciler/docker_container.h"
+#include "reconciler/docker_events.h"
 #include "reconciler/metrics.h"
 #include "reconciler/queue.h"
 #include "reconciler/records.h"
@@ -50,6 +52,7 @@ struct daemon {
   struct br_queue queue;
   struct br_watch watch;
   struct br_control control;
+  struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
@@ -378,6 +381,49 @@ static void resync_timer_start(struct daemon *d) {
     uv_timer_start(&d->resync_timer, on_resync_timer, (uint64_t)s * 1000, (uint64_t)s * 1000);
   else
     uv_timer_stop(&d->resync_timer);
+}
+
+/* --- Docker: a sidecar container that starts --------------------------------- */
+
+/* The engine says container `name` started or was unpaused (NULL: events
+ * were lost). Events are hints: find the slug whose container template gives
+ * that name and mark it, so an owed reload is delivered and a recreated
+ * container's mounts are checked. The driver's grace keeps a young sidecar
+ * from being signalled too early. */
+static void on_container_started(void *ctx, const char *name) {
+  struct daemon *d = ctx;
+  if (!name) {
+    resync_all(d, "Docker events were lost");
+    return;
+  }
+  struct br_queue *q = &d->queue;
+  struct br_buf project, warnings;
+  br_buf_init(&project, 256);
+  br_buf_init(&warnings, 4096);
+  for (size_t i = 0; i < q->slots.cap; i++) {
+    const char *slug = q->slots.slots[i].key;
+    if (!slug || br_slug_project(d->config->cfg.state_dir, slug, &project, &warnings))
+      continue;
+    if (br_docker_sidecar_named(&d->config->cfg, slug, project.data, name)) {
+      br_log(BR_LOG_DEBUG, slug, "container %s started", name);
+      br_queue_mark(q, slug, false);
+    }
+  }
+  br_buf_free(&project);
+  br_buf_free(&warnings);
+}
+
+/* Follows Docker's events exactly while some sidecar uses the docker driver. */
+static void docker_events_sync(struct daemon *d) {
+  bool wanted = br_docker_in_use(&d->config->cfg);
+  if (wanted && !d->docker_events) {
+    int rc = br_docker_events_start(&d->docker_events, d->loop, on_container_started, d);
+    if (rc)
+      br_log(BR_LOG_WARN, NULL, "cannot follow Docker events: %s", strerror(-rc));
+  } else if (!wanted && d->docker_events) {
+    br_docker_events_stop(d->docker_events);
+    d->docker_events = NULL;
+  }
 }
 
 /* --- converging on workers --------------------------------------------------- */
@@ -728,6 +774,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
   br_queue_configure(&d->queue, cfg->debounce_ms, cfg->max_wait_ms, cfg->backoff_initial_ms, cfg->backoff_max_ms,
                      cfg->workers);
   resync_timer_start(d);
+  docker_events_sync(d);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
          d->config_path ? d->config_path : "");
   /* Sources and live files may have moved: watch them anew, then converge all. */
@@ -805,6 +852,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   rc = br_control_start(&d->control, d->loop, sock, handle_control, d);
   if (rc)
     br_log(BR_LOG_WARN, NULL, "control socket %s: %s; status and resync will not answer", sock, uv_strerror(rc));
+  docker_events_sync(d);
 
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec)
@@ -845,6 +893,7 @@ out:
   /* Close every handle and let libuv run their close callbacks. */
   if (d->watching)
     br_watch_close(&d->watch, NULL);
+  br_docker_events_stop(d->docker_events); /* joins its thread; freed by the loop below */
   br_queue_close(&d->queue, NULL);
   uv_walk(d->loop, walk_close, NULL);
   uv_run(d->loop, UV_RUN_DEFAULT);
