@@ -512,7 +512,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "br-test-sidecar: writing pidfile %s: %s\n", sc.opt.pidfile, strerror(-rc));
     return 1;
   }
-  sc.log_fd = open(sc.opt.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  /* "-" is standard output: in a container, that is what `docker logs` and
+   * the Engine API show. */
+  if (!strcmp(sc.opt.log, "-"))
+    sc.log_fd = STDOUT_FILENO;
+  else
+    sc.log_fd = open(sc.opt.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (sc.log_fd < 0) {
     fprintf(stderr, "br-test-sidecar: opening log %s: %s\n", sc.opt.log, strerror(errno));
     remove_pidfile(sc.opt.pidfile);
