@@ -77,7 +77,8 @@ int br_docker_container_parse(const char *text, size_t len, struct br_docker_con
   c->has_stop_signal = stop && *stop;
   c->tty = json_is_true(json_object_get(config, "Tty"));
   const char *policy = json_str(json_object_get(host, "RestartPolicy"), "Name");
-  c->restart_policy = policy && *policy && strcmp(policy, "no") != 0;
+  if (policy && strcmp(policy, "no") != 0)
+    snprintf(c->restart_policy, sizeof c->restart_policy, "%s", policy);
   rc = mounts_parse(json_object_get(doc, "Mounts"), c);
 out:
   json_decref(doc);

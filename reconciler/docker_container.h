@@ -29,8 +29,9 @@ struct br_docker_container {
   bool restarting;
   long pid;                /* State.Pid: the host pid of its first process, 0 when not running */
   int64_t started_at_ns;   /* State.StartedAt, CLOCK_REALTIME ns; 0 = never started */
-  bool has_stop_signal;    /* Config.StopSignal set: Docker's kill keeps the restart policy */
-  bool restart_policy;     /* HostConfig.RestartPolicy other than "no" */
+  bool has_stop_signal;    /* Config.StopSignal set */
+  char restart_policy[32]; /* HostConfig.RestartPolicy.Name: "always", "unless-stopped",
+                              "on-failure"; "" for none ("no") */
   bool tty;                /* Config.Tty: logs are a raw stream, not multiplexed frames */
   struct br_docker_mount *mounts; /* owned, n_mounts of them */
   size_t n_mounts;

@@ -321,16 +321,21 @@ static bool check_mounts(struct target *t) {
   return decided;
 }
 
+/* Docker's kill marks the container stopped by hand: it is then not
+ * restarted when it dies later. A stop signal other than the one sent saves
+ * "always" and "on-failure", never "unless-stopped" (measured on 20.10). */
 static void warn_api_kill_once(const struct target *t) {
   static atomic_bool warned;
-  if (!t->c.restart_policy || t->c.has_stop_signal || atomic_exchange(&warned, true))
+  const char *policy = t->c.restart_policy;
+  bool kept = t->c.has_stop_signal && (strcmp(policy, "always") == 0 || strncmp(policy, "on-failure", 10) == 0);
+  if (!policy[0] || kept || atomic_exchange(&warned, true))
     return;
   br_log(BR_LOG_WARN, t->req->slug,
          "signalling container %s through the Docker Engine API, since its process is not visible here: "
-         "Docker then counts it as stopped by hand and will not restart it under its restart policy if it "
-         "dies later. Give the sidecar containers a stop signal (docker run --stop-signal, compose "
-         "stop_signal) or run this daemon in the host's pid namespace. (Said once.)",
-         t->name.data);
+         "Docker then counts it as stopped by hand, and its restart policy \"%s\" will not restart it if it "
+         "dies later. Run this daemon in the host's pid namespace (then it signals the process itself), or "
+         "give the sidecars restart policy \"always\" and a stop signal other than SIG%s. (Said once.)",
+         t->name.data, policy, br_signal_name(t->req->reload->signo));
 }
 
 /* Delivers the signal. Returns true when that decided the reload otherwise
