@@ -53,6 +53,7 @@ struct daemon {
   struct br_watch watch;
   struct br_control control;
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
+  struct br_strmap sidecar_absent; /* slug -> d: its last write found a sidecar container stopped */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
@@ -271,6 +272,7 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   br_watch_forget(&d->watch, slug);
   br_queue_remove(&d->queue, slug);
   free(br_strmap_del(&d->held_since, slug));
+  br_strmap_del(&d->sidecar_absent, slug);
   br_records_forget(d->config->cfg.state_dir, slug);
   metrics_changed(d);
 }
@@ -406,6 +408,7 @@ static void on_container_started(void *ctx, const char *name) {
       continue;
     if (br_docker_sidecar_named(&d->config->cfg, slug, project.data, name)) {
       br_log(BR_LOG_DEBUG, slug, "container %s started", name);
+      br_strmap_del(&d->sidecar_absent, slug);
       br_queue_mark(q, slug, false);
     }
   }
@@ -571,6 +574,18 @@ static void converge_done(uv_work_t *req, int status) {
       log_outcome(job, slot, phase);
     br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds);
     message = job->rc ? strdup(strerror(-job->rc)) : br_buf_steal(&job->rep.message);
+    /* A write while a sidecar container was stopped is reported "not
+     * running"; the converge that the write's own event wakes next has
+     * nothing to do and would say just "no changes". Keep the note until the
+     * container starts (on_container_started) or a converge reloads again. */
+    if (!job->rc && job->rep.sidecar_not_running) {
+      br_strmap_put(&d->sidecar_absent, job->slug, d);
+    } else if (!job->rc && job->rep.reloads) {
+      br_strmap_del(&d->sidecar_absent, job->slug);
+    } else if (phase == BR_PHASE_CONVERGED && slot->message && br_strmap_get(&d->sidecar_absent, job->slug)) {
+      free(message);
+      message = strdup(slot->message);
+    }
     if (!job->rc && job->rep.desired_hash[0])
       memcpy(slot->desired_hash, job->rep.desired_hash, sizeof slot->desired_hash);
   }
@@ -812,6 +827,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   d->config_path = config_path;
   d->state_dir_override = state_dir_override;
   br_strmap_init(&d->held_since);
+  br_strmap_init(&d->sidecar_absent);
 
   /* The thread pool size is read once, at its first use. */
   char workers[16];
@@ -902,6 +918,7 @@ out:
     if (d->held_since.slots[i].key)
       free(d->held_since.slots[i].value);
   br_strmap_free(&d->held_since);
+  br_strmap_free(&d->sidecar_absent);
   int code = d->exit_code;
   config_release(d->config);
   free(d);
