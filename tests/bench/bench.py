@@ -1,0 +1,1122 @@
+#!/usr/bin/env python3
+"""bench.py: the scenarios of tests/bench/README.md, run against the daemon and
+its alternatives in one run, interleaved. Started by run.sh, which builds the
+binaries; it measures and prints, it never asserts a time.
+
+Every time comes from a sidecar's own log line (CLOCK_REALTIME, written by
+br-test-sidecar when it loaded the bytes): how often this script looks at the
+logs changes how long a run takes, not what it reports."""
+
+import argparse
+import collections
+import ctypes
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FRAGMENT = "bench.json"  # the one fragment each bottle has; raw-limit knows this name
+
+# The pipelock file of tests/system/bottles.sh, with the hosts the run adds
+# appended to api_allowlist the way the daemon's splice does.
+PIPELOCK_HEAD = """# pipelock config for this bottle; hand-maintained keys stay as they are
+mode: strict   # strict enforces api_allowlist
+
+api_allowlist:
+  - pypi.org       # package index
+  - "files.pythonhosted.org"
+"""
+PIPELOCK_TAIL = """
+dlp:
+  scan_bodies: true   # keep
+  patterns: [aws_key, github_token]
+# end of file
+"""
+
+
+def pipelock_bytes(hosts):
+    return (PIPELOCK_HEAD + "".join(f"  - {h}\n" for h in hosts) + PIPELOCK_TAIL).encode()
+
+
+def egress_bytes(host, paths):
+    """A fragment in the canonical egress form: the daemon renders exactly
+    these bytes (json.dumps(indent=2) + newline), jq --indent 2 too, and
+    raw-limit copies them."""
+    return (json.dumps({"routes": [{"host": host, "path_allowlist": paths}]}, indent=2) + "\n").encode()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- processes ------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    # A benchmark killed half-way must not leave 20,000 sidecars behind.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+CHILDREN = []
+
+
+def spawn(argv, **kw):
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("stdout", subprocess.DEVNULL)
+    kw.setdefault("stderr", subprocess.DEVNULL)
+    p = subprocess.Popen(argv, preexec_fn=_die_with_parent, close_fds=True, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, timeout=30, group=False):
+    if p.poll() is None:
+        try:
+            if group:
+                os.killpg(p.pid, sig)
+            else:
+                p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            (os.killpg(p.pid, signal.SIGKILL) if group else p.kill())
+            p.wait()
+    if p in CHILDREN:
+        CHILDREN.remove(p)
+    return p.returncode
+
+
+def kill_all_children():
+    for p in list(CHILDREN):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    for p in list(CHILDREN):
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    CHILDREN.clear()
+
+
+def descendants(pid):
+    """pid and every process below it, from /proc."""
+    children = collections.defaultdict(list)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children[ppid].append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def proc_sample(pids):
+    """CPU ticks (utime + stime), context switches (voluntary + nonvoluntary,
+    every thread) and VmRSS in KiB, summed over pids."""
+    ticks = switches = rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                            switches += int(line.split()[1])
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks, switches, rss
+
+
+def private_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return sum(int(l.split()[1]) for l in f if l.startswith(("Private_Clean:", "Private_Dirty:")))
+    except OSError:
+        return None
+
+
+# --- system limits -------------------------------------------------------------
+
+class Limits:
+    """Raises fs.inotify.* and kernel.pid_max for the run (as root) and puts
+    them back; raises RLIMIT_NOFILE for this process and its children."""
+
+    SYSCTLS = ["fs/inotify/max_user_instances", "fs/inotify/max_user_watches",
+               "fs/inotify/max_queued_events", "kernel/pid_max"]
+
+    def __init__(self):
+        self.saved = {}
+        self.notes = []
+
+    @staticmethod
+    def read(name):
+        with open(f"/proc/sys/{name}") as f:
+            return int(f.read())
+
+    def raise_to(self, name, want):
+        cur = self.read(name)
+        if cur >= want:
+            return True
+        try:
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(str(want))
+        except OSError as e:
+            self.notes.append(f"cannot raise {name.replace('/', '.')} from {cur} to {want}: {e.strerror}")
+            return False
+        self.saved.setdefault(name, cur)
+        return True
+
+    def prepare(self, bottles):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        # Each pipelock sidecar holds an inotify instance; the daemon takes
+        # about six watches per bottle, inotifywait one, each sidecar one.
+        ok = self.raise_to("fs/inotify/max_user_instances", 2 * bottles + 1024)
+        self.raise_to("fs/inotify/max_user_watches", 16 * bottles + 65536)
+        self.raise_to("fs/inotify/max_queued_events", max(16384, 32 * bottles))
+        self.raise_to("kernel/pid_max", max(32768, 3 * bottles + 8192))
+        return ok
+
+    def restore(self):
+        for name, value in self.saved.items():
+            try:
+                with open(f"/proc/sys/{name}", "w") as f:
+                    f.write(str(value))
+            except OSError:
+                pass
+        self.saved.clear()
+
+
+# --- bottles and sidecars ---------------------------------------------------------
+
+class Bottles:
+    """N bottles in STATE, each with one fragment, live files equal to it
+    (already converged) and two real br-test-sidecar processes."""
+
+    def __init__(self, env, name, n, prefix="b"):
+        self.env = env
+        self.root = os.path.join(env.tmp, name)
+        self.state = os.path.join(self.root, "state")
+        self.logs = os.path.join(self.root, "logs")
+        self.stage = os.path.join(self.root, "stage")
+        self.expect_pipelock = os.path.join(self.root, "pipelock.expected")
+        self.slugs = [f"{prefix}{i:05d}" for i in range(n)]
+        self.hosts = ["init.bench.example"]
+        self.sidecars = []
+        for d in (self.state, self.logs, self.stage):
+            os.makedirs(d)
+        pl = pipelock_bytes(self.hosts)
+        for slug in self.slugs:
+            d = os.path.join(self.state, slug)
+            for sub in ("pipelock", "egress", "routes.d", "run"):
+                os.makedirs(os.path.join(d, sub))
+            frag = egress_bytes("init.bench.example", [f"/{slug}/init/"])
+            write(os.path.join(d, "routes.d", FRAGMENT), frag)
+            write(os.path.join(d, "egress", "egress_routes.yaml"), frag)
+            write(os.path.join(d, "pipelock", "pipelock.yaml"), pl)
+        write(self.expect_pipelock, pl)
+
+    def path(self, slug, what):
+        d = os.path.join(self.state, slug)
+        return {"fragment": os.path.join(d, "routes.d", FRAGMENT),
+                "egress": os.path.join(d, "egress", "egress_routes.yaml"),
+                "pipelock": os.path.join(d, "pipelock", "pipelock.yaml")}[what]
+
+    def log(self, slug, sidecar):
+        return os.path.join(self.logs, f"{slug}.{sidecar}.log")
+
+    def all_logs(self):
+        return [self.log(s, c) for s in self.slugs for c in ("pipelock", "egress")]
+
+    def start_sidecars(self, watch=True):
+        for slug in self.slugs:
+            for mode, what in (("pipelock", "pipelock"), ("egress", "egress")):
+                argv = [self.env.sidecar, "--mode", mode, "--file", self.path(slug, what),
+                        "--log", self.log(slug, mode),
+                        "--pidfile", os.path.join(self.state, slug, "run", f"{mode}.pid")]
+                if mode == "pipelock" and not watch:
+                    argv.append("--no-watch")
+                self.sidecars.append(spawn(argv))
+        pending = self.all_logs()
+        deadline = time.monotonic() + 60 + len(pending) * 0.01
+        while pending:
+            dead = [p for p in self.sidecars if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{len(dead)} sidecar(s) exited at start (status {dead[0].returncode})")
+            pending = [l for l in pending if not os.path.exists(l) or os.path.getsize(l) == 0]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} sidecar(s) did not start, e.g. {pending[0]}")
+            time.sleep(0.05)
+
+    def stop_sidecars(self):
+        for p in self.sidecars:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.sidecars:
+            stop(p)
+        self.sidecars = []
+
+    def snapshot(self):
+        """What a start-up must leave alone: every sidecar log's size and
+        every live file's inode and mtime."""
+        snap = {}
+        for l in self.all_logs():
+            snap[l] = os.path.getsize(l)
+        for slug in self.slugs:
+            for what in ("pipelock", "egress"):
+                st = os.stat(self.path(slug, what))
+                snap[self.path(slug, what)] = (st.st_ino, st.st_mtime_ns)
+        return snap
+
+    def changed_since(self, snap):
+        now = self.snapshot()
+        logs = sum(1 for k, v in snap.items() if isinstance(v, int) and now[k] != v)
+        files = sum(1 for k, v in snap.items() if isinstance(v, tuple) and now[k] != v)
+        return logs, files
+
+    def stage_change(self, tag, slugs=None):
+        """Writes the next fragment of each slug beside the state (same file
+        system) and returns [(staged, target)] plus the expected hashes
+        [(log, sha)]: every egress and every pipelock sidecar must load new
+        bytes, because the change adds a host."""
+        host = f"{tag}.bench.example"
+        self.hosts.append(host)
+        pl = pipelock_bytes(self.hosts)
+        write(self.expect_pipelock, pl)
+        pl_sha = sha(pl)
+        moves, expect = [], []
+        for slug in slugs or self.slugs:
+            frag = egress_bytes(host, [f"/{slug}/{tag}/"])
+            staged = os.path.join(self.stage, f"{slug}.json")
+            write(staged, frag)
+            moves.append((staged, self.path(slug, "fragment")))
+            expect.append((self.log(slug, "pipelock"), pl_sha))
+            expect.append((self.log(slug, "egress"), sha(frag)))
+        return moves, expect
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+class LogWatch:
+    """Waits until each log has an "ok" line with its expected hash, written
+    after the watch was made; returns each such line's time (ns)."""
+
+    def __init__(self, expect):
+        self.pending = collections.OrderedDict()
+        for path, want in expect:
+            self.pending[path] = [os.path.getsize(path), want, b""]
+        self.seen = {}
+
+    def poll(self, window):
+        # Sidecars converge in roughly the order the change was made, so a
+        # pass looks only at the first `window` pending logs: a full pass over
+        # 20,000 logs every few ms would steal a core from what is measured.
+        done = []
+        for i, (path, entry) in enumerate(self.pending.items()):
+            if i >= window:
+                break
+            offset, want, rest = entry
+            size = os.path.getsize(path)
+            if size <= offset:
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = rest + f.read(size - offset)
+            entry[0] = size
+            lines = data.split(b"\n")
+            entry[2] = lines.pop()
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 4 and fields[2].decode() == want and fields[3] == b"ok":
+                    sec, nsec = fields[0].split(b".")
+                    self.seen[path] = int(sec) * 1_000_000_000 + int(nsec)
+                    done.append(path)
+                    break
+        for path in done:
+            del self.pending[path]
+        return not self.pending
+
+    def wait(self, timeout, interval, window=256):
+        deadline = time.monotonic() + timeout
+        while not self.poll(window):
+            if time.monotonic() > deadline:
+                path = next(iter(self.pending))
+                with open(path, "rb") as f:
+                    tail = f.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise TimeoutError(f"{len(self.pending)} sidecar(s) did not load their new bytes within "
+                                   f"{timeout:.0f} s; e.g. {path} (want {self.pending[path][1][:12]}): "
+                                   + " | ".join(tail))
+            time.sleep(interval)
+        return self.seen
+
+
+# --- the alternatives -------------------------------------------------------------
+
+SIGNAL_RELOAD = """pipelock:
+  settle_ms: {pl_settle}
+  reload: {{driver: signal, pidfile: "{{state_dir}}/{{slug}}/run/pipelock.pid"{grace}}}
+egress:
+  settle_ms: 0
+  reload: {{driver: signal, pidfile: "{{state_dir}}/{{slug}}/run/egress.pid"{grace}}}
+"""
+
+
+def daemon_config(state, debounce_ms=None, pl_settle=150, grace=True, extra=""):
+    text = f"state_dir: {state}\n"
+    if debounce_ms is not None:
+        text += f"debounce_ms: {debounce_ms}\n"
+    text += SIGNAL_RELOAD.format(pl_settle=pl_settle, grace="" if grace else ", grace_ms: 0")
+    return text + extra
+
+
+class Daemon:
+    kind = "daemon"
+
+    def __init__(self, env, name, state, config_text):
+        self.env, self.name, self.state = env, name, state
+        self.cfg = os.path.join(env.tmp, f"{name}.yaml")
+        write(self.cfg, config_text.encode())
+        self.proc = None
+        self.runs = 0
+
+    def start(self, timeout=600):
+        """Starts it and returns the seconds until READY=1."""
+        self.runs += 1
+        sock_path = os.path.join(self.env.tmp, f"{self.name}.notify")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
+        self.log_path = os.path.join(self.env.tmp, f"{self.name}.{self.runs}.log")
+        logf = open(self.log_path, "wb")
+        t0 = time.monotonic()
+        self.proc = spawn([self.env.bin, "--config", self.cfg, "run"], stdout=logf, stderr=logf, env=env)
+        logf.close()
+        try:
+            sock.settimeout(0.2)
+            while True:
+                if time.monotonic() - t0 > timeout:
+                    raise RuntimeError(f"{self.name}: no READY=1 within {timeout} s")
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {tail(self.log_path)}")
+                try:
+                    msg = sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if b"READY=1" in msg.split(b"\n"):
+                    return time.monotonic() - t0
+        finally:
+            sock.close()
+            os.unlink(sock_path)
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def notify(self, slugs):
+        pass  # it watches
+
+    def overflows(self):
+        with open(self.log_path, errors="replace") as f:
+            return sum(1 for l in f if "queue overflow" in l)
+
+    def stop(self):
+        rc = stop(self.proc, timeout=60)
+        if rc != 0:
+            raise RuntimeError(f"{self.name} exited with {rc} after SIGTERM: {tail(self.log_path)}")
+
+
+class Shell:
+    kind = "inotify-shell"
+
+    def __init__(self, env, name, state, settle_s=0):
+        self.env, self.name, self.state, self.settle = env, name, state, settle_s
+        self.proc = None
+
+    def start(self, timeout=3600):
+        self.err_path = os.path.join(self.env.tmp, f"{self.name}.err")
+        err = open(self.err_path, "ab")
+        t0 = time.monotonic()
+        self.proc = spawn(["bash", os.path.join(HERE, "inotify_shell.sh"), self.state, str(self.settle)],
+                          stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        err.close()
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"inotify-shell did not start: {tail(self.err_path)}")
+        return time.monotonic() - t0
+
+    def pids(self):
+        return descendants(self.proc.pid)
+
+    def notify(self, slugs):
+        pass
+
+    def stop(self):
+        stop(self.proc, group=True)
+        self.proc.stdout.close()
+
+
+class Raw:
+    """raw-limit has no watcher: it is told which slugs changed, through its
+    stdin, right after the rename (what a perfect watcher would do)."""
+    kind = "raw-limit"
+
+    def __init__(self, env, name, bottles, workers):
+        self.env, self.name, self.bottles, self.workers = env, name, bottles, workers
+        self.proc = None
+
+    def _spawn(self):
+        self.err_path = os.path.join(self.env.tmp, f"{self.name}.err")
+        err = open(self.err_path, "ab")
+        p = spawn([self.env.raw, "-j", str(self.workers), self.bottles.state, self.bottles.expect_pipelock],
+                  stdin=subprocess.PIPE, stderr=err)
+        err.close()
+        return p
+
+    def start(self, timeout=3600):
+        """A full pass over every (already converged) slug: its start-up."""
+        t0 = time.monotonic()
+        p = self._spawn()
+        p.stdin.write("".join(s + "\n" for s in self.bottles.slugs).encode())
+        p.stdin.close()
+        p.wait(timeout)
+        elapsed = time.monotonic() - t0
+        CHILDREN.remove(p)
+        if p.returncode != 0:
+            raise RuntimeError(f"raw-limit failed: {tail(self.err_path)}")
+        self.proc = self._spawn()  # waits on stdin for the change
+        return elapsed
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def notify(self, slugs):
+        self.proc.stdin.write("".join(s + "\n" for s in slugs).encode())
+        self.proc.stdin.flush()
+
+    def stop(self):
+        self.proc.stdin.close()
+        rc = self.proc.wait(600)
+        CHILDREN.remove(self.proc)
+        if rc != 0:
+            raise RuntimeError(f"raw-limit failed: {tail(self.err_path)}")
+
+
+def tail(path, n=5):
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# --- statistics and the table -------------------------------------------------------
+
+def percentile(values, p):
+    """Nearest rank: the smallest value with at least p% of values at or below it."""
+    v = sorted(values)
+    if not v:
+        return None
+    k = max(0, min(len(v) - 1, -(-len(v) * p // 100) - 1))
+    return v[int(k)]
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if unit == "ms":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+    if unit == "s":
+        return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+    if unit == "MB":
+        return f"{v:.1f}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def ratio(a, b):
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+class Table:
+    COLS = ["daemon", "inotify-shell", "raw-limit"]
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, scenario, metric, unit, values, target="", note=""):
+        self.rows.append(dict(scenario=scenario, metric=metric, unit=unit, values=values,
+                              target=target, note=note))
+
+    def render(self):
+        head = ["scenario", "metric", "daemon", "inotify-shell", "raw-limit", "shell/daemon", "daemon/raw",
+                "target"]
+        lines = []
+        for r in self.rows:
+            v = r["values"]
+            if isinstance(v, str):
+                lines.append([r["scenario"], v, "", "", "", "", "", r["target"]])
+                continue
+            cells = [fmt(v.get(c), r["unit"]) for c in self.COLS]
+            lines.append([r["scenario"], f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"],
+                          *cells, ratio(v.get("inotify-shell"), v.get("daemon")),
+                          ratio(v.get("daemon"), v.get("raw-limit")), r["target"]])
+        spanning = [r[2:7] == ["", "", "", "", ""] for r in lines]
+        widths = [max(len(str(x[i])) for x, span in zip(lines + [head], spanning + [False]) if not span)
+                  for i in range(len(head))]
+        out = []
+        for i, (row, span) in enumerate(zip([head] + lines, [False] + spanning)):
+            if span:
+                out.append(f"{row[0]:<{widths[0]}}  {row[1]}")
+                continue
+            out.append("  ".join(f"{str(c):<{widths[j]}}" if j < 2 or j == 7 else f"{str(c):>{widths[j]}}"
+                                 for j, c in enumerate(row)).rstrip())
+            if i == 0:
+                out.append("  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+
+# --- scenarios ---------------------------------------------------------------------
+
+def scenario_latency(env, table, results, changes):
+    """1: one fragment renamed into place -> the egress sidecar logs its hash."""
+    log(f"scenario 1: latency, {changes} changes per alternative, interleaved")
+    alts = []
+
+    def setup(name, make):
+        b = Bottles(env, f"lat-{name}", 1)
+        b.start_sidecars()
+        alt = make(b)
+        alt.start()
+        alts.append((name, b, alt))
+
+    setup("daemon", lambda b: Daemon(env, "lat-daemon", b.state, daemon_config(b.state, 0, 0, grace=False)))
+    setup("daemon-defaults", lambda b: Daemon(env, "lat-daemon-defaults", b.state, daemon_config(b.state)))
+    setup("inotify-shell", lambda b: Shell(env, "lat-shell", b.state, 0))
+    setup("raw-limit", lambda b: Raw(env, "lat-raw", b, 1))
+    time.sleep(2.5)  # past the signal driver's default 2 s start-up grace
+    lat = {name: [] for name, _, _ in alts}
+    for i in range(changes):
+        k = i % len(alts)
+        for name, b, alt in alts[k:] + alts[:k]:
+            moves, expect = b.stage_change(f"l{i}")
+            watch = LogWatch(expect)
+            t0 = time.time_ns()
+            os.rename(*moves[0])
+            alt.notify(b.slugs)
+            seen = watch.wait(30, 0.002)
+            lat[name].append((seen[b.log(b.slugs[0], "egress")] - t0) / 1e6)
+            time.sleep(0.02)  # let the pipelock sidecar's watcher and the daemon's own events pass
+    for name, b, alt in alts:
+        alt.stop()
+        b.stop_sidecars()
+    results["latency"] = {name: {"p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99),
+                                 "max_ms": max(v), "n": len(v)} for name, v in lat.items()}
+    main = {n: lat[n] for n in ("daemon", "inotify-shell", "raw-limit")}
+    p99 = {n: percentile(v, 99) for n, v in main.items()}
+    p50 = {n: percentile(v, 50) for n, v in main.items()}
+    met = p99["daemon"] <= 5 and p99["inotify-shell"] >= 5 * p99["daemon"]
+    table.add("1 latency, settle/debounce 0", f"p50 of {changes}", "ms", p50)
+    table.add("1 latency, settle/debounce 0", f"p99 of {changes}", "ms", p99,
+              f"p99 <= 5 ms, >= 5x below shell: {'met' if met else 'MISSED'}")
+    d = lat["daemon-defaults"]
+    table.add("1 latency, defaults", f"p50 of {changes}", "ms", {"daemon": percentile(d, 50)},
+              "debounce 20 ms, pipelock settle 150 ms")
+    table.add("1 latency, defaults", f"p99 of {changes}", "ms", {"daemon": percentile(d, 99)})
+    results["latency"]["target_met"] = met
+
+
+def settle_down(pids, quiet_s=1.0, timeout=60):
+    """Waits until pids used no CPU for quiet_s (the daemon still converging
+    the events of its own writes, a sidecar's watcher still debouncing)."""
+    deadline = time.monotonic() + timeout
+    last = proc_sample(pids)[0]
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = proc_sample(pids)[0]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+
+
+def measure_idle(alt, idle_s):
+    settle_down(alt.pids())
+    pids = alt.pids()
+    t0, s0 = time.monotonic(), proc_sample(pids)
+    time.sleep(idle_s)
+    s1 = proc_sample(pids)
+    elapsed = time.monotonic() - t0
+    hz = os.sysconf("SC_CLK_TCK")
+    return {"cpu_s": (s1[0] - s0[0]) / hz, "wakeups": s1[1] - s0[1], "rss_mb": s1[2] / 1024,
+            "seconds": elapsed, "processes": len(pids)}
+
+
+def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers, with_defaults):
+    """2 (bulk), 3 (start-up) and 4 (idle) at n bottles: each round starts
+    every alternative on the converged bottles (start-up), changes every
+    bottle at once (bulk), stops it; the last round measures idle first."""
+    log(f"scenarios 2-4 at {n} bottles ({2 * n} sidecars), {rounds} round(s)")
+    b = Bottles(env, f"bulk{n}", n)
+    watch = env.limits.prepare(n)
+    if not watch:
+        env.notes.append(f"{n} bottles: pipelock sidecars run with --no-watch (inotify instance limit)")
+    free_kib = meminfo("MemAvailable")
+    need_kib = 2 * n * 400 + 512 * 1024
+    if free_kib < need_kib:
+        msg = f"not run: {n} bottles need about {need_kib // 1024} MiB, {free_kib // 1024} MiB available"
+        for s in ("2 bulk", "3 start-up", "4 idle"):
+            table.add(f"{s} {n}", msg, "", msg)
+        return
+    t = time.monotonic()
+    b.start_sidecars(watch)
+    log(f"  {2 * n} sidecars started in {time.monotonic() - t:.1f} s; one holds "
+        f"{private_kib(b.sidecars[-1].pid)} KiB private (egress), {private_kib(b.sidecars[-2].pid)} KiB (pipelock)")
+    time.sleep(2.5)  # past the signal driver's default start-up grace
+    alts = [Daemon(env, f"bulk{n}-daemon", b.state, daemon_config(b.state, pl_settle=0)),
+            Shell(env, f"bulk{n}-shell", b.state, 0),
+            Raw(env, f"bulk{n}-raw", b, workers)]
+    if with_defaults:
+        dflt = Daemon(env, f"bulk{n}-daemon-defaults", b.state, daemon_config(b.state))
+        dflt.kind = "daemon-defaults"
+        alts.append(dflt)
+    res = {a.kind: {"startup_s": [], "startup_dirty": [], "bulk_s": [], "bulk_p50_s": []} for a in alts}
+    idle = {}
+    timeout = 120 + n * 0.2
+    for r in range(rounds):
+        k = r % len(alts)
+        for alt in alts[k:] + alts[:k]:
+            name = alt.kind
+            if name == "daemon-defaults" and r > 0:
+                continue  # one round: it is bound by its settle sleeps, not by anything measured here
+            if name == "inotify-shell" and r >= shell_rounds:
+                continue
+            snap = b.snapshot()
+            up = alt.start(timeout)
+            time.sleep(0.5)
+            logs, files = b.changed_since(snap)
+            res[name]["startup_s"].append(up)
+            res[name]["startup_dirty"].append(logs + files)
+            if logs or files:
+                log(f"  {name}: start-up touched {logs} sidecar log(s) and {files} live file(s)")
+            moves, expect = b.stage_change(f"r{r}{name.replace('-', '')}")
+            settle_down([p.pid for p in b.sidecars[-2:]] + alt.pids(), 0.5)
+            watch_ = LogWatch(expect)
+            t0 = time.time_ns()
+            for staged, target in moves:
+                os.rename(staged, target)
+            alt.notify(b.slugs)
+            seen = watch_.wait(timeout, 0.05)
+            times = sorted((t - t0) / 1e9 for t in seen.values())
+            res[name]["bulk_s"].append(times[-1])
+            res[name]["bulk_p50_s"].append(percentile(times, 50))
+            extra = f", {alt.overflows()} queue overflow(s)" if isinstance(alt, Daemon) else ""
+            log(f"  round {r + 1} {name}: start-up {up:.3f} s, bulk {times[-1]:.3f} s{extra}")
+            last = shell_rounds if name == "inotify-shell" else rounds
+            if r == last - 1 and name in ("daemon", "inotify-shell", "raw-limit"):
+                idle[name] = measure_idle(alt, idle_s)
+                log(f"  idle {name}: {idle[name]}")
+            alt.stop()
+            settle_down([p.pid for p in b.sidecars[:2]], 0.5)
+    b.stop_sidecars()
+    results[f"bulk{n}"] = {"alternatives": res, "idle": idle}
+    cols = ("daemon", "inotify-shell", "raw-limit")
+    bulk = {c: median(res[c]["bulk_s"]) for c in cols}
+    target = ""
+    if n >= 10000:
+        met = bulk["daemon"] <= 1.5 * bulk["raw-limit"]
+        target = f"<= 1.5x raw-limit: {'met' if met else 'MISSED'}"
+        results[f"bulk{n}"]["target_met"] = met
+    of = f"median of {rounds}" + (f" (shell: {shell_rounds})" if shell_rounds != rounds else "")
+    table.add(f"2 bulk {n}", f"all {2 * n} loaded, {of}", "s", bulk, target)
+    if with_defaults:
+        table.add(f"2 bulk {n}, defaults", "all loaded, 1 round", "s",
+                  {"daemon": median(res["daemon-defaults"]["bulk_s"])}, "pipelock settle 150 ms per bottle")
+    up = {c: median(res[c]["startup_s"]) for c in cols}
+    dirty = sum(sum(res[c]["startup_dirty"]) for c in ("daemon",))
+    target = ""
+    if n >= 10000:
+        met = up["daemon"] <= 1 and dirty == 0
+        target = f"<= 1 s, no write or signal: {'met' if met else 'MISSED'}"
+        results[f"bulk{n}"]["startup_target_met"] = met
+    table.add(f"3 start-up {n}", f"to READY, {of}", "s", up,
+              target or ("no write or signal: " + ("met" if dirty == 0 else "MISSED")))
+    if idle:
+        table.add(f"4 idle {n}", f"CPU over {idle_s:g} s", "s", {c: idle[c]["cpu_s"] for c in idle})
+        wake = {c: idle[c]["wakeups"] for c in idle}
+        table.add(f"4 idle {n}", f"wakeups over {idle_s:g} s", "", wake,
+                  "none beyond the resync timer: " + ("met" if wake.get("daemon") == 0 else "MISSED"))
+        rss = {c: idle[c]["rss_mb"] for c in idle}
+        target = ""
+        if n >= 10000:
+            met = rss["daemon"] <= 20
+            target = f"<= 20 MB: {'met' if met else 'MISSED'}"
+        table.add(f"4 idle {n}", "VmRSS", "MB", rss, target)
+
+
+def meminfo(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+# --- 5: docker ------------------------------------------------------------------------
+
+DOCKER_SOCK = "/var/run/docker.sock"
+
+
+def docker_api(method, path, timeout=10):
+    """One request to the Docker Engine API; returns (status, body bytes)."""
+    import http.client
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(DOCKER_SOCK)
+
+    c = Conn("localhost", timeout=timeout)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def docker_image(env):
+    """An image holding only br-test-sidecar and the libraries it loads,
+    imported from the host's files: no registry is involved."""
+    tag = "br-bench-sidecar:latest"
+    root = os.path.join(env.tmp, "docker-rootfs")
+    for d in ("tmp", "cfg", "logs"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy(env.sidecar, os.path.join(root, "br-test-sidecar"))
+    ldd = subprocess.run(["ldd", env.sidecar], capture_output=True, text=True, check=True).stdout
+    for word in ldd.split():
+        if word.startswith("/"):
+            dest = os.path.join(root, word.lstrip("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(os.path.realpath(word), dest)
+    tar = os.path.join(env.tmp, "docker-rootfs.tar")
+    subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
+    subprocess.run(["docker", "import", tar, tag], check=True, capture_output=True)
+    return tag
+
+
+def scenario_docker(env, table, results, changes):
+    """5: a reload through the daemon's docker driver against the ways to
+    send the same signal by hand: `docker kill --signal HUP`, the Engine API,
+    and kill(2) of the container's host pid."""
+    log("scenario 5: docker")
+    try:
+        status, body = docker_api("GET", "/_ping", 3)
+        if status != 200:
+            raise OSError(f"HTTP {status}")
+    except OSError as e:
+        reason = f"no Docker engine answers on {DOCKER_SOCK} ({e})"
+        table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
+        results["docker"] = {"not_run": reason}
+        return
+    if not shutil.which("docker"):
+        reason = "the docker CLI is not installed"
+        table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
+        results["docker"] = {"not_run": reason}
+        return
+    # Two bottles in two state dirs: one the daemon converges, one changed by
+    # hand; the daemon would revert hand-made changes to its own bottle.
+    bd = Bottles(env, "docker-daemon", 1, "dd")
+    bm = Bottles(env, "docker-manual", 1, "dm")
+    containers = []
+    try:
+        image = docker_image(env)
+        for b in (bd, bm):
+            slug = b.slugs[0]
+            for mode in ("pipelock", "egress"):
+                name = f"{slug}-{mode}-1"
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+                subprocess.run(["docker", "run", "-d", "--name", name,
+                                "-v", f"{os.path.dirname(b.path(slug, mode))}:/cfg",
+                                "-v", f"{b.logs}:/logs", image, "/br-test-sidecar", "--mode", mode,
+                                "--file", f"/cfg/{os.path.basename(b.path(slug, mode))}",
+                                "--log", f"/logs/{slug}.{mode}.log",
+                                "--pidfile", f"/tmp/{mode}.pid"], check=True, capture_output=True)
+                containers.append(name)
+        deadline = time.monotonic() + 30
+        while not all(os.path.exists(b.log(b.slugs[0], m)) for b in (bd, bm) for m in ("pipelock", "egress")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sidecar containers wrote no start line")
+            time.sleep(0.05)
+        time.sleep(2.5)  # the driver's default start-up grace
+
+        # Does the driver work? One converge through it, before measuring.
+        cfg = os.path.join(env.tmp, "docker.yaml")
+        b, slug = bd, bd.slugs[0]
+        config = (f"state_dir: {b.state}\ndebounce_ms: 0\npipelock:\n  settle_ms: 0\n"
+                  f"egress:\n  settle_ms: 0\n")
+        write(cfg, config.encode())
+        moves, expect = b.stage_change("probe")
+        probe_watch = LogWatch(expect)
+        os.rename(*moves[0])
+        probe = subprocess.run([env.bin, "--config", cfg, "once", slug], capture_output=True, text=True)
+        reason = None
+        if probe.returncode != 0:
+            words = (probe.stdout + probe.stderr).strip().splitlines()
+            reason = "docker driver: " + (next((w for w in words if "docker" in w and
+                                                ("not implemented" in w or "refus" in w or "reload" in w)),
+                                               words[0] if words else f"exit {probe.returncode}"))
+        else:
+            try:
+                probe_watch.wait(10, 0.01)
+            except TimeoutError as e:
+                reason = f"docker driver: the sidecars did not reload ({e})"
+
+        def by_cli(name):
+            subprocess.run(["docker", "kill", "--signal", "HUP", name], check=True, capture_output=True)
+
+        def by_api(name):
+            status, body = docker_api("POST", f"/containers/{name}/kill?signal=HUP")
+            if status != 204:
+                raise RuntimeError(f"kill {name}: HTTP {status} {body[:200]!r}")
+
+        def by_pid(name):
+            status, body = docker_api("GET", f"/containers/{name}/json")
+            os.kill(json.loads(body)["State"]["Pid"], signal.SIGHUP)
+
+        # By hand: write both live files (as raw-limit does), then signal.
+        # Each alternative stages its change, then fires it; the log offsets
+        # are taken in between.
+        def manual(deliver):
+            b, slug = bm, bm.slugs[0]
+
+            def stage(i):
+                moves, expect = b.stage_change(f"d{i}")
+                frag = open(moves[0][0], "rb").read()
+                pl = open(b.expect_pipelock, "rb").read()
+
+                def fire():
+                    t0 = time.time_ns()
+                    for what, data in (("pipelock", pl), ("egress", frag)):
+                        tmp = os.path.join(os.path.dirname(b.path(slug, what)), ".bench-tmp")
+                        with open(tmp, "wb") as f:
+                            f.write(data)
+                            f.flush()
+                            os.fsync(f.fileno())
+                        os.rename(tmp, b.path(slug, what))
+                        deliver(f"{slug}-{what}-1")
+                    os.rename(*moves[0])  # the fragment says what the live files now hold
+                    return t0
+                return expect, fire
+            return stage
+
+        def daemon_stage(i):
+            b = bd
+            moves, expect = b.stage_change(f"d{i}")
+
+            def fire():
+                t0 = time.time_ns()
+                os.rename(*moves[0])
+                return t0
+            return expect, fire
+
+        alts = [("docker kill CLI", manual(by_cli)), ("Engine API", manual(by_api)),
+                ("host pid kill(2)", manual(by_pid))]
+        daemon = None
+        if reason is None:
+            daemon = Daemon(env, "docker-daemon", b.state, config)
+            daemon.start()
+            alts.insert(0, ("daemon", daemon_stage))
+        lat = {name: [] for name, _ in alts}
+        for i in range(changes):
+            k = i % len(alts)
+            for name, stage in alts[k:] + alts[:k]:
+                expect, fire = stage(i)
+                watch = LogWatch(expect)
+                t0 = fire()
+                seen = watch.wait(30, 0.002)
+                egress_log = next(p for p in seen if p.endswith(".egress.log"))
+                lat[name].append((seen[egress_log] - t0) / 1e6)
+                time.sleep(0.05)
+        if daemon:
+            daemon.stop()
+        results["docker"] = {name: {"p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
+                             for name, v in lat.items()}
+        refs = ", ".join(f"{name} {percentile(v, 50):.1f}" for name, v in lat.items() if name != "daemon")
+        if reason:
+            results["docker"]["not_run"] = reason
+            table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
+            table.add("5 docker, by hand", f"p50 ms, {changes} changes: {refs}", "", f"p50 ms: {refs}")
+        else:
+            table.add("5 docker", f"p50 of {changes}", "ms", {"daemon": percentile(lat["daemon"], 50)},
+                      f"by hand, p50 ms: {refs}")
+    except (OSError, RuntimeError, subprocess.CalledProcessError, TimeoutError) as e:
+        reason = f"{e}"
+        table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
+        results["docker"] = {"not_run": reason}
+    finally:
+        for name in containers:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rmi", "br-bench-sidecar:latest"], capture_output=True)
+
+
+# --- main ------------------------------------------------------------------------------
+
+class Env:
+    pass
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "mem_gib": round(meminfo("MemTotal") / 1024 / 1024, 1)}
+
+
+def fs_type(path):
+    best, kind = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, f"{fstype} on {dev}"
+    return kind
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", required=True, help="the bottle-reconciler binary")
+    ap.add_argument("--sidecar", required=True, help="the br-test-sidecar binary")
+    ap.add_argument("--raw", required=True, help="the br-bench-raw-limit binary")
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke test, not a measurement")
+    ap.add_argument("--changes", type=int, help="latency: changes per alternative (default 200, quick 20)")
+    ap.add_argument("--sizes", help="bottle counts for scenarios 2-4, comma-separated (default 1000,10000; quick 50)")
+    ap.add_argument("--rounds", type=int, help="rounds of scenarios 2-3 per size (default 3, quick 2)")
+    ap.add_argument("--shell-rounds", type=int,
+                    help="rounds of inotify-shell (default: as --rounds below 5,000 bottles, else 1: "
+                         "it needs about 25 ms of jq per bottle)")
+    ap.add_argument("--idle", type=float, help="idle window in seconds (default 30, quick 5)")
+    ap.add_argument("--workers", type=int, default=4, help="raw-limit threads (default 4, the daemon's default)")
+    ap.add_argument("--only", help="scenarios to run, e.g. 1,5 (default all)")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    q = args.quick
+    changes = args.changes or (20 if q else 200)
+    sizes = [int(x) for x in (args.sizes or ("50" if q else "1000,10000")).split(",")]
+    rounds = args.rounds or (2 if q else 3)
+    idle_s = args.idle if args.idle is not None else (5 if q else 30)
+    only = set((args.only or "1,2,3,4,5").split(","))
+
+    env = Env()
+    env.bin, env.sidecar, env.raw = (os.path.abspath(x) for x in (args.bin, args.sidecar, args.raw))
+    env.tmp = tempfile.mkdtemp(prefix="br-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
+    env.limits = Limits()
+    env.notes = []
+    table = Table()
+    m = machine()
+    results = {"machine": m, "quick": q, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    status = 0
+    try:
+        log(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, {m['mem_gib']} GiB; "
+            f"files in {env.tmp} ({fs_type(env.tmp)})")
+        if "1" in only:
+            scenario_latency(env, table, results, changes)
+        if only & {"2", "3", "4"}:
+            for n in sizes:
+                shell_rounds = args.shell_rounds or (rounds if n < 5000 else 1)
+                scenario_bulk(env, table, results, n, rounds, min(shell_rounds, rounds), idle_s, args.workers,
+                              with_defaults=n <= 1000)
+        if "5" in only:
+            scenario_docker(env, table, results, min(changes, 20 if q else 50))
+    except KeyboardInterrupt:
+        log("interrupted")
+        status = 130
+    finally:
+        kill_all_children()
+        env.limits.restore()
+        if args.keep:
+            log(f"kept {env.tmp}")
+        else:
+            shutil.rmtree(env.tmp, ignore_errors=True)
+    results["notes"] = env.notes + env.limits.notes
+    results["table"] = table.render()
+    print()
+    print(f"bottle-reconciler benchmark{' (--quick: smoke test, not a measurement)' if q else ''}")
+    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, {m['mem_gib']} GiB RAM; "
+          f"files on {fs_type(env.tmp)}")
+    print()
+    print(table.render())
+    for note in results["notes"]:
+        print(f"note: {note}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
