@@ -157,7 +157,10 @@ static int proc_started_ns(long pid, int64_t *out) {
   return 0;
 }
 
-static bool pidfd_alive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0; }
+/* Signal 0 checks permission too: EPERM still means the process is there. */
+static bool pidfd_alive(int pidfd) {
+  return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM;
+}
 
 /* Pins the container's first process with a pidfd when this daemon shares
  * the host's pid namespace, and proves it is the container's: its cgroup
@@ -324,38 +327,45 @@ static bool check_mounts(struct target *t) {
 /* Docker's kill marks the container stopped by hand: it is then not
  * restarted when it dies later. A stop signal other than the one sent saves
  * "always" and "on-failure", never "unless-stopped" (measured on 20.10). */
-static void warn_api_kill_once(const struct target *t) {
+static void warn_api_kill_once(const struct target *t, const char *why) {
   static atomic_bool warned;
   const char *policy = t->c.restart_policy;
   bool kept = t->c.has_stop_signal && (strcmp(policy, "always") == 0 || strncmp(policy, "on-failure", 10) == 0);
   if (!policy[0] || kept || atomic_exchange(&warned, true))
     return;
   br_log(BR_LOG_WARN, t->req->slug,
-         "signalling container %s through the Docker Engine API, since its process is not visible here: "
-         "Docker then counts it as stopped by hand, and its restart policy \"%s\" will not restart it if it "
-         "dies later. Run this daemon in the host's pid namespace (then it signals the process itself), or "
-         "give the sidecars restart policy \"always\" and a stop signal other than SIG%s. (Said once.)",
-         t->name.data, policy, br_signal_name(t->req->reload->signo));
+         "signalling container %s through the Docker Engine API, since %s: Docker then counts it as stopped "
+         "by hand, and its restart policy \"%s\" will not restart it if it dies later. Let this daemon signal "
+         "the process itself (run it in the host's pid namespace, as root or with CAP_KILL), or give the "
+         "sidecars restart policy \"always\" and a stop signal other than SIG%s. (Said once.)",
+         t->name.data, why, policy, br_signal_name(t->req->reload->signo));
 }
 
 /* Delivers the signal. Returns true when that decided the reload otherwise
  * than "sent". */
 static bool deliver(struct target *t, const char **how) {
   int signo = t->req->reload->signo;
+  const char *why = "its process is not visible here";
   if (t->pidfd >= 0) {
     *how = "host pid, pidfd";
     if (syscall(SYS_pidfd_send_signal, t->pidfd, signo, NULL, 0) == 0)
       return false;
-    if (errno == ESRCH)
+    if (errno == ESRCH) {
       say(t, BR_RELOAD_TRANSIENT, "container %s: its process %ld exited before the signal", t->name.data,
           t->c.pid);
-    else
+      return true;
+    }
+    if (errno != EPERM) {
       say(t, BR_RELOAD_TRANSIENT, "container %s: cannot signal its process %ld: %s", t->name.data, t->c.pid,
           strerror(errno));
-    return true;
+      return true;
+    }
+    /* Another user's process, and no CAP_KILL (the systemd unit's user in
+     * the docker group): the engine may still signal it. */
+    why = "this daemon may not signal its process (EPERM)";
   }
   *how = "Engine API kill";
-  warn_api_kill_once(t);
+  warn_api_kill_once(t, why);
   struct br_docker_answer ans;
   struct br_buf err, path;
   br_docker_answer_init(&ans);
@@ -408,6 +418,15 @@ static bool verify(struct target *t, const char *host_hash) {
   int rc = file_sha256(path, seen);
   if (!rc && !pidfd_alive(t->pidfd))
     rc = -ESRCH; /* what was read may have been another process's */
+  if (rc == -EACCES || rc == -EPERM) {
+    /* /proc/<pid>/root is the container's root only to a process allowed to
+     * ptrace it. */
+    say(t, BR_RELOAD_PERMANENT,
+        "verify: may not read %s in container %s through /proc/%ld/root: run this daemon as root or give it "
+        "CAP_SYS_PTRACE",
+        t->container_path.data, t->name.data, t->c.pid);
+    return true;
+  }
   if (rc) {
     say(t, BR_RELOAD_TRANSIENT, "verify: cannot read %s in container %s: %s", t->container_path.data,
         t->name.data, rc == -ESRCH ? "its process exited" : strerror(-rc));
