@@ -57,7 +57,7 @@ struct daemon {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
-  struct br_strmap held_since; /* slug -> first time (loop ms, boxed) a git lock held it back */
+  struct br_strmap held_since; /* slug -> struct git_hold: a git lock holds (or held) it back */
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
   size_t first_pass_left;      /* slugs not yet converged once since start: READY=1 at 0 */
@@ -70,6 +70,12 @@ struct daemon {
   int exit_code;
 };
 
+/* A slug that a git checkout's index.lock holds back. */
+struct git_hold {
+  uint64_t since_ms; /* loop time a converge first met the lock */
+  bool stale;        /* outlived GIT_LOCK_DEADLINE_MS: converged past it (and said so) */
+};
+
 struct job {
   uv_work_t req;
   struct daemon *d;
@@ -80,6 +86,8 @@ struct job {
   int rc;
   bool first_pass;
   bool git_locked;             /* held back: a git checkout is mid-operation */
+  bool git_lock_stale;         /* set by dispatch: the lock outlived GIT_LOCK_DEADLINE_MS, converge anyway */
+  bool git_lock_found;         /* a source's checkout holds its index.lock (held back unless stale) */
   char git_lock[PATH_MAX];
   double seconds;
 };
@@ -214,6 +222,15 @@ static void watch_slug(struct daemon *d, const char *slug) {
   br_strv_free(&live_files);
 }
 
+/* A slug of the first pass has been tried (or went away): READY=1 after the last. */
+static void first_pass_done(struct daemon *d) {
+  if (d->first_pass_left && --d->first_pass_left == 0 && !d->ready) {
+    d->ready = true;
+    br_log(BR_LOG_INFO, NULL, "ready: first pass over every slug done");
+    sd_notify(0, "READY=1");
+  }
+}
+
 static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
   struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
   if (slot)
@@ -267,8 +284,10 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   br_log(BR_LOG_INFO, slug, "bottle removed; forgetting it");
   if (slot->polled)
     d->polled--;
-  if (slot->first_pass && slot->phase != BR_PHASE_CONVERGING && d->first_pass_left)
-    d->first_pass_left--;
+  /* One that is converging is counted when its converge ends; one that was
+   * waiting (held back by a git lock) may be the last the first pass waits for. */
+  if (slot->first_pass && slot->phase != BR_PHASE_CONVERGING)
+    first_pass_done(d);
   br_watch_forget(&d->watch, slug);
   br_queue_remove(&d->queue, slug);
   free(br_strmap_del(&d->held_since, slug));
@@ -463,11 +482,12 @@ static void converge_work(uv_work_t *req) {
   br_buf_init(&dir, PATH_MAX);
   br_buf_init(&warnings, 4096);
   br_slug_project(cfg->state_dir, job->slug, &project, &warnings);
-  for (size_t i = 0; i < cfg->sources.n && !job->git_locked; i++) {
+  for (size_t i = 0; i < cfg->sources.n && !job->git_lock_found; i++) {
     br_buf_reset(&dir);
     if (!br_config_expand(cfg, cfg->sources.v[i], job->slug, project.data, &dir))
-      job->git_locked = git_locked(dir.data, job->git_lock, sizeof job->git_lock);
+      job->git_lock_found = git_locked(dir.data, job->git_lock, sizeof job->git_lock);
   }
+  job->git_locked = job->git_lock_found && !job->git_lock_stale;
   br_buf_free(&project);
   br_buf_free(&dir);
   br_buf_free(&warnings);
@@ -551,15 +571,12 @@ static void converge_done(uv_work_t *req, int status) {
   unsigned retry_after = 0;
   char *message;
   if (job->git_locked) {
-    uint64_t now = uv_now(d->loop), *since = br_strmap_get(&d->held_since, job->slug);
-    if (!since && (since = malloc(sizeof *since))) {
-      *since = now;
-      br_strmap_put(&d->held_since, job->slug, since);
-    }
-    if (since && now - *since > GIT_LOCK_DEADLINE_MS) {
-      br_log(BR_LOG_WARN, job->slug, "%s held for over %d ms; treating it as stale and converging", job->git_lock,
-             GIT_LOCK_DEADLINE_MS);
-      *since = now + 3600 * 1000ULL; /* ignore this lock for an hour */
+    /* Past the deadline, the next dispatch tells the worker to converge
+     * anyway (the worker cannot see this map). */
+    struct git_hold *hold = br_strmap_get(&d->held_since, job->slug);
+    if (!hold && (hold = calloc(1, sizeof *hold))) {
+      hold->since_ms = uv_now(d->loop);
+      br_strmap_put(&d->held_since, job->slug, hold);
     }
     phase = BR_PHASE_WAITING;
     retry_after = GIT_LOCK_RETRY_MS;
@@ -567,7 +584,14 @@ static void converge_done(uv_work_t *req, int status) {
     if (asprintf(&message, "held back: a git operation holds %s", job->git_lock) < 0)
       message = NULL;
   } else {
-    free(br_strmap_del(&d->held_since, job->slug));
+    struct git_hold *hold = br_strmap_get(&d->held_since, job->slug);
+    if (!job->git_lock_found) {
+      free(br_strmap_del(&d->held_since, job->slug));
+    } else if (hold && job->git_lock_stale && !hold->stale) {
+      hold->stale = true; /* ignored from now on, until it is gone */
+      br_log(BR_LOG_WARN, job->slug, "%s held for over %d ms; treated as stale, converged past it", job->git_lock,
+             GIT_LOCK_DEADLINE_MS);
+    }
     phase = phase_of(job);
     retry_after = job->rep.retry_after_ms;
     if (!slot->removed)
@@ -596,11 +620,8 @@ static void converge_done(uv_work_t *req, int status) {
   br_converge_report_free(&job->rep);
   config_release(job->config);
   free(job);
-  if (first_pass && d->first_pass_left && --d->first_pass_left == 0 && !d->ready) {
-    d->ready = true;
-    br_log(BR_LOG_INFO, NULL, "ready: first pass over every slug done");
-    sd_notify(0, "READY=1");
-  }
+  if (first_pass)
+    first_pass_done(d);
   metrics_changed(d);
   if (d->draining && d->queue.in_flight == 0)
     finish_drain(d);
@@ -617,6 +638,8 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
   job->slot = slot;
   job->config = config_acquire(d->config);
   snprintf(job->slug, sizeof job->slug, "%s", slot->slug);
+  const struct git_hold *hold = br_strmap_get(&d->held_since, slot->slug);
+  job->git_lock_stale = hold && (hold->stale || uv_now(d->loop) - hold->since_ms > GIT_LOCK_DEADLINE_MS);
   br_converge_report_init(&job->rep);
   job->req.data = job;
   int rc = uv_queue_work(d->loop, &job->req, converge_work, converge_done);
