@@ -32,19 +32,6 @@ void br_desired_free(struct br_desired *d) {
   br_buf_free(&d->warnings);
 }
 
-bool br_fragment_name_counts(const char *name) {
-  if (name[0] == '.')
-    return false;
-  size_t len = strlen(name);
-  static const char *const exts[] = {".yaml", ".yml", ".json"};
-  for (size_t i = 0; i < 3; i++) {
-    size_t n = strlen(exts[i]);
-    if (len > n && strcmp(name + len - n, exts[i]) == 0)
-      return true;
-  }
-  return false;
-}
-
 static void limits_of(const struct br_config *cfg, struct br_limits *limits) {
   br_limits_default(limits);
   limits->max_file_bytes = cfg->max_file_bytes;

@@ -25,10 +25,6 @@ struct br_desired {
 void br_desired_init(struct br_desired *d);
 void br_desired_free(struct br_desired *d);
 
-/* True for names that count as fragments: *.yaml, *.yml, *.json, not
- * starting with "." (editors' and producers' temp files). */
-bool br_fragment_name_counts(const char *name);
-
 /* Loads the desired state of slug. Returns 0 (managed or not: see
  * d->managed), -EINVAL when a fragment is invalid (d->errors says which;
  * nothing of the slug may be applied), or another -errno for an I/O failure

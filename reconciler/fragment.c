@@ -469,3 +469,16 @@ int br_fragment_parse(const char *name, const char *bytes, size_t len,
   br_ynode_free(root);
   return rc;
 }
+
+bool br_fragment_name_counts(const char *name) {
+  if (name[0] == '.')
+    return false;
+  size_t len = strlen(name);
+  static const char *const exts[] = {".yaml", ".yml", ".json"};
+  for (size_t i = 0; i < sizeof exts / sizeof *exts; i++) {
+    size_t n = strlen(exts[i]);
+    if (len > n && strcmp(name + len - n, exts[i]) == 0)
+      return true;
+  }
+  return false;
+}

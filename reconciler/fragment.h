@@ -62,4 +62,9 @@ bool br_token_env_valid(const char *s);
  * Basic. Checks len bytes of s. */
 bool br_auth_scheme_valid(const char *s, size_t len);
 
+/* True for file names that count as fragments: *.yaml, *.yml, *.json, not
+ * starting with "." (editors' and producers' temp files). The scanner and the
+ * watcher both ask this, so they never disagree. */
+bool br_fragment_name_counts(const char *name);
+
 #endif

@@ -18,6 +18,7 @@
 #include "reconciler/converge.h"
 #include "reconciler/daemon.h"
 #include "reconciler/desired.h"
+#include "reconciler/fragment.h"
 #include "reconciler/merge.h"
 #include "reconciler/records.h"
 #include "reconciler/slug.h"

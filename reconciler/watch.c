@@ -2,6 +2,7 @@
  * fragments, converge, or decide when anything runs: a record is a hint. */
 #include "reconciler/watch.h"
 
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "reconciler/fragment.h"
 
 /* Why a slug holds a watch. The kernel hands out one wd per inode, so one
  * wd can serve several roles for several slugs (every slug of a shared git
@@ -561,22 +563,6 @@ static bool is_dir_at(const char *dir, const char *name) {
          stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Same rule as the fragment scanner (br_fragment_name_counts in
- * desired.c): *.yaml, *.yml, *.json, not starting with ".". Repeated here
- * so the watcher does not depend on the loader and its config. */
-static bool fragment_name(const char *name) {
-  if (name[0] == '.')
-    return false;
-  size_t len = strlen(name);
-  static const char *const exts[] = {".yaml", ".yml", ".json"};
-  for (size_t i = 0; i < sizeof exts / sizeof *exts; i++) {
-    size_t n = strlen(exts[i]);
-    if (len > n && strcmp(name + len - n, exts[i]) == 0)
-      return true;
-  }
-  return false;
-}
-
 /* What one record means for the name in it, worked out once per record
  * however many slugs share the wd. */
 struct record {
@@ -618,7 +604,7 @@ static bool source_record_counts(struct record *r) {
     const struct stat *st = record_lstat(r);
     return st && S_ISLNK(st->st_mode);
   }
-  if (!fragment_name(r->name))
+  if (!br_fragment_name_counts(r->name))
     return false;
   if (m & FILE_EVENTS)
     return true;
