@@ -2,7 +2,6 @@
  * fragments, converge, or decide when anything runs: a record is a hint. */
 #include "reconciler/watch.h"
 
-
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
