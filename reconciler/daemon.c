@@ -428,7 +428,9 @@ static void on_container_started(void *ctx, const char *name) {
     if (br_docker_sidecar_named(&d->config->cfg, slug, project.data, name)) {
       br_log(BR_LOG_DEBUG, slug, "container %s started", name);
       br_strmap_del(&d->sidecar_absent, slug);
-      br_queue_mark(q, slug, false);
+      /* At once, backoff or not: a container that starts or unpauses is what
+       * a retrying slug (paused, stopped mid-reload) is waiting for. */
+      br_queue_mark(q, slug, true);
     }
   }
   br_buf_free(&project);

@@ -13,8 +13,9 @@ source "$here/daemon.sh"
 source "$here/docker.sh"
 docker_setup
 cfg=$BR_TMP/br.yaml
+# Retries up to 3 s apart: the unpause event must not wait for the next one.
 docker_config "$cfg" <<'YAML'
-backoff: {initial_ms: 50, max_ms: 400}
+backoff: {initial_ms: 3000, max_ms: 3000}
 YAML
 bottle_create alpha
 bottle_metadata alpha
@@ -78,17 +79,24 @@ routes:
 YAML
 wait_for grep -q '"host": "pypi.org"' "$(eg_file alpha)"
 eg_hash=$(sha256_of "$(eg_file alpha)")
+# Retried at least once while paused, and the next retry is a while off.
 paused_waiting() {
-  local a
+  local a next
   a=$(status_field alpha attempts)
-  [[ $(status_field alpha phase) == retrying && $(status_field alpha message) == *paused* && ${a:-0} -ge 3 ]]
+  next=$(status_field alpha next_try)
+  [[ $(status_field alpha phase) == retrying && $(status_field alpha message) == *paused* && ${a:-0} -ge 2 &&
+    -n $next ]] && (($(date -d "$next" +%s%N) - $(date +%s%N) > 1500000000))
 }
-wait_for paused_waiting
+wait_for -t 60 paused_waiting
+next_try_ns=$(date -d "$(status_field alpha next_try)" +%s%N)
 [[ $(container_field alpha egress '{{.State.Paused}}') == true ]] || fail "the daemon unpaused egress"
 ! container_loaded alpha egress "$eg_hash" || fail "a paused egress loaded the file"
 
+# Unpaused: the event brings the reload before the scheduled retry.
 docker unpause "$(container_name alpha egress)" >/dev/null
-wait_for container_loaded alpha egress "$eg_hash" reload
+wait_for -t 5 container_loaded alpha egress "$eg_hash" reload
+loaded_ns=$(container_log alpha egress | awk -v h="$eg_hash" '$2 == "reload" && $3 == h { sub(/\./, ""); print $1; exit }')
+((loaded_ns < next_try_ns)) || fail "the reload waited for the retry (loaded $loaded_ns, retry $next_try_ns)"
 wait_for slug_converged alpha
 container_running alpha egress || fail "egress does not run after its reload"
 echo "ok: stopped sidecar reported without retries and converged on start; paused sidecar left paused"
