@@ -74,7 +74,7 @@ int br_docker_container_parse(const char *text, size_t len, struct br_docker_con
     goto out;
   }
   const char *stop = json_str(config, "StopSignal");
-  c->has_stop_signal = stop && *stop;
+  snprintf(c->stop_signal, sizeof c->stop_signal, "%s", stop ? stop : "");
   c->tty = json_is_true(json_object_get(config, "Tty"));
   const char *policy = json_str(json_object_get(host, "RestartPolicy"), "Name");
   if (policy && strcmp(policy, "no") != 0)

@@ -29,7 +29,7 @@ struct br_docker_container {
   bool restarting;
   long pid;                /* State.Pid: the host pid of its first process, 0 when not running */
   int64_t started_at_ns;   /* State.StartedAt, CLOCK_REALTIME ns; 0 = never started */
-  bool has_stop_signal;    /* Config.StopSignal set */
+  char stop_signal[32];    /* Config.StopSignal as written ("SIGTERM", "15"); "" when unset */
   char restart_policy[32]; /* HostConfig.RestartPolicy.Name: "always", "unless-stopped",
                               "on-failure"; "" for none ("no") */
   bool tty;                /* Config.Tty: logs are a raw stream, not multiplexed frames */

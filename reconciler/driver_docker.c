@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -327,10 +328,22 @@ static bool check_mounts(struct target *t) {
 /* Docker's kill marks the container stopped by hand: it is then not
  * restarted when it dies later. A stop signal other than the one sent saves
  * "always" and "on-failure", never "unless-stopped" (measured on 20.10). */
+static bool is_signal(const char *name, int signo) {
+  if (strncasecmp(name, "SIG", 3) == 0)
+    name += 3;
+  char *end;
+  long number = strtol(name, &end, 10);
+  if (end != name && !*end)
+    return number == signo;
+  const char *ours = br_signal_name(signo);
+  return ours && strcasecmp(name, ours) == 0;
+}
+
 static void warn_api_kill_once(const struct target *t, const char *why) {
   static atomic_bool warned;
-  const char *policy = t->c.restart_policy;
-  bool kept = t->c.has_stop_signal && (strcmp(policy, "always") == 0 || strncmp(policy, "on-failure", 10) == 0);
+  const char *policy = t->c.restart_policy, *stop = t->c.stop_signal;
+  bool kept = stop[0] && !is_signal(stop, t->req->reload->signo) &&
+              (strcmp(policy, "always") == 0 || strncmp(policy, "on-failure", 10) == 0);
   if (!policy[0] || kept || atomic_exchange(&warned, true))
     return;
   br_log(BR_LOG_WARN, t->req->slug,

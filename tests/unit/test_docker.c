@@ -79,7 +79,8 @@ static void test_inspect(void) {
   CHECK(c.running && !c.paused && !c.restarting);
   CHECK(c.pid == 4242);
   CHECK(c.started_at_ns == 1714566896123456789LL);
-  CHECK(c.has_stop_signal && !c.tty);
+  CHECK_STR(c.stop_signal, "SIGTERM");
+  CHECK(!c.tty);
   CHECK_STR(c.restart_policy, "unless-stopped");
   CHECK(c.n_mounts == 4); /* tmpfs has no Source */
 
@@ -115,7 +116,7 @@ static void test_inspect(void) {
       " \"Config\":{\"StopSignal\":\"\"},\"HostConfig\":{\"RestartPolicy\":{\"Name\":\"no\"}},"
       " \"Mounts\":[{\"Type\":\"bind\",\"Source\":\"/\",\"Destination\":\"/host\"}]}";
   CHECK(br_docker_container_parse(stopped, strlen(stopped), &c, &err) == 0);
-  CHECK(!c.running && c.pid == 0 && c.started_at_ns == 0 && !c.has_stop_signal && !c.restart_policy[0]);
+  CHECK(!c.running && c.pid == 0 && c.started_at_ns == 0 && !c.stop_signal[0] && !c.restart_policy[0]);
   m = br_docker_mount_for(&c, "/srv/a/b.yaml", &exact, &inside);
   CHECK(m && !exact);
   CHECK_STR(inside.data, "/host/srv/a/b.yaml");
