@@ -24,8 +24,8 @@ static int mounts_parse(json_t *list, struct br_docker_container *c) {
     json_t *m = json_array_get(list, i);
     const char *type = json_str(m, "Type"), *source = json_str(m, "Source"),
                *destination = json_str(m, "Destination");
-    if (!source || !destination)
-      continue; /* tmpfs and the like have no host side */
+    if (!source || !destination || source[0] != '/' || destination[0] != '/')
+      continue; /* tmpfs and the like have no host side; both paths are absolute */
     struct br_docker_mount *out = &c->mounts[c->n_mounts];
     if (!(out->type = strdup(type ? type : "")) || !(out->source = strdup(source)) ||
         !(out->destination = strdup(destination))) {
