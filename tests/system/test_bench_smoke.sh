@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The benchmark harness (tests/bench/run.sh --quick) runs to the end against
+# the binaries under test and prints a row for every scenario. A smoke test:
+# it asserts no time, only that the tool a person runs still works.
+set -euo pipefail
+here=$(dirname "$0")
+source "$here/lib.sh"
+br_tmpdir
+out=$BR_TMP/bench.out
+err=$BR_TMP/bench.err
+# The binaries under test; raw-limit is compiled into the temp dir.
+BR_BENCH_BUILD=$BR_TMP/build TMPDIR=$BR_TMP "$here/../bench/run.sh" --quick >"$out" 2>"$err" ||
+  fail "tests/bench/run.sh --quick exited with $?; its stderr ends:
+$(tail -n 30 "$err")"
+cat "$out"
+for row in "1 latency, settle/debounce 0" "1 latency, defaults" "2 bulk 50" "3 start-up 50" "4 idle 50" "5 docker"; do
+  grep -q "^$row " "$out" || fail "no row \"$row\" in the table:
+$(cat "$out")"
+done
+# Numbers, not dashes, where every alternative ran.
+grep -E '^2 bulk 50 +all 100 loaded' "$out" | grep -Eq '( +[0-9.]+){3}' ||
+  fail "the bulk row has no figure for every alternative: $(grep '^2 bulk 50 ' "$out")"
+[[ -s $BR_TMP/build/results.json ]] || fail "no results.json"
+echo ok
