@@ -73,7 +73,12 @@ PY
   mv "$script.tmp" "$script"
 }
 message_has() {
-  [[ $(status_field alpha phase) == "$1" && $(status_field alpha message) == *"$2"* ]]
+  local phase
+  phase=$(status_field alpha phase)
+  # A retry under way keeps the message of the one before (a slow engine
+  # keeps the slug converging for most of the time).
+  [[ $1 == retrying && $phase == converging ]] && phase=retrying
+  [[ $phase == "$1" && $(status_field alpha message) == *"$2"* ]]
 }
 kills() { grep -c '^POST .*/kill' "$requests" || true; }
 long_ago=2020-01-01T00:00:00.123456789Z
