@@ -116,7 +116,8 @@ wait_for eval '(($(status_field alpha attempts) > attempts + 2))'
 # engine: the named pid is not the container's). The kill fails with 500.
 answer kill 500 "kill failed"
 inspect_answer true false "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
-wait_for message_has retrying "ms grace"
+# (The grace is over in a second: the log keeps what status shows only briefly.)
+wait_for daemon_log_has '(pipelock|egress) reload deferred: container alpha-(pipelock|egress)-1 started [0-9]+ ms ago; signalling after its 1000 ms grace'
 wait_for message_has retrying "kill failed (HTTP 500)"
 grep -q "^POST /v1.41/containers/$id/kill?signal=SIGHUP$" "$requests" || fail "unexpected kill: $(grep kill "$requests")"
 
