@@ -135,7 +135,7 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
     rc = fail(err, -errno, path, "chmod");
     goto out;
   }
-  if (fsync(fd) < 0) {
+  if (!(opts && opts->no_sync) && fsync(fd) < 0) {
     rc = fail(err, -errno, path, "fsync");
     goto out;
   }
@@ -161,7 +161,7 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
   }
   tmp[0] = '\0';
   /* The rename is durable only once the directory entry is on disk. */
-  if (fsync(dirfd) < 0)
+  if (!(opts && opts->no_sync) && fsync(dirfd) < 0)
     rc = fail(err, -errno, dir, "fsync of directory");
 out:
   if (fd >= 0)

@@ -29,10 +29,15 @@ struct br_write_opts {
    * reloaded"; non-zero aborts the write. */
   int (*before_rename)(void *arg);
   void *arg;
+  /* Atomic for readers and against a crash of this process, but not durable
+   * across a crash of the machine: no fsync of the file or its directory.
+   * For records whose only reader is this tool while the machine stays up. */
+  bool no_sync;
 };
 
 /* Replaces path with bytes so that readers see the old or the new content,
- * never a mix, and the new content survives a crash once this returns:
+ * never a mix, and (unless opts->no_sync) the new content survives a crash
+ * once this returns:
  * temp file in the same directory, fsync, the old file's mode and owner,
  * rename over the target, fsync of the directory. Refuses to write through a
  * symlink (-ELOOP). A rename that fails because the target is a mount point
