@@ -85,8 +85,11 @@ static int list_fragments(const char *dir, struct br_strv *names) {
 
 /* A symlinked fragment is followed only when it resolves inside its own
  * source directory (a ConfigMap's ..data layout); anything else could make a
- * bottle's routes come from a file its producers do not control. */
-static int resolve_fragment(const char *source_real, const char *path, char *resolved,
+ * bottle's routes come from a file its producers do not control. The source
+ * directory's real path is worked out on the first symlinked fragment only
+ * (source_real "" until then): realpath() costs a readlink per component,
+ * and most sources hold plain files. */
+static int resolve_fragment(const char *dir, char *source_real, const char *path, char *resolved,
                             struct br_buf *errors) {
   struct stat st;
   if (lstat(path, &st) < 0) {
@@ -102,6 +105,11 @@ static int resolve_fragment(const char *source_real, const char *path, char *res
     }
     snprintf(resolved, PATH_MAX, "%s", path);
     return 0;
+  }
+  if (!source_real[0] && !realpath(dir, source_real)) {
+    br_buf_printf(errors, "%s: cannot resolve its source directory: %s\n", path, strerror(errno));
+    source_real[0] = '\0';
+    return -EINVAL;
   }
   if (!realpath(path, resolved)) {
     if (errno == ENOENT)
@@ -120,23 +128,23 @@ static int resolve_fragment(const char *source_real, const char *path, char *res
 }
 
 static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
-  char source_real[PATH_MAX];
-  if (!realpath(dir, source_real))
-    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+  char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
   struct stat st;
-  if (stat(source_real, &st) < 0 || !S_ISDIR(st.st_mode))
+  if (stat(dir, &st) < 0)
+    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+  if (!S_ISDIR(st.st_mode))
     return 0;
   d->managed = true;
   struct br_strv names;
   br_strv_init(&names);
-  int rc = list_fragments(source_real, &names);
+  int rc = list_fragments(dir, &names);
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
   for (size_t i = 0; !rc && i < names.n; i++) {
     br_buf_reset(&path);
     br_buf_printf(&path, "%s/%s", dir, names.v[i]);
     char resolved[PATH_MAX];
-    int frc = resolve_fragment(source_real, path.data, resolved, &d->errors);
+    int frc = resolve_fragment(dir, source_real, path.data, resolved, &d->errors);
     if (frc == -ENOENT)
       continue;
     struct br_routes routes;
