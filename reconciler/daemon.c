@@ -534,8 +534,9 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
   const char *msg = rep->message.data ? rep->message.data : "";
   if (rep->warnings.len)
     br_log(BR_LOG_WARN, job->slug, "%s", rep->warnings.data);
-  /* Say it when it changes; repeating the same state on every event is noise. */
-  bool same = slot->message && strcmp(slot->message, msg) == 0 && slot->phase == phase;
+  /* Say it when it changes; repeating the same state on every event is noise.
+   * slot->phase is CONVERGING here; settled is the last converge's phase. */
+  bool same = slot->message && strcmp(slot->message, msg) == 0 && slot->settled == phase;
   switch (phase) {
   case BR_PHASE_CONVERGED:
     if (rep->writes && slot->settled == BR_PHASE_CONVERGED &&
