@@ -31,16 +31,18 @@ pl_hash=$(sha256_of "$(pl_file alpha)")
 eg_lines=$(sidecar_count "$(eg_log alpha)")
 pl_lines=$(sidecar_count "$(pl_log alpha)")
 
-bottle_fragment alpha new.yaml <<'YAML'
-routes:
-  - host: new.example.org
-    path_allowlist: [/]
-YAML
+# The bad one first: a converge between the two writes must not apply the
+# good one on its own.
 bottle_fragment alpha zz-bad.yaml <<'YAML'
 routes:
   - host: example.org
     path_allowlist: [/ok]
   - host: "*.evil.example"
+    path_allowlist: [/]
+YAML
+bottle_fragment alpha new.yaml <<'YAML'
+routes:
+  - host: new.example.org
     path_allowlist: [/]
 YAML
 phase_is() { [[ $(status_field alpha phase) == "$1" ]]; }
