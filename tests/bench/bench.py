@@ -144,14 +144,15 @@ def descendants(pid):
 
 
 def proc_sample(pids):
-    """CPU ticks (utime + stime), context switches (voluntary + nonvoluntary,
+    """CPU ticks (of the process and its reaped children), context switches (voluntary + nonvoluntary,
     every thread) and VmRSS in KiB, summed over pids."""
     ticks = switches = rss = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+            # utime + stime, and cutime + cstime: the shell's CPU is mostly its jq children's.
+            ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/status") as f:
                     for line in f:
@@ -449,7 +450,7 @@ class Daemon:
         self.log_path = os.path.join(self.env.tmp, f"{self.name}.{self.runs}.log")
         logf = open(self.log_path, "wb")
         t0 = time.monotonic()
-        self.proc = spawn(self.prefix + [self.env.bin, "--config", self.cfg, "run"], stdout=logf, stderr=logf,
+        self.proc = spawn(self.prefix + [getattr(self, "binary", self.env.bin), "--config", self.cfg, "run"], stdout=logf, stderr=logf,
                           env=env)
         logf.close()
         try:
@@ -757,6 +758,11 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
         dflt = Daemon(env, f"bulk{n}-daemon-defaults", b.state, daemon_config(b.state))
         dflt.kind = "daemon-defaults"
         alts.append(dflt)
+    if env.compare:
+        other = Daemon(env, f"bulk{n}-daemon-b", b.state, daemon_config(b.state, pl_settle=0))
+        other.kind, other.binary = "daemon-b", env.compare
+        alts.append(other)
+    alts = [a for a in alts if a.kind in env.alts or a.kind == "daemon-b" or (a.kind == "daemon-defaults" and "daemon" in env.alts)]
     res = {a.kind: {"startup_s": [], "startup_dirty": [], "bulk_s": [], "bulk_p50_s": []} for a in alts}
     idle = {}
     timeout = 120 + n * 0.2
@@ -779,28 +785,33 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
             moves, expect = b.stage_change(f"r{r}{name.replace('-', '')}")
             settle_down([p.pid for p in b.sidecars[-2:]] + alt.pids(), 0.5)
             watch_ = LogWatch(expect)
+            cpu0 = proc_sample(alt.pids())[0]
             t0 = time.time_ns()
             for staged, target in moves:
                 os.rename(staged, target)
             alt.notify(b.slugs)
             seen = watch_.wait(timeout, 0.05)
             times = sorted((t - t0) / 1e9 for t in seen.values())
+            settle_down(alt.pids(), 0.5)
+            cpu = (proc_sample(alt.pids())[0] - cpu0) / os.sysconf("SC_CLK_TCK")
             res[name]["bulk_s"].append(times[-1])
             res[name]["bulk_p50_s"].append(percentile(times, 50))
+            res[name].setdefault("bulk_cpu_s", []).append(cpu)
             extra = f", {alt.overflows()} queue overflow(s)" if isinstance(alt, Daemon) else ""
-            log(f"  round {r + 1} {name}: start-up {up:.3f} s, bulk {times[-1]:.3f} s{extra}")
+            log(f"  round {r + 1} {name}: start-up {up:.3f} s, bulk {times[-1]:.3f} s "
+                f"(CPU {cpu:.2f} s until quiet){extra}")
             last = shell_rounds if name == "inotify-shell" else rounds
-            if r == last - 1 and name in ("daemon", "inotify-shell", "raw-limit"):
+            if r == last - 1 and name in ("daemon", "inotify-shell", "raw-limit", "daemon-b"):
                 idle[name] = measure_idle(alt, idle_s)
                 log(f"  idle {name}: {idle[name]}")
             alt.stop()
             settle_down([p.pid for p in b.sidecars[:2]], 0.5)
     b.stop_sidecars()
     results[f"bulk{n}"] = {"alternatives": res, "idle": idle}
-    cols = ("daemon", "inotify-shell", "raw-limit")
+    cols = [c for c in ("daemon", "inotify-shell", "raw-limit") if c in res]
     bulk = {c: median(res[c]["bulk_s"]) for c in cols}
     target = ""
-    if n >= 10000:
+    if n >= 10000 and "daemon" in bulk and "raw-limit" in bulk:
         met = bulk["daemon"] <= 1.5 * bulk["raw-limit"]
         target = f"<= 1.5x raw-limit: {'met' if met else 'MISSED'}"
         results[f"bulk{n}"]["target_met"] = met
@@ -810,9 +821,9 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
         table.add(f"2 bulk {n}, defaults", "all loaded, 1 round", "s",
                   {"daemon": median(res["daemon-defaults"]["bulk_s"])}, "pipelock settle 150 ms per bottle")
     up = {c: median(res[c]["startup_s"]) for c in cols}
-    dirty = sum(sum(res[c]["startup_dirty"]) for c in ("daemon",))
+    dirty = sum(res["daemon"]["startup_dirty"]) if "daemon" in res else 0
     target = ""
-    if n >= 10000:
+    if n >= 10000 and "daemon" in up:
         met = up["daemon"] <= 1 and dirty == 0
         target = f"<= 1 s, no write or signal: {'met' if met else 'MISSED'}"
         results[f"bulk{n}"]["startup_target_met"] = met
@@ -822,11 +833,12 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
         table.add(f"4 idle {n}", f"CPU over {idle_s:g} s", "s", {c: idle[c]["cpu_s"] for c in idle})
         wake = {c: idle[c]["wakeups"] for c in idle}
         table.add(f"4 idle {n}", f"wakeups over {idle_s:g} s", "", wake,
-                  "none beyond the resync timer: " + ("met" if wake.get("daemon") == 0 else "MISSED"))
+                  "none beyond the resync timer: " + ("met" if wake.get("daemon") == 0 else "MISSED")
+                  if "daemon" in wake else "")
         rss = {c: idle[c]["rss_mb"] for c in idle}
         target = ""
         if n >= 10000:
-            met = rss["daemon"] <= 20
+            met = rss.get("daemon", 99) <= 20
             target = f"<= 20 MB: {'met' if met else 'MISSED'}"
         table.add(f"4 idle {n}", "VmRSS", "MB", rss, target)
 
@@ -1087,6 +1099,11 @@ def main():
     ap.add_argument("--idle", type=float, help="idle window in seconds (default 30, quick 5)")
     ap.add_argument("--workers", type=int, default=4, help="raw-limit threads (default 4, the daemon's default)")
     ap.add_argument("--only", help="scenarios to run, e.g. 1,5 (default all)")
+    ap.add_argument("--alts", default="daemon,inotify-shell,raw-limit",
+                    help="alternatives of scenarios 2-4 (default all three; for profiling)")
+    ap.add_argument("--compare", metavar="BIN",
+                    help="scenarios 2-4 also run this bottle-reconciler binary (daemon-b, in the log "
+                         "and the JSON): an A/B test of a change")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
@@ -1101,6 +1118,8 @@ def main():
     env.bin, env.sidecar, env.raw = (os.path.abspath(x) for x in (args.bin, args.sidecar, args.raw))
     env.tmp = tempfile.mkdtemp(prefix="br-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
     env.limits = Limits()
+    env.alts = set(args.alts.split(","))
+    env.compare = os.path.abspath(args.compare) if args.compare else None
     env.notes = []
     table = Table()
     m = machine()
