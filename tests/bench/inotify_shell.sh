@@ -4,9 +4,10 @@
 #
 #   inotify_shell.sh STATE_DIR [SETTLE_S]
 #
-# At start it converges every bottle once (changes made while it was down must
-# not be lost), then prints "ready" on stdout and converges each bottle whose
-# routes.d/ inotifywait reports. Converging a bottle: validate and merge its
+# At start it converges every bottle whose fragments are newer than its live
+# files (changes made while it was down must not be lost), then prints
+# "ready" on stdout and converges each bottle whose routes.d/ inotifywait
+# reports. Converging a bottle: validate and merge its
 # JSON fragments with jq (exact hosts, paths starting with /, auth as a pair,
 # first fragment naming a host decides its auth, paths united), splice hosts
 # that pipelock lacks into api_allowlist with awk, temp file + mv, kill -HUP
@@ -65,7 +66,10 @@ converge() {
   done <<<"$merged"
   if [[ -n $missing ]]; then
     tmp=$dir/pipelock/.pipelock.yaml.sh.$$
-    awk "$splice" <(printf '%s' "$missing") "$pl" >"$tmp" && mv -f "$tmp" "$pl"
+    # A here-string, not <(...): bash 5.2 then once in a few thousand
+    # converges waited for any child, the background inotifywait included,
+    # while it waited to write into our full FIFO.
+    awk "$splice" - "$pl" <<<"${missing%$'\n'}" >"$tmp" && mv -f "$tmp" "$pl"
     hup "$dir/run/pipelock.pid"
     [[ $settle == 0 ]] || sleep "$settle"
   fi
@@ -91,9 +95,19 @@ until grep -q '^Watches established' "$work/stderr"; do
   kill -0 "$watcher" 2>/dev/null || { cat "$work/stderr" >&2; exit 1; }
   sleep 0.01
 done
+# Like make, the start pass skips a bottle whose fragments are all older
+# than both its live files: validated and applied before, by us or another.
+fresh() {
+  local dir=$state/$1 f
+  [[ -e $dir/egress/egress_routes.yaml && -e $dir/pipelock/pipelock.yaml ]] || return 1
+  for f in "$dir"/routes.d/*.json; do
+    [[ $f -ot $dir/egress/egress_routes.yaml && $f -ot $dir/pipelock/pipelock.yaml ]] || return 1
+  done
+}
 for dir in "$state"/*/; do
   slug=${dir%/}
-  converge "${slug##*/}"
+  slug=${slug##*/}
+  fresh "$slug" || converge "$slug"
 done
 echo ready
 while read -r dir <&3; do
