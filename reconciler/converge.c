@@ -58,6 +58,10 @@ const char *br_outcome_name(enum br_outcome outcome) {
     return "waiting";
   case BR_OUTCOME_RETRY:
     return "retrying";
+  case BR_OUTCOME_SETTLING:
+    return "settling";
+  case BR_OUTCOME_COUNT:
+    break;
   }
   return "?";
 }
@@ -66,7 +70,7 @@ const char *br_outcome_name(enum br_outcome outcome) {
 struct run {
   const struct br_config *cfg;
   const char *slug;
-  bool dry_run;
+  enum br_converge_mode mode;
   struct br_converge_report *rep;
   struct br_buf project;
   struct br_buf pipelock_file;
@@ -172,16 +176,55 @@ static int before_rename(void *arg) {
 
 enum step_result {
   STEP_DONE,    /* written and/or told, or nothing to do */
+  STEP_SETTLE,  /* told; the next step waits out the settle time (ASYNC mode) */
   STEP_RETRY,   /* transient: the message says why; retry later */
   STEP_REFUSED, /* the validate command refused the file: permanent */
 };
 
+/* The next step must not start before a sidecar that was just told has the
+ * new config (pipelock: its own watcher's debounce, or the reload itself).
+ * WAIT mode sleeps; ASYNC mode records when the wait ends and hands it back. */
+static enum step_result settle(struct run *run, const struct br_sidecar_config *sc, const char *sidecar) {
+  if (run->mode != BR_CONVERGE_ASYNC) {
+    sleep_ms(sc->settle_ms);
+    return STEP_DONE;
+  }
+  int64_t until = realtime_ns() + (int64_t)sc->settle_ms * 1000000;
+  if (br_record_settle_set(run->cfg->state_dir, run->slug, sidecar, until, &run->rep->errors)) {
+    sleep_ms(sc->settle_ms); /* cannot record it: wait here rather than not at all */
+    return STEP_DONE;
+  }
+  run->rep->retry_after_ms = sc->settle_ms;
+  finish(run, BR_OUTCOME_SETTLING, "%s told; the next step follows after its %u ms settle time", sidecar,
+         sc->settle_ms);
+  return STEP_SETTLE;
+}
+
+/* A settle time recorded by an earlier ASYNC converge that is not over yet:
+ * ASYNC hands the rest back, WAIT sleeps it out. */
+static enum step_result settled(struct run *run, const char *sidecar) {
+  int64_t until = 0;
+  if (br_record_settle_get(run->cfg->state_dir, run->slug, sidecar, &until) != 1)
+    return STEP_DONE;
+  int64_t left_ms = (until - realtime_ns()) / 1000000;
+  if (left_ms > 0 && run->mode == BR_CONVERGE_ASYNC) {
+    run->rep->retry_after_ms = (unsigned)left_ms;
+    finish(run, BR_OUTCOME_SETTLING, "%s settling for %lld ms more", sidecar, (long long)left_ms);
+    return STEP_SETTLE;
+  }
+  if (left_ms > 0)
+    sleep_ms((unsigned)left_ms);
+  br_record_settle_clear(run->cfg->state_dir, run->slug, sidecar);
+  return STEP_DONE;
+}
+
 /* Writes new_bytes (when not NULL) to the sidecar's live file and tells the
- * sidecar, then waits its settle time. With new_bytes NULL it only delivers a
- * reload owed from an earlier write (written_at_ns from the record). */
+ * sidecar; when a next step follows (more), it waits the settle time. With
+ * new_bytes NULL it only delivers a reload owed from an earlier write
+ * (written_at_ns from the record). */
 static enum step_result apply(struct run *run, const struct br_sidecar_config *sc, const char *sidecar,
                               const char *file, const struct br_buf *new_bytes, int64_t written_at_ns,
-                              json_t *audit) {
+                              bool more, json_t *audit) {
   struct br_converge_report *rep = run->rep;
   struct stage st = {.run = run, .sc = sc, .sidecar = sidecar, .written_at_ns = written_at_ns};
   if (new_bytes) {
@@ -227,10 +270,8 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
     if (res.status == BR_RELOAD_NOT_RUNNING)
       rep->sidecar_not_running = true;
     br_record_pending_clear(run->cfg->state_dir, run->slug, sidecar);
-    /* The next step must not start before this sidecar has the new config
-     * (for pipelock: its own watcher's debounce, or the reload itself). */
-    if (sc->settle_ms && res.status != BR_RELOAD_NOT_RUNNING)
-      sleep_ms(sc->settle_ms);
+    if (more && sc->settle_ms && res.status != BR_RELOAD_NOT_RUNNING)
+      out = settle(run, sc, sidecar);
     break;
   case BR_RELOAD_DEFER:
     rep->retry_after_ms = res.retry_after_ms;
@@ -263,7 +304,7 @@ static void plan_hosts(struct br_buf *plan, const char *what, const struct br_st
 
 /* Splices list into the pipelock bytes and applies them. */
 static enum step_result pipelock_write(struct run *run, struct br_buf *live_bytes, const struct br_strv *list,
-                                       const struct br_strv *added, const struct br_strv *removed) {
+                                       const struct br_strv *added, const struct br_strv *removed, bool more) {
   struct br_buf spliced;
   br_buf_init(&spliced, LIVE_FILE_MAX);
   int rc = br_pipelock_splice(run->pipelock_file.data, live_bytes->data, live_bytes->len, list, &spliced,
@@ -281,8 +322,9 @@ static enum step_result pipelock_write(struct run *run, struct br_buf *live_byte
   json_object_set_new(audit, "hosts_removed", strv_json(removed));
   json_object_set_new(audit, "sha256_before", json_string(before));
   json_object_set_new(audit, "sha256_after", json_string(after));
-  enum step_result out = apply(run, &run->cfg->pipelock, "pipelock", run->pipelock_file.data, &spliced, 0, audit);
-  if (out == STEP_DONE) {
+  enum step_result out =
+      apply(run, &run->cfg->pipelock, "pipelock", run->pipelock_file.data, &spliced, 0, more, audit);
+  if (out == STEP_DONE || out == STEP_SETTLE) {
     /* Later steps splice on top of what is live now. */
     br_buf_reset(live_bytes);
     br_buf_add(live_bytes, spliced.data, spliced.len);
@@ -400,7 +442,7 @@ static int converge_locked(struct run *run) {
   if (eg_owed && !egress_differs)
     br_buf_adds(&rep->plan, "  egress: reload owed from an earlier write\n");
   bool anything = hosts_added.n || hosts_removed.n || egress_differs || pl_owed || eg_owed;
-  if (run->dry_run) {
+  if (run->mode == BR_CONVERGE_PLAN) {
     finish(run, anything ? BR_OUTCOME_CHANGES : BR_OUTCOME_CONVERGED, anything ? "changes pending" : "no changes");
     goto out;
   }
@@ -409,8 +451,15 @@ static int converge_locked(struct run *run) {
     goto out;
   }
 
+  /* A settle time an earlier converge began is still running out. */
+  enum step_result step = settled(run, "pipelock");
+  if (step == STEP_DONE)
+    step = settled(run, "egress");
+  if (step != STEP_DONE)
+    goto out;
+
   /* 4. Widen pipelock first: the outer gate never allows less than egress. */
-  enum step_result step = STEP_DONE;
+  bool egress_step = egress_differs || eg_owed;
   if (hosts_added.n) {
     struct br_strv record;
     if ((rc = br_strv_copy(&record, &pl_added_record)))
@@ -429,11 +478,12 @@ static int converge_locked(struct run *run) {
     }
     struct br_strv none;
     br_strv_init(&none);
-    step = pipelock_write(run, &pl_bytes, &widened, &hosts_added, &none);
+    step = pipelock_write(run, &pl_bytes, &widened, &hosts_added, &none, egress_step || hosts_removed.n);
   } else if (pl_owed) {
     json_t *audit = audit_record(run, "pipelock", run->pipelock_file.data);
     json_object_set_new(audit, "owed", json_true());
-    step = apply(run, &cfg->pipelock, "pipelock", run->pipelock_file.data, NULL, pl_owed_at, audit);
+    step = apply(run, &cfg->pipelock, "pipelock", run->pipelock_file.data, NULL, pl_owed_at,
+                 egress_step || hosts_removed.n, audit);
   }
   if (step != STEP_DONE)
     goto out;
@@ -450,11 +500,11 @@ static int converge_locked(struct run *run) {
     json_object_set_new(audit, "changes", br_diff_to_json(&diff));
     json_object_set_new(audit, "sha256_before", egress_exists ? json_string(before) : json_null());
     json_object_set_new(audit, "sha256_after", json_string(after));
-    step = apply(run, &cfg->egress, "egress", run->egress_file.data, &rendered, 0, audit);
+    step = apply(run, &cfg->egress, "egress", run->egress_file.data, &rendered, 0, hosts_removed.n, audit);
   } else if (eg_owed) {
     json_t *audit = audit_record(run, "egress", run->egress_file.data);
     json_object_set_new(audit, "owed", json_true());
-    step = apply(run, &cfg->egress, "egress", run->egress_file.data, NULL, eg_owed_at, audit);
+    step = apply(run, &cfg->egress, "egress", run->egress_file.data, NULL, eg_owed_at, hosts_removed.n, audit);
   }
   if (step != STEP_DONE)
     goto out;
@@ -463,7 +513,7 @@ static int converge_locked(struct run *run) {
   if (hosts_removed.n) {
     struct br_strv none;
     br_strv_init(&none);
-    step = pipelock_write(run, &pl_bytes, &narrowed, &none, &hosts_removed);
+    step = pipelock_write(run, &pl_bytes, &narrowed, &none, &hosts_removed, false);
     if (step != STEP_DONE)
       goto out;
     struct br_strv record;
@@ -498,9 +548,9 @@ out:
   return rc;
 }
 
-int br_converge_slug(const struct br_config *cfg, const char *slug, bool dry_run,
+int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
                      struct br_converge_report *rep) {
-  struct run run = {.cfg = cfg, .slug = slug, .dry_run = dry_run, .rep = rep};
+  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .rep = rep};
   br_buf_init(&run.project, 256);
   br_buf_init(&run.pipelock_file, PATH_MAX);
   br_buf_init(&run.egress_file, PATH_MAX);
@@ -520,7 +570,7 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, bool dry_run
            strerror(errno));
     goto out;
   }
-  if (!dry_run && flock(lockfd, LOCK_EX) < 0) {
+  if (mode != BR_CONVERGE_PLAN && flock(lockfd, LOCK_EX) < 0) {
     finish(&run, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
     goto out;
   }

@@ -19,6 +19,18 @@ enum br_outcome {
                            was refused: waits for its inputs to change */
   BR_OUTCOME_WAITING,   /* a file it needs does not exist yet (the pipelock config) */
   BR_OUTCOME_RETRY,     /* transient failure or a deferred reload: try again later */
+  BR_OUTCOME_SETTLING,  /* BR_CONVERGE_ASYNC only: a sidecar was told and the next
+                           step waits out its settle time; converge again after
+                           retry_after_ms */
+  BR_OUTCOME_COUNT
+};
+
+/* How a converge runs. */
+enum br_converge_mode {
+  BR_CONVERGE_PLAN,  /* dry run: read and compare, write and signal nothing */
+  BR_CONVERGE_WAIT,  /* apply, sleeping through settle times (one-shot commands) */
+  BR_CONVERGE_ASYNC, /* apply, but return SETTLING instead of sleeping, so a
+                        daemon worker is not held for a settle time (the daemon) */
 };
 
 struct br_converge_report {
@@ -27,7 +39,8 @@ struct br_converge_report {
   struct br_buf errors;     /* INVALID: every "FILE:LINE:COLUMN: FIELD: ..." line */
   struct br_buf warnings;   /* merge conflicts, bad metadata.json, unparsable live egress file */
   struct br_buf plan;       /* the changes, readable: what a dry run would do, or what was done */
-  unsigned retry_after_ms;  /* RETRY: a driver's hint (start-up grace), 0 = use backoff */
+  unsigned retry_after_ms;  /* RETRY: a driver's hint (start-up grace), 0 = use backoff;
+                               SETTLING: when the settle time is over */
   unsigned writes;          /* live files written by this converge */
   unsigned reloads;         /* sidecars told to reload */
   bool sidecar_not_running; /* converged, but a sidecar was absent and reads the file when it starts */
@@ -41,12 +54,13 @@ const char *br_outcome_name(enum br_outcome outcome);
 
 /* Converges slug once: reads everything afresh, then widens pipelock, writes
  * egress, narrows pipelock (prune mode), telling each sidecar as it goes.
- * With dry_run nothing is written or signalled and the report says what
- * would be done. Blocks (file I/O, drivers, settle waits): call it off the
- * event loop. Holds an exclusive lock on the slug's directory while it
+ * A settle time separates a sidecar's reload from the next step only when a
+ * next step follows. In PLAN mode nothing is written or signalled and the
+ * report says what would be done. Blocks (file I/O, drivers, and settle
+ * waits in WAIT mode): call it off the event loop. Holds an exclusive lock on the slug's directory while it
  * works, so two processes never converge one slug at once. Returns 0 with
  * the outcome in rep, or -ENOMEM. */
-int br_converge_slug(const struct br_config *cfg, const char *slug, bool dry_run,
+int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
                      struct br_converge_report *rep);
 
 /* Removes temp files that a crashed writer of this tool left beside slug's

@@ -495,7 +495,7 @@ static void converge_work(uv_work_t *req) {
   br_buf_free(&warnings);
   if (job->git_locked)
     return;
-  job->rc = br_converge_slug(cfg, job->slug, false, &job->rep);
+  job->rc = br_converge_slug(cfg, job->slug, BR_CONVERGE_ASYNC, &job->rep);
   job->seconds = monotonic_s() - start;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
@@ -523,7 +523,10 @@ static enum br_phase phase_of(const struct job *job) {
     return BR_PHASE_INVALID;
   case BR_OUTCOME_WAITING:
     return BR_PHASE_WAITING;
+  case BR_OUTCOME_SETTLING:
+    return BR_PHASE_PENDING; /* mid-converge: the queue runs it again after the settle time */
   case BR_OUTCOME_RETRY:
+  case BR_OUTCOME_COUNT:
     break;
   }
   return BR_PHASE_RETRYING;
@@ -556,6 +559,12 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
     break;
   case BR_PHASE_WAITING:
     br_log(same ? BR_LOG_DEBUG : BR_LOG_WARN, job->slug, "%s", msg);
+    break;
+  case BR_PHASE_PENDING: /* settling between two steps of one converge */
+    if (rep->writes || rep->reloads)
+      br_log(BR_LOG_INFO, job->slug, "%s\n%s", msg, rep->plan.data ? rep->plan.data : "");
+    else
+      br_log(BR_LOG_DEBUG, job->slug, "%s", msg);
     break;
   case BR_PHASE_RETRYING:
     br_log(BR_LOG_WARN, job->slug, "%s (attempt %u)", job->rc ? strerror(-job->rc) : msg, slot->attempts + 1);

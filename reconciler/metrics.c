@@ -27,7 +27,7 @@ int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size
   struct br_buf *o = out;
   br_buf_adds(o, "# HELP bottle_reconciler_converges_total Converges finished, by outcome.\n"
                  "# TYPE bottle_reconciler_converges_total counter\n");
-  for (int i = 0; i <= BR_OUTCOME_RETRY; i++)
+  for (int i = 0; i < BR_OUTCOME_COUNT; i++)
     br_buf_printf(o, "bottle_reconciler_converges_total{outcome=\"%s\"} %lu\n", br_outcome_name((enum br_outcome)i),
                   (unsigned long)m->converges[i]);
   br_buf_printf(o, "# HELP bottle_reconciler_writes_total Live files written.\n"

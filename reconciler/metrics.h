@@ -14,7 +14,7 @@
 #define BR_METRICS_BUCKETS 12
 
 struct br_metrics {
-  uint64_t converges[BR_OUTCOME_RETRY + 1]; /* by outcome */
+  uint64_t converges[BR_OUTCOME_COUNT];   /* by outcome */
   uint64_t writes;                         /* live files written */
   uint64_t reloads;                        /* sidecars told */
   uint64_t errors_internal;                /* converges that failed outright (memory) */

@@ -275,8 +275,10 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
   } else {
     s->attempts = 0;
     s->next_try_ms = 0;
-    if (phase == BR_PHASE_WAITING && retry_after_ms)
-      heap_set(q, s, uv_now(q->loop) + retry_after_ms);
+    if (retry_after_ms) { /* WAITING for a lock to go, PENDING mid-converge */
+      s->first_mark_ms = uv_now(q->loop);
+      heap_set(q, s, s->first_mark_ms + retry_after_ms);
+    }
   }
   if (s->dirty) {
     s->dirty = false;

@@ -79,9 +79,10 @@ struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create)
 int br_queue_mark(struct br_queue *q, const char *slug, bool now);
 /* Marks every slug (resync). */
 void br_queue_mark_all(struct br_queue *q, bool now);
-/* A converge finished with phase (not PENDING/CONVERGING). RETRYING backs off
- * exponentially with full jitter unless retry_after_ms gives the time;
- * WAITING with retry_after_ms is checked again then. Takes over message. */
+/* A converge finished with phase (not CONVERGING). RETRYING backs off
+ * exponentially with full jitter unless retry_after_ms gives the time; any
+ * other phase with retry_after_ms runs again then (WAITING for a lock,
+ * PENDING for the rest of a converge after a settle time). Takes over message. */
 void br_queue_done(struct br_queue *q, struct br_slot *slot, enum br_phase phase,
                    unsigned retry_after_ms, char *message);
 /* The bottle is gone: forget its slot (at once, or when its converge ends). */

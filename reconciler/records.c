@@ -223,10 +223,10 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
 }
 
 void br_records_forget(const char *state_dir, const char *slug) {
-  static const char *const pending[] = {".pipelock", ".egress"};
+  static const char *const pending[] = {".pipelock", ".egress", ".pipelock.settle", ".egress.settle"};
   struct br_buf path;
   br_buf_init(&path, 4096);
-  for (size_t i = 0; i < 2; i++) {
+  for (size_t i = 0; i < sizeof pending / sizeof *pending; i++) {
     if (!record_path(&path, state_dir, "pending", slug, pending[i]))
       unlink(path.data);
     if (!spare_path(&path, state_dir, "pending", slug, pending[i]))
@@ -237,4 +237,27 @@ void br_records_forget(const char *state_dir, const char *slug) {
   if (!spare_path(&path, state_dir, "added", slug, ".json"))
     unlink(path.data);
   br_buf_free(&path);
+}
+
+/* Settle records are pending records under another name: the same small
+ * file holding a time, set and cleared the same way. */
+static void settle_name(char *out, size_t size, const char *sidecar) { snprintf(out, size, "%s.settle", sidecar); }
+
+int br_record_settle_set(const char *state_dir, const char *slug, const char *sidecar, int64_t until_ns,
+                         struct br_buf *err) {
+  char name[64];
+  settle_name(name, sizeof name, sidecar);
+  return br_record_pending_set(state_dir, slug, name, until_ns, err);
+}
+
+int br_record_settle_get(const char *state_dir, const char *slug, const char *sidecar, int64_t *until_ns) {
+  char name[64];
+  settle_name(name, sizeof name, sidecar);
+  return br_record_pending_get(state_dir, slug, name, until_ns);
+}
+
+int br_record_settle_clear(const char *state_dir, const char *slug, const char *sidecar) {
+  char name[64];
+  settle_name(name, sizeof name, sidecar);
+  return br_record_pending_clear(state_dir, slug, name);
 }

@@ -27,6 +27,16 @@ int br_record_pending_get(const char *state_dir, const char *slug, const char *s
                           int64_t *written_at_ns);
 int br_record_pending_clear(const char *state_dir, const char *slug, const char *sidecar);
 
+/* "Settling until": a sidecar was told, and the next step must not start
+ * before until_ns (CLOCK_REALTIME). The daemon waits settle times out in its
+ * queue rather than in a sleeping worker; this record keeps any converge,
+ * early or from another process, from taking the next step too soon. */
+int br_record_settle_set(const char *state_dir, const char *slug, const char *sidecar, int64_t until_ns,
+                         struct br_buf *err);
+/* Returns 1 and fills *until_ns when a record exists, 0 when not. */
+int br_record_settle_get(const char *state_dir, const char *slug, const char *sidecar, int64_t *until_ns);
+int br_record_settle_clear(const char *state_dir, const char *slug, const char *sidecar);
+
 /* The pipelock hosts this tool added for a slug (prune mode removes only
  * those). A missing record is an empty list. */
 int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts);
