@@ -3,11 +3,15 @@
  * call this. */
 #include "common/proc.h"
 
+#include "common/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -113,4 +117,38 @@ void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, str
     size_t n = strcspn(res->output.data, "\n");
     br_buf_printf(out, ": %.*s", (int)(n > 200 ? 200 : n), res->output.data);
   }
+}
+
+static int64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  struct br_buf stat;
+  br_buf_init(&stat, 4096);
+  int rc = br_file_read(path, 4096, false, &stat);
+  unsigned long long ticks = 0;
+  if (!rc) {
+    /* The command name may hold spaces and ")": fields start after the last ")". */
+    char *p = strrchr(stat.data, ')');
+    int field = 2;
+    for (; p && *p && field < 22; p++)
+      if (*p == ' ')
+        field++;
+    if (p && field == 22)
+      ticks = strtoull(p, NULL, 10);
+  }
+  br_buf_free(&stat);
+  if (rc || !ticks)
+    return rc ? rc : -EINVAL;
+  long hz = sysconf(_SC_CLK_TCK);
+  int64_t boot_ns = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
+                    (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
+  /* Boot-relative to wall clock: now minus the process's age. */
+  *realtime_ns = clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - boot_ns);
+  return 0;
 }

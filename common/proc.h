@@ -4,6 +4,8 @@
 #define BR_COMMON_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 
@@ -21,5 +23,10 @@ struct br_proc_result {
 int br_proc_run(char *const argv[], unsigned timeout_ms, struct br_proc_result *res);
 /* "exit 3", "killed by SIGTERM", "timed out after N ms". */
 void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, struct br_buf *out);
+
+/* When process pid started, as CLOCK_REALTIME nanoseconds, from field 22 of
+ * /proc/PID/stat (clock ticks since boot, so only as exact as a tick).
+ * Returns 0, -ENOENT when there is no such process, or -errno/-EINVAL. */
+int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/sha256.h"
 #include "reconciler/docker_container.h"
 #include "reconciler/docker_engine.h"
@@ -130,34 +131,6 @@ static void say(struct target *t, enum br_reload_status status, const char *fmt,
   va_end(ap);
 }
 
-/* Start time of pid as CLOCK_REALTIME ns, from /proc/<pid>/stat field 22. */
-static int proc_started_ns(long pid, int64_t *out) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  struct br_buf stat;
-  br_buf_init(&stat, 4096);
-  int rc = br_file_read(path, 4096, false, &stat);
-  unsigned long long ticks = 0;
-  if (!rc) {
-    /* The command name may hold spaces and ")": fields start after the last ")". */
-    char *p = strrchr(stat.data, ')');
-    int field = 2;
-    for (; p && *p && field < 22; p++)
-      if (*p == ' ')
-        field++;
-    if (p && field == 22)
-      ticks = strtoull(p, NULL, 10);
-  }
-  br_buf_free(&stat);
-  if (rc || !ticks)
-    return rc ? rc : -EINVAL;
-  long hz = sysconf(_SC_CLK_TCK);
-  int64_t boot_ns = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
-                    (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
-  *out = clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - boot_ns);
-  return 0;
-}
-
 /* Signal 0 checks permission too: EPERM still means the process is there. */
 static bool pidfd_alive(int pidfd) {
   return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM;
@@ -180,7 +153,7 @@ static void pin_process(struct target *t) {
   struct br_buf cgroup;
   br_buf_init(&cgroup, 64 * 1024);
   bool owned = br_file_read(path, cgroup.max, false, &cgroup) == 0 && cgroup.data &&
-               strstr(cgroup.data, t->c.id) && proc_started_ns(t->c.pid, &t->proc_started_ns) == 0 &&
+               strstr(cgroup.data, t->c.id) && br_proc_start_time_ns((pid_t)t->c.pid, &t->proc_started_ns) == 0 &&
                pidfd_alive(pidfd);
   br_buf_free(&cgroup);
   if (owned)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/proc.h"
 #include "reconciler/driver.h"
 
 /* The kernel keeps process start times in clock ticks (10 ms here), so two
@@ -23,40 +24,6 @@ static int64_t clock_ns(clockid_t id) {
   struct timespec ts;
   clock_gettime(id, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Start time of pid as CLOCK_REALTIME nanoseconds, from /proc/<pid>/stat
- * (field 22, ticks since boot). Read through the pidfd's pid so a process
- * that exits meanwhile shows up as -ESRCH, not as someone else's time. */
-static int start_time_ns(pid_t pid, int64_t *out) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-  struct br_buf stat;
-  br_buf_init(&stat, 4096);
-  int rc = br_file_read(path, 4096, false, &stat);
-  if (rc == -ENOENT)
-    rc = -ESRCH;
-  if (rc) {
-    br_buf_free(&stat);
-    return rc;
-  }
-  /* The command name may contain spaces and ')': fields start after the last ')'. */
-  char *p = strrchr(stat.data, ')');
-  unsigned long long ticks = 0;
-  int field = 2;
-  for (; p && *p && field < 22; p++)
-    if (*p == ' ')
-      field++;
-  if (p && field == 22)
-    ticks = strtoull(p, NULL, 10);
-  br_buf_free(&stat);
-  if (!ticks)
-    return -EINVAL;
-  long hz = sysconf(_SC_CLK_TCK);
-  int64_t start_boot = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
-                       (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
-  *out = clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - start_boot);
-  return 0;
 }
 
 static int read_pid(const char *pidfile, pid_t *pid, int64_t *mtime_ns) {
@@ -114,7 +81,7 @@ int br_driver_signal_reload(const struct br_reload_request *req, struct br_reloa
   /* Pin the process first: from here on a pid reuse cannot redirect the signal. */
   pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   int64_t started = 0;
-  if (pidfd < 0 || start_time_ns(pid, &started) < 0) {
+  if (pidfd < 0 || br_proc_start_time_ns(pid, &started) < 0) {
     br_buf_printf(gone(res), "pid %ld from %s is gone", (long)pid, pidfile.data);
     goto out;
   }
