@@ -917,7 +917,7 @@ def docker_api(method, path, timeout=10):
 def docker_image(env):
     """An image holding only br-test-sidecar and the libraries it loads,
     imported from the host's files: no registry is involved."""
-    tag = "br-bench-sidecar:latest"
+    tag = f"br-bench-sidecar:{os.getpid()}"  # per run: a smoke test may run beside a full run
     root = os.path.join(env.tmp, "docker-rootfs")
     for d in ("tmp", "cfg", "logs"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -955,10 +955,12 @@ def scenario_docker(env, table, results, changes):
         return not_run("the docker CLI is not installed")
     # One bottle per alternative, each in its own state dir: a daemon would
     # revert what is done by hand to a bottle it converges.
-    bottles = {"host pid": Bottles(env, "docker-pid", 1, "dp"),
-               "Engine API": Bottles(env, "docker-api", 1, "da"),
-               "docker kill CLI": Bottles(env, "docker-cli", 1, "dc")}
-    containers, daemons = [], []
+    # Slugs (and so container names) carry this run's pid, for the same reason.
+    run = os.getpid()
+    bottles = {"host pid": Bottles(env, "docker-pid", 1, f"bp{run}-"),
+               "Engine API": Bottles(env, "docker-api", 1, f"ba{run}-"),
+               "docker kill CLI": Bottles(env, "docker-cli", 1, f"bc{run}-")}
+    containers, daemons, image = [], [], None
     try:
         image = docker_image(env)
         for b in bottles.values():
@@ -1093,7 +1095,8 @@ def scenario_docker(env, table, results, changes):
                     stop(d.proc, signal.SIGKILL)
         for name in containers:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "rmi", "br-bench-sidecar:latest"], capture_output=True)
+        if image:
+            subprocess.run(["docker", "rmi", image], capture_output=True)
 
 
 # --- main ------------------------------------------------------------------------------
