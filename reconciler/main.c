@@ -282,13 +282,11 @@ static int cmd_apply(struct cli *cli, int argc, char **argv) {
                        name);
   if (load_config(cli, false))
     return 1;
-  struct br_buf errors, bytes, dir, path, project, warnings;
+  struct br_buf errors, bytes, dir, path;
   br_buf_init(&errors, 64 * 1024);
   br_buf_init(&bytes, cli->cfg.max_file_bytes);
   br_buf_init(&dir, PATH_MAX);
   br_buf_init(&path, PATH_MAX);
-  br_buf_init(&project, 256);
-  br_buf_init(&warnings, 4096);
   struct br_routes routes;
   br_routes_init(&routes);
   int exit_code = 1;
@@ -325,8 +323,6 @@ out:
   br_buf_free(&bytes);
   br_buf_free(&dir);
   br_buf_free(&path);
-  br_buf_free(&project);
-  br_buf_free(&warnings);
   return exit_code;
 }
 
