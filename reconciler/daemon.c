@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "common/fileio.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "reconciler/audit.h"
 #include "reconciler/control.h"
 #include "reconciler/converge.h"
@@ -114,7 +114,7 @@ static double monotonic_s(void) {
 
 static void notify_status(struct daemon *d) {
   const unsigned *c = d->queue.counts;
-  sd_notifyf(0, "STATUS=%u converged, %u pending, %u converging, %u retrying, %u invalid, %u waiting, %u unmanaged",
+  br_notify("STATUS=%u converged, %u pending, %u converging, %u retrying, %u invalid, %u waiting, %u unmanaged",
              c[BR_PHASE_CONVERGED], c[BR_PHASE_PENDING], c[BR_PHASE_CONVERGING], c[BR_PHASE_RETRYING],
              c[BR_PHASE_INVALID], c[BR_PHASE_WAITING], c[BR_PHASE_UNMANAGED]);
 }
@@ -227,7 +227,7 @@ static void first_pass_done(struct daemon *d) {
   if (d->first_pass_left && --d->first_pass_left == 0 && !d->ready) {
     d->ready = true;
     br_log(BR_LOG_INFO, NULL, "ready: first pass over every slug done");
-    sd_notify(0, "READY=1");
+    br_notify("READY=1");
   }
 }
 
@@ -765,7 +765,7 @@ static void start_drain(struct daemon *d, const char *why) {
     return;
   d->draining = true;
   br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why, d->queue.in_flight);
-  sd_notify(0, "STOPPING=1");
+  br_notify("STOPPING=1");
   br_queue_pause(&d->queue);
   uv_timer_stop(&d->resync_timer);
   uv_timer_stop(&d->poll_timer);
@@ -837,7 +837,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
 
 static void on_watchdog(uv_timer_t *t) {
   (void)t;
-  sd_notify(0, "WATCHDOG=1");
+  br_notify("WATCHDOG=1");
 }
 
 /* --- run ---------------------------------------------------------------------- */
@@ -906,7 +906,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   docker_events_sync(d);
 
   uint64_t watchdog_usec = 0;
-  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec)
+  if (br_notify_watchdog_usec(&watchdog_usec) > 0 && watchdog_usec)
     uv_timer_start(&d->watchdog_timer, on_watchdog, watchdog_usec / 2000, watchdog_usec / 2000);
 
   /* First pass: every slug now, no debounce. READY=1 once each was tried. */
@@ -931,7 +931,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_buf_free(&warnings);
   if (d->first_pass_left == 0) {
     d->ready = true;
-    sd_notify(0, "READY=1");
+    br_notify("READY=1");
     br_log(BR_LOG_INFO, NULL, "ready: no slugs yet");
   }
   resync_timer_start(d);
