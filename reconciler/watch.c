@@ -42,12 +42,20 @@ static uint32_t role_mask(enum role role) {
   return 0;
 }
 
+/* A name events must carry ("metadata.json", "routes.d"), shared by every
+ * use that waits for it: 10,000 slugs need a handful of distinct names. */
+struct br_watch_name {
+  struct br_watch_name *next; /* hash chain */
+  uint32_t refs;
+  char s[];
+};
+
 /* One watch a slug needs; lives in its record's uses array. */
 struct use {
   struct br_watch_wd *wd;
   uint32_t at;    /* index of our entry in wd->users */
   enum role role;
-  char *name;     /* the name events must carry; NULL for ROLE_SOURCE */
+  const char *name; /* the s of an interned br_watch_name; NULL for ROLE_SOURCE */
 };
 
 /* One slug using a wd; lives in the wd's users array. Both sides keep the
@@ -58,27 +66,35 @@ struct user {
   uint32_t use;   /* index in slug->uses */
 };
 
+/* Memory matters here: a host with 10,000 bottles holds about 40,000 of
+ * these and 10,000 slug records, so each is one allocation with its strings
+ * inside, and arrays grow from their exact first size. */
 struct br_watch_wd {
   int wd;
   bool root;      /* the state root's watch: never removed for lack of users */
   bool gone;      /* the kernel already dropped it (IN_IGNORED): no rm_watch */
-  char *path;     /* the path it was last added under, for lstat() and messages */
+  uint32_t mask;  /* every mask bit added so far (masks only grow: IN_MASK_ADD) */
+  uint32_t n_users, cap_users;
   struct user *users;
-  size_t n_users, cap_users;
   struct br_watch_wd *next; /* hash chain */
+  char *path;     /* the path it was last added under, for lstat() and messages:
+                     first_path, or its own allocation after a rename */
+  char first_path[];
 };
 
 struct br_watch_slugrec {
-  char *name;
-  char *slug_dir;
-  struct br_strv sources, live_files;
+  /* paths[0] is the slug dir, then n_sources sources, then n_live live
+   * files; the strings follow the pointers in the same allocation. */
+  char **paths;
+  uint32_t n_sources, n_live;
   struct use *uses;
-  size_t n_uses, cap_uses;
+  uint32_t n_uses, cap_uses;
   bool complete;  /* every watch in place; watch_failed fires when this turns false */
   bool dead;      /* forgotten while callbacks run; freed when they return */
   uint64_t seen;  /* generation of the last record that put it on the work list */
   size_t work_at; /* its place on the work list for that record */
   struct br_watch_slugrec *next; /* hash chain, later the graveyard list */
+  char name[];
 };
 
 /* A slug a record concerns, collected before any callback runs so that the
@@ -138,10 +154,23 @@ static void wd_unlink(struct br_watch *w, struct br_watch_wd *e) {
 }
 
 static void wd_free(struct br_watch_wd *e) {
-  free(e->path);
+  if (e->path != e->first_path)
+    free(e->path);
   free(e->users);
   free(e);
 }
+
+static struct br_watch_wd *wd_new(int wd, const char *path) {
+  size_t len = strlen(path) + 1;
+  struct br_watch_wd *e = calloc(1, sizeof *e + len);
+  if (!e)
+    return NULL;
+  e->wd = wd;
+  e->path = e->first_path;
+  memcpy(e->first_path, path, len);
+  return e;
+}
+
 
 /* Forgets a wd nobody uses any more, and tells the kernel unless the kernel
  * told us first. Records already queued for it find no entry and are
@@ -155,13 +184,65 @@ static void wd_drop(struct br_watch *w, struct br_watch_wd *e) {
   wd_free(e);
 }
 
-/* ---- slug table: hash of name -> record ---- */
+/* ---- slug table and interned names: hashes of name -> record ---- */
 
 static size_t name_hash(const char *s) {
   uint64_t h = 14695981039346656037u; /* FNV-1a */
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 1099511628211u;
   return (size_t)h;
+}
+
+static const char *name_get(struct br_watch *w, const char *name) {
+  if (w->names_cap) {
+    for (struct br_watch_name *n = w->names[name_hash(name) & (w->names_cap - 1)]; n; n = n->next)
+      if (strcmp(n->s, name) == 0) {
+        n->refs++;
+        return n->s;
+      }
+  }
+  if (w->names_len + 1 > w->names_cap) {
+    size_t cap = w->names_cap ? w->names_cap * 2 : 16;
+    struct br_watch_name **t = calloc(cap, sizeof *t);
+    if (!t)
+      return NULL;
+    for (size_t i = 0; i < w->names_cap; i++)
+      for (struct br_watch_name *x = w->names[i], *next; x; x = next) {
+        next = x->next;
+        size_t b = name_hash(x->s) & (cap - 1);
+        x->next = t[b];
+        t[b] = x;
+      }
+    free(w->names);
+    w->names = t;
+    w->names_cap = cap;
+  }
+  size_t len = strlen(name) + 1;
+  struct br_watch_name *n = malloc(sizeof *n + len);
+  if (!n)
+    return NULL;
+  memcpy(n->s, name, len);
+  n->refs = 1;
+  size_t b = name_hash(name) & (w->names_cap - 1);
+  n->next = w->names[b];
+  w->names[b] = n;
+  w->names_len++;
+  return n->s;
+}
+
+static void name_put(struct br_watch *w, const char *name) {
+  if (!name)
+    return;
+  struct br_watch_name *n = (struct br_watch_name *)(name - offsetof(struct br_watch_name, s));
+  if (--n->refs)
+    return;
+  for (struct br_watch_name **p = &w->names[name_hash(name) & (w->names_cap - 1)]; *p; p = &(*p)->next)
+    if (*p == n) {
+      *p = n->next;
+      w->names_len--;
+      break;
+    }
+  free(n);
 }
 
 static struct br_watch_slugrec *slug_find(const struct br_watch *w, const char *name) {
@@ -207,14 +288,11 @@ static void slug_unlink(struct br_watch *w, struct br_watch_slugrec *s) {
     }
 }
 
+/* Its uses are gone (use_drop released their names), or the watcher is
+ * closing and frees every name at once. */
 static void slug_free(struct br_watch_slugrec *s) {
-  for (size_t i = 0; i < s->n_uses; i++)
-    free(s->uses[i].name);
   free(s->uses);
-  free(s->name);
-  free(s->slug_dir);
-  br_strv_free(&s->sources);
-  br_strv_free(&s->live_files);
+  free(s->paths);
   free(s);
 }
 
@@ -231,7 +309,7 @@ static void use_drop(struct br_watch *w, struct br_watch_slugrec *s, size_t i) {
   }
   if (e->n_users == 0 && !e->root)
     wd_drop(w, e);
-  free(u->name);
+  name_put(w, u->name);
   struct use moved = s->uses[--s->n_uses];
   if (i != s->n_uses) {
     s->uses[i] = moved;
@@ -239,10 +317,12 @@ static void use_drop(struct br_watch *w, struct br_watch_slugrec *s, size_t i) {
   }
 }
 
-static int grow(void **v, size_t *cap, size_t need, size_t size) {
+/* Grows from exactly what is needed first: most wds have one user, and a
+ * slug's uses are trimmed after each refresh anyway. */
+static int grow(void **v, uint32_t *cap, size_t need, size_t size) {
   if (need <= *cap)
     return 0;
-  size_t n = *cap ? *cap * 2 : 4;
+  size_t n = *cap ? (size_t)*cap * 2 : need;
   while (n < need)
     n *= 2;
   void *p = realloc(*v, n * size);
@@ -257,52 +337,57 @@ static int grow(void **v, size_t *cap, size_t need, size_t size) {
  * on) already holds the same one. IN_MASK_ADD because inotify_add_watch()
  * on an inode we already watch replaces its mask, and we only learn that it
  * is the same inode from the wd it returns; a mask never shrinks as roles
- * leave, which costs only records we filter out. */
+ * leave, which costs only records we filter out. A directory this refresh
+ * already added with every bit role needs (a slug dir serves four uses) is
+ * not asked for again: its wd cannot have changed in between without a
+ * record that re-resolves the slug anyway. */
 static int use_add(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new,
                    const char *dir, enum role role, const char *name) {
   uint32_t mask = role_mask(role);
-  int wd = inotify_add_watch(w->fd, dir, mask | IN_MASK_ADD | IN_ONLYDIR);
-  if (wd < 0)
-    return -errno;
-  struct br_watch_wd *e = wd_find(w, wd);
-  if (e) {
-    for (size_t i = first_new; i < s->n_uses; i++) {
-      const struct use *u = &s->uses[i];
-      if (u->wd == e && u->role == role &&
-          (u->name == name || (u->name && name && strcmp(u->name, name) == 0)))
-        return 0;
-    }
-    /* The same inode reached under a new path (a renamed directory):
-     * the newest path is the one lstat() must use. */
-    if (strcmp(e->path, dir) != 0) {
-      char *path = strdup(dir);
-      if (!path)
-        return -ENOMEM;
-      free(e->path);
-      e->path = path;
-    }
-  } else {
-    e = calloc(1, sizeof *e);
-    if (e)
-      e->wd = wd;
-    if (!e || !(e->path = strdup(dir)) || wd_insert(w, e) < 0) {
-      if (e)
-        free(e->path);
+  struct br_watch_wd *e = NULL;
+  for (size_t i = first_new; i < s->n_uses && !e; i++) {
+    struct br_watch_wd *x = s->uses[i].wd;
+    if ((x->mask & mask) == mask && strcmp(x->path, dir) == 0)
+      e = x;
+  }
+  if (!e) {
+    int wd = inotify_add_watch(w->fd, dir, mask | IN_MASK_ADD | IN_ONLYDIR);
+    if (wd < 0)
+      return -errno;
+    e = wd_find(w, wd);
+    if (e) {
+      /* The same inode reached under a new path (a renamed directory):
+       * the newest path is the one lstat() must use. */
+      if (strcmp(e->path, dir) != 0) {
+        char *path = strdup(dir);
+        if (!path)
+          return -ENOMEM;
+        if (e->path != e->first_path)
+          free(e->path);
+        e->path = path;
+      }
+    } else if (!(e = wd_new(wd, dir)) || wd_insert(w, e) < 0) {
       free(e);
       inotify_rm_watch(w->fd, wd);
       return -ENOMEM;
     }
+    e->mask |= mask;
   }
-  char *copy = NULL;
+  for (size_t i = first_new; i < s->n_uses; i++) {
+    const struct use *u = &s->uses[i];
+    if (u->wd == e && u->role == role && (u->name == name || (u->name && name && strcmp(u->name, name) == 0)))
+      return 0;
+  }
+  const char *interned = NULL;
   if (grow((void **)&s->uses, &s->cap_uses, s->n_uses + 1, sizeof *s->uses) < 0 ||
       grow((void **)&e->users, &e->cap_users, e->n_users + 1, sizeof *e->users) < 0 ||
-      (name && !(copy = strdup(name)))) {
+      (name && !(interned = name_get(w, name)))) {
     if (e->n_users == 0 && !e->root)
       wd_drop(w, e);
     return -ENOMEM;
   }
-  s->uses[s->n_uses] = (struct use){.wd = e, .at = (uint32_t)e->n_users, .role = role, .name = copy};
-  e->users[e->n_users++] = (struct user){.slug = s, .use = (uint32_t)s->n_uses};
+  s->uses[s->n_uses] = (struct use){.wd = e, .at = e->n_users, .role = role, .name = interned};
+  e->users[e->n_users++] = (struct user){.slug = s, .use = s->n_uses};
   s->n_uses++;
   return 0;
 }
@@ -490,25 +575,32 @@ static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
   struct failure f = {0};
   size_t first_new = s->n_uses;
   char slug_real[PATH_MAX], comp[NAME_MAX + 1];
-  watch_path(w, s, first_new, NULL, s->slug_dir, ROLE_SLUG_FILE, "metadata.json", slug_real, &f);
+  const char *slug_dir = s->paths[0], *rel;
+  /* The state root is a real path that its own watch guards (moved or
+   * deleted: every slug is re-resolved), so a slug dir below it is walked
+   * from there rather than from "/". */
+  if (w->root && (rel = below(w->state_dir, slug_dir)) && *rel)
+    watch_path(w, s, first_new, w->state_dir, rel, ROLE_SLUG_FILE, "metadata.json", slug_real, &f);
+  else
+    watch_path(w, s, first_new, NULL, slug_dir, ROLE_SLUG_FILE, "metadata.json", slug_real, &f);
   /* Paths under the slug dir continue from where its walk ended, which
    * saves re-walking (and re-stat'ing) the state root for each of them. */
-  const char *from = slug_real[0] ? slug_real : NULL, *rel;
-  for (size_t i = 0; i < s->sources.n; i++) {
-    const char *src = s->sources.v[i];
-    if (from && (rel = below(s->slug_dir, src)))
+  const char *from = slug_real[0] ? slug_real : NULL;
+  for (size_t i = 0; i < s->n_sources; i++) {
+    const char *src = s->paths[1 + i];
+    if (from && (rel = below(slug_dir, src)))
       watch_path(w, s, first_new, from, rel, ROLE_SOURCE, NULL, NULL, &f);
     else
       watch_path(w, s, first_new, NULL, src, ROLE_SOURCE, NULL, NULL, &f);
     /* routes.d renamed away or removed shows in the slug dir first. */
-    if (slug_real[0] && first_below(s->slug_dir, src, true, comp)) {
+    if (slug_real[0] && first_below(slug_dir, src, true, comp)) {
       int rc = use_add(w, s, first_new, slug_real, ROLE_PATH, comp);
       if (rc != -ENOENT && rc != -ENOTDIR)
         note_failure(&f, rc, slug_real);
     }
   }
-  for (size_t i = 0; i < s->live_files.n; i++) {
-    const char *live = s->live_files.v[i];
+  for (size_t i = 0; i < s->n_live; i++) {
+    const char *live = s->paths[1 + s->n_sources + i];
     const char *slash = strrchr(live, '/');
     char dir[PATH_MAX];
     size_t dlen = slash ? (size_t)(slash - live) : 0;
@@ -518,11 +610,11 @@ static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
     }
     memcpy(dir, live, dlen);
     dir[dlen] = '\0';
-    if (from && (rel = below(s->slug_dir, dir)))
+    if (from && (rel = below(slug_dir, dir)))
       watch_path(w, s, first_new, from, rel, ROLE_LIVE, slash + 1, NULL, &f);
     else
       watch_path(w, s, first_new, NULL, dlen ? dir : "/", ROLE_LIVE, slash + 1, NULL, &f);
-    if (slug_real[0] && first_below(s->slug_dir, live, false, comp)) {
+    if (slug_real[0] && first_below(slug_dir, live, false, comp)) {
       int rc = use_add(w, s, first_new, slug_real, ROLE_PATH, comp);
       if (rc != -ENOENT && rc != -ENOTDIR)
         note_failure(&f, rc, slug_real);
@@ -532,6 +624,13 @@ static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
    * last use, which is a new one and must stay. */
   for (size_t i = first_new; i-- > 0;)
     use_drop(w, s, i);
+  if (s->n_uses && s->n_uses < s->cap_uses) {
+    struct use *exact = realloc(s->uses, s->n_uses * sizeof *s->uses);
+    if (exact) {
+      s->uses = exact;
+      s->cap_uses = s->n_uses;
+    }
+  }
 
   bool was_complete = s->complete;
   s->complete = f.err == 0;
@@ -841,19 +940,13 @@ static int add_root(struct br_watch *w) {
     return -errno;
   struct br_watch_wd *e = wd_find(w, wd);
   if (!e) {
-    e = calloc(1, sizeof *e);
-    if (!e || !(e->path = strdup(w->state_dir))) {
+    if (!(e = wd_new(wd, w->state_dir)) || wd_insert(w, e) < 0) {
       free(e);
       inotify_rm_watch(w->fd, wd);
       return -ENOMEM;
     }
-    e->wd = wd;
-    if (wd_insert(w, e) < 0) {
-      wd_free(e);
-      inotify_rm_watch(w->fd, wd);
-      return -ENOMEM;
-    }
   }
+  e->mask |= ROOT_MASK;
   e->root = true;
   w->root = e;
   return 0;
@@ -901,15 +994,42 @@ fail:
   return rc;
 }
 
-static int copy_paths(struct br_strv *dst, const struct br_strv *src) {
-  br_strv_init(dst);
-  if (!src)
-    return 0;
-  for (size_t i = 0; i < src->n; i++)
-    if (src->v[i][0] != '/' || strlen(src->v[i]) >= PATH_MAX) {
-      return -EINVAL;
+/* The slug dir (without trailing slashes: "STATE/SLUG/" must compare as a
+ * prefix of "STATE/SLUG/routes.d"), then the sources and the live files,
+ * in one allocation. Every path absolute and shorter than PATH_MAX. */
+static int pack_paths(const struct br_watch_spec *spec, char ***out) {
+  const struct br_strv *lists[] = {spec->sources, spec->live_files};
+  size_t dir_len = strlen(spec->slug_dir);
+  while (dir_len > 1 && spec->slug_dir[dir_len - 1] == '/')
+    dir_len--;
+  size_t n = 1, bytes = dir_len + 1;
+  for (size_t l = 0; l < 2; l++)
+    for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
+      const char *path = lists[l]->v[i];
+      size_t len = strlen(path);
+      if (path[0] != '/' || len >= PATH_MAX)
+        return -EINVAL;
+      n++;
+      bytes += len + 1;
     }
-  return br_strv_copy(dst, src);
+  char **paths = malloc(n * sizeof *paths + bytes);
+  if (!paths)
+    return -ENOMEM;
+  char *at = (char *)(paths + n);
+  memcpy(at, spec->slug_dir, dir_len);
+  at[dir_len] = '\0';
+  paths[0] = at;
+  at += dir_len + 1;
+  size_t k = 1;
+  for (size_t l = 0; l < 2; l++)
+    for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
+      size_t len = strlen(lists[l]->v[i]) + 1;
+      memcpy(at, lists[l]->v[i], len);
+      paths[k++] = at;
+      at += len;
+    }
+  *out = paths;
+  return 0;
 }
 
 int br_watch_slug(struct br_watch *w, const struct br_watch_spec *spec) {
@@ -918,45 +1038,30 @@ int br_watch_slug(struct br_watch *w, const struct br_watch_spec *spec) {
   if (!spec->slug || !spec->slug[0] || !spec->slug_dir || spec->slug_dir[0] != '/' ||
       strlen(spec->slug_dir) >= PATH_MAX)
     return -EINVAL;
-  struct br_strv sources, live_files;
-  int rc = copy_paths(&sources, spec->sources);
-  if (!rc)
-    rc = copy_paths(&live_files, spec->live_files);
-  else
-    br_strv_init(&live_files);
-  char *slug_dir = rc ? NULL : strdup(spec->slug_dir);
-  if (!rc && !slug_dir)
-    rc = -ENOMEM;
-  /* "STATE/SLUG/" must compare as a prefix of "STATE/SLUG/routes.d". */
-  for (size_t n = slug_dir ? strlen(slug_dir) : 0; n > 1 && slug_dir[n - 1] == '/'; n--)
-    slug_dir[n - 1] = '\0';
-  struct br_watch_slugrec *s = slug_find(w, spec->slug);
-  if (!rc && !s) {
-    s = calloc(1, sizeof *s);
-    if (!s || !(s->name = strdup(spec->slug)) || slug_insert(w, s) < 0) {
-      if (s)
-        free(s->name);
-      free(s);
-      s = NULL;
-      rc = -ENOMEM;
-    } else {
-      s->complete = true;
-      br_strv_init(&s->sources);
-      br_strv_init(&s->live_files);
-    }
-  }
-  if (rc) {
-    br_strv_free(&sources);
-    br_strv_free(&live_files);
-    free(slug_dir);
+  char **paths;
+  int rc = pack_paths(spec, &paths);
+  if (rc)
     return rc;
+  struct br_watch_slugrec *s = slug_find(w, spec->slug);
+  if (!s) {
+    size_t len = strlen(spec->slug) + 1;
+    s = calloc(1, sizeof *s + len);
+    if (!s) {
+      free(paths);
+      return -ENOMEM;
+    }
+    memcpy(s->name, spec->slug, len);
+    if (slug_insert(w, s) < 0) {
+      free(s);
+      free(paths);
+      return -ENOMEM;
+    }
+    s->complete = true;
   }
-  free(s->slug_dir);
-  s->slug_dir = slug_dir;
-  br_strv_free(&s->sources);
-  br_strv_free(&s->live_files);
-  s->sources = sources;
-  s->live_files = live_files;
+  free(s->paths);
+  s->paths = paths;
+  s->n_sources = spec->sources ? (uint32_t)spec->sources->n : 0;
+  s->n_live = spec->live_files ? (uint32_t)spec->live_files->n : 0;
   enter(w);
   refresh(w, s);
   leave(w);
@@ -1014,7 +1119,15 @@ static void on_poll_closed(uv_handle_t *handle) {
   free(w->wds);
   free(w->slugs);
   free(w->work);
+  for (size_t i = 0; i < w->names_cap; i++)
+    for (struct br_watch_name *n = w->names[i], *next; n; n = next) {
+      next = n->next;
+      free(n);
+    }
+  free(w->names);
   free(w->state_dir);
+  w->names = NULL;
+  w->names_cap = w->names_len = 0;
   w->wds = NULL;
   w->slugs = NULL;
   w->work = NULL;

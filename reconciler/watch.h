@@ -61,6 +61,7 @@ struct br_watch_spec {
 struct br_watch_wd;
 struct br_watch_slugrec;
 struct br_watch_work;
+struct br_watch_name;
 
 /* One inotify instance for the daemon. Lives in memory the caller owns,
  * which must stay valid until on_closed runs. All fields are private. */
@@ -78,8 +79,10 @@ struct br_watch {
   struct br_watch_slugrec **slugs; /* hash: slug name -> record, chained */
   size_t slugs_cap, slugs_len;
 
+  struct br_watch_name **names; /* hash: interned names events must carry */
+  size_t names_cap, names_len;
   struct br_watch_work *work;  /* per-record scratch list, reused */
-  size_t work_cap, work_len;
+  uint32_t work_cap, work_len;
   uint64_t generation;         /* numbers inotify records, to mark each slug once per record */
   unsigned dispatching;        /* > 0 while callbacks run from the poll callback */
   struct br_watch_slugrec *graveyard; /* forgotten during dispatch, freed after it */
