@@ -933,6 +933,13 @@ static int expand(const struct br_config *cfg, const char *tmpl, const char *slu
   return br_template_expand(tmpl, template_names, values, 5, out, NULL);
 }
 
+bool br_config_paths_use_project(const struct br_config *cfg) {
+  for (size_t i = 0; i < cfg->sources.n; i++)
+    if (strstr(cfg->sources.v[i], "{project}"))
+      return true;
+  return strstr(cfg->pipelock.file, "{project}") || strstr(cfg->egress.file, "{project}");
+}
+
 int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug,
                      const char *project, struct br_buf *out) {
   return expand(cfg, tmpl, slug, project, NULL, NULL, out);

@@ -102,6 +102,10 @@ void br_config_free(struct br_config *cfg);
  * Returns 0, -EFBIG or -ENOMEM. */
 int br_config_format(const struct br_config *cfg, struct br_buf *out);
 
+/* Whether a source or a live file's path names {project}: only then does
+ * finding them need the slug's metadata.json. */
+bool br_config_paths_use_project(const struct br_config *cfg);
+
 /* Appends tmpl expanded with {state_dir}, {slug} and {project} to out. slug
  * may be NULL or "" (not given: for audit_log and metrics_file, which cannot
  * name it); project NULL or "" means the slug, as DESIGN.md says for bottles

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #define METRICS_MIN_GAP_MS 1000   /* the textfile is rewritten at most once a second */
 #define GIT_LOCK_RETRY_MS 50      /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
+#define GIT_DIRS_MAX 4096         /* directories remembered without a .git; beyond, looked at each time */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -42,6 +44,12 @@
 struct config_ref {
   struct br_config cfg;
   unsigned refs;
+};
+
+/* Directories known to hold no .git; workers share it. */
+struct git_dirs {
+  uv_mutex_t lock;
+  struct br_strmap none; /* path -> itself (any non-NULL): no .git there */
 };
 
 struct daemon {
@@ -58,6 +66,7 @@ struct daemon {
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
   struct br_strmap held_since; /* slug -> struct git_hold: a git lock holds (or held) it back */
+  struct git_dirs git_dirs;
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
   size_t first_pass_left;      /* slugs not yet converged once since start: READY=1 at 0 */
@@ -65,6 +74,7 @@ struct daemon {
   bool draining;
   bool watch_warned;           /* the max_user_watches line is logged once */
   bool watching;
+  atomic_bool stop_cleanup;    /* draining: the post-READY temp file cleanup stops early */
   unsigned polled;             /* slugs on polling */
   unsigned sigints;
   int exit_code;
@@ -84,7 +94,6 @@ struct job {
   char slug[BR_SLUG_MAX + 1];
   struct br_converge_report rep;
   int rc;
-  bool first_pass;
   bool git_locked;             /* held back: a git checkout is mid-operation */
   bool git_lock_stale;         /* set by dispatch: the lock outlived GIT_LOCK_DEADLINE_MS, converge anyway */
   bool git_lock_found;         /* a source's checkout holds its index.lock (held back unless stale) */
@@ -192,7 +201,8 @@ static void watch_slug(struct daemon *d, const char *slug) {
   br_buf_init(&slug_dir, PATH_MAX);
   br_strv_init(&sources);
   br_strv_init(&live_files);
-  br_slug_project(cfg->state_dir, slug, &project, &warnings);
+  if (br_config_paths_use_project(cfg))
+    br_slug_project(cfg->state_dir, slug, &project, &warnings);
   for (size_t i = 0; i < cfg->sources.n; i++) {
     br_buf_reset(&path);
     if (!br_config_expand(cfg, cfg->sources.v[i], slug, project.data, &path))
@@ -222,12 +232,67 @@ static void watch_slug(struct daemon *d, const char *slug) {
   br_strv_free(&live_files);
 }
 
-/* A slug of the first pass has been tried (or went away): READY=1 after the last. */
+/* Temp files that a crashed writer left beside live files and fragments
+ * are invisible to sidecars and to the fragment scan (dot names), so the
+ * slugs known at start are cleaned of them after READY, on a worker, rather
+ * than on the loop thread before it (12 syscalls a slug). */
+struct cleanup {
+  uv_work_t req;
+  struct config_ref *config;
+  struct br_strv slugs;
+  struct daemon *d;
+};
+
+static void cleanup_work(uv_work_t *req) {
+  struct cleanup *c = req->data;
+  for (size_t i = 0; i < c->slugs.n && !atomic_load(&c->d->stop_cleanup); i++)
+    br_converge_cleanup(&c->config->cfg, c->slugs.v[i]);
+}
+
+static void cleanup_done(uv_work_t *req, int status) {
+  (void)status;
+  struct cleanup *c = req->data;
+  br_strv_free(&c->slugs);
+  config_release(c->config);
+  free(c);
+}
+
+static void cleanup_start(struct daemon *d) {
+  struct cleanup *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  c->d = d;
+  br_strv_init(&c->slugs);
+  const struct br_strmap *slots = &d->queue.slots;
+  for (size_t i = 0; i < slots->cap; i++)
+    if (slots->slots[i].key && br_strv_add(&c->slugs, slots->slots[i].key)) {
+      br_strv_free(&c->slugs);
+      free(c);
+      return; /* out of memory: the temp files stay until the next start */
+    }
+  c->config = config_acquire(d->config);
+  c->req.data = c;
+  if (uv_queue_work(d->loop, &c->req, cleanup_work, cleanup_done)) {
+    br_strv_free(&c->slugs);
+    config_release(c->config);
+    free(c);
+  }
+}
+
+/* A slug of the first pass has been tried (or went away): READY=1 after the
+ * last. Converges that found nothing to do were logged at debug level: one
+ * line here says how the first pass went instead of one per slug. */
 static void first_pass_done(struct daemon *d) {
   if (d->first_pass_left && --d->first_pass_left == 0 && !d->ready) {
     d->ready = true;
-    br_log(BR_LOG_INFO, NULL, "ready: first pass over every slug done");
+    const unsigned *c = d->queue.counts;
+    br_log(BR_LOG_INFO, NULL,
+           "ready: first pass over %zu slug(s) done: %u converged, %u invalid, %u retrying, %u waiting, "
+           "%u unmanaged, %u pending",
+           d->queue.slots.n, c[BR_PHASE_CONVERGED], c[BR_PHASE_INVALID], c[BR_PHASE_RETRYING], c[BR_PHASE_WAITING],
+           c[BR_PHASE_UNMANAGED], c[BR_PHASE_PENDING] + c[BR_PHASE_CONVERGING]);
     br_notify("READY=1");
+    cleanup_start(d);
   }
 }
 
@@ -235,7 +300,8 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
   struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
   if (slot)
     return;
-  br_converge_cleanup(&d->config->cfg, slug);
+  if (!first_pass)
+    br_converge_cleanup(&d->config->cfg, slug); /* the first pass's are cleaned after READY */
   if (!(slot = br_queue_slot(&d->queue, slug, true)))
     return;
   if (first_pass)
@@ -297,6 +363,7 @@ static void on_slug_vanished(void *ctx, const char *slug) {
 }
 
 static void resync_all(struct daemon *d, const char *why);
+static void git_dirs_clear(struct git_dirs *g);
 
 static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow"); }
 
@@ -369,6 +436,7 @@ static void resync_all(struct daemon *d, const char *why) {
   d->last_overflow_resync = uv_now(d->loop);
   br_log(BR_LOG_INFO, NULL, "resync: %s", why);
   br_watch_rearm(&d->watch);
+  git_dirs_clear(&d->git_dirs);
   struct br_strv slugs;
   struct br_buf warnings;
   br_strv_init(&slugs);
@@ -452,21 +520,46 @@ static void docker_events_sync(struct daemon *d) {
 
 /* --- converging on workers --------------------------------------------------- */
 
+/* Forgets which directories hold no checkout: on every resync, so that a
+ * checkout made above the sources later is found within a resync period. */
+static void git_dirs_clear(struct git_dirs *g) {
+  uv_mutex_lock(&g->lock);
+  br_strmap_free(&g->none);
+  br_strmap_init(&g->none);
+  uv_mutex_unlock(&g->lock);
+}
+
 /* A git checkout writes its files one by one while it holds .git/index.lock:
- * converging in the middle would publish half a commit. */
-static bool git_locked(const char *dir, char *lock, size_t size) {
+ * converging in the middle would publish half a commit. The search goes up
+ * from each source directory to "/", and the directories above a slug's own
+ * two levels are the same for every slug (STATE, its parents): those found
+ * without a .git are remembered, which saves 10,000 slugs four or more
+ * stat()s each at start-up. A checkout found is never remembered: its
+ * index.lock must be looked at every time. */
+static bool git_locked(struct git_dirs *g, const char *dir, char *lock, size_t size) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s", dir);
   for (int depth = 0; depth < 16; depth++) {
     struct stat st;
     size_t len = strlen(path);
-    snprintf(path + len, sizeof path - len, "/.git");
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-      snprintf(path + len, sizeof path - len, "/.git/index.lock");
-      snprintf(lock, size, "%s", path);
-      return stat(path, &st) == 0;
+    uv_mutex_lock(&g->lock);
+    bool none = br_strmap_get(&g->none, path) != NULL;
+    uv_mutex_unlock(&g->lock);
+    if (!none) {
+      snprintf(path + len, sizeof path - len, "/.git");
+      if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(path + len, sizeof path - len, "/.git/index.lock");
+        snprintf(lock, size, "%s", path);
+        return stat(path, &st) == 0;
+      }
+      path[len] = '\0';
+      if (depth >= 2) {
+        uv_mutex_lock(&g->lock);
+        if (g->none.n < GIT_DIRS_MAX)
+          br_strmap_put(&g->none, path, g);
+        uv_mutex_unlock(&g->lock);
+      }
     }
-    path[len] = '\0';
     char *slash = strrchr(path, '/');
     if (!slash || slash == path)
       return false;
@@ -483,11 +576,12 @@ static void converge_work(uv_work_t *req) {
   br_buf_init(&project, 256);
   br_buf_init(&dir, PATH_MAX);
   br_buf_init(&warnings, 4096);
-  br_slug_project(cfg->state_dir, job->slug, &project, &warnings);
+  if (br_config_paths_use_project(cfg))
+    br_slug_project(cfg->state_dir, job->slug, &project, &warnings);
   for (size_t i = 0; i < cfg->sources.n && !job->git_lock_found; i++) {
     br_buf_reset(&dir);
     if (!br_config_expand(cfg, cfg->sources.v[i], job->slug, project.data, &dir))
-      job->git_lock_found = git_locked(dir.data, job->git_lock, sizeof job->git_lock);
+      job->git_lock_found = git_locked(&job->d->git_dirs, dir.data, job->git_lock, sizeof job->git_lock);
   }
   job->git_locked = job->git_lock_found && !job->git_lock_stale;
   br_buf_free(&project);
@@ -550,8 +644,8 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
                                      "reverted: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
     else if (rep->writes || rep->reloads)
       br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
-    else
-      br_log(same ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);
+    else /* the first pass's "no changes" are counted in the READY line instead */
+      br_log(same || slot->first_pass ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);
     break;
   case BR_PHASE_INVALID:
     br_log(same ? BR_LOG_DEBUG : BR_LOG_ERROR, job->slug, "invalid, waiting for its inputs to change: %s",
@@ -764,6 +858,7 @@ static void start_drain(struct daemon *d, const char *why) {
   if (d->draining)
     return;
   d->draining = true;
+  atomic_store(&d->stop_cleanup, true);
   br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why, d->queue.in_flight);
   br_notify("STOPPING=1");
   br_queue_pause(&d->queue);
@@ -863,6 +958,8 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   d->state_dir_override = state_dir_override;
   br_strmap_init(&d->held_since);
   br_strmap_init(&d->sidecar_absent);
+  br_strmap_init(&d->git_dirs.none);
+  uv_mutex_init(&d->git_dirs.lock);
 
   /* The thread pool size is read once, at its first use. */
   char workers[16];
@@ -954,6 +1051,8 @@ out:
       free(d->held_since.slots[i].value);
   br_strmap_free(&d->held_since);
   br_strmap_free(&d->sidecar_absent);
+  br_strmap_free(&d->git_dirs.none);
+  uv_mutex_destroy(&d->git_dirs.lock);
   int code = d->exit_code;
   config_release(d->config);
   free(d);
