@@ -148,6 +148,10 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
     if ((rc = opts->validate(staged, opts->arg)))
       goto out;
   }
+  if (opts && opts->staged && fstatat(dirfd, tmp, opts->staged, AT_SYMLINK_NOFOLLOW) < 0) {
+    rc = fail(err, -errno, path, "stat of the temp file");
+    goto out;
+  }
   if (opts && opts->before_rename && (rc = opts->before_rename(opts->arg)))
     goto out;
   if (renameat(dirfd, tmp, dirfd, base) < 0) {

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/buf.h"
@@ -28,6 +29,9 @@ struct br_write_opts {
   /* Called just before the rename, e.g. to record "written but not yet
    * reloaded"; non-zero aborts the write. */
   int (*before_rename)(void *arg);
+  /* When not NULL, filled with the lstat of the file about to be renamed
+   * into place, before before_rename runs: what the target will be. */
+  struct stat *staged;
   void *arg;
   /* Atomic for readers and against a crash of this process, but not durable
    * across a crash of the machine: no fsync of the file or its directory.

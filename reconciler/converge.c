@@ -71,6 +71,7 @@ struct run {
   const struct br_config *cfg;
   const char *slug;
   enum br_converge_mode mode;
+  const struct br_converge_observer *observer; /* may be NULL */
   struct br_converge_report *rep;
   struct br_buf project;
   struct br_buf pipelock_file;
@@ -130,6 +131,7 @@ struct stage {
   const struct br_sidecar_config *sc;
   const char *sidecar;
   int64_t written_at_ns;
+  struct stat staged; /* the new file, filled by br_file_write_atomic */
 };
 
 static int validate_staged(const char *staged_path, void *arg) {
@@ -169,6 +171,9 @@ static int validate_staged(const char *staged_path, void *arg) {
 
 static int before_rename(void *arg) {
   struct stage *st = arg;
+  const struct br_converge_observer *obs = st->run->observer;
+  if (obs && obs->replacing)
+    obs->replacing(obs->ctx, &st->staged);
   st->written_at_ns = realtime_ns();
   return br_record_pending_set(st->run->cfg->state_dir, st->run->slug, st->sidecar, st->written_at_ns,
                                &st->run->rep->errors);
@@ -231,7 +236,8 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
     struct br_buf err;
     br_buf_init(&err, 4096);
     struct br_write_opts opts = {.new_mode = 0644, .validate = validate_staged,
-                                 .before_rename = before_rename, .arg = &st};
+                                 .before_rename = before_rename, .arg = &st,
+                                 .staged = run->observer ? &st.staged : NULL};
     int rc = br_file_write_atomic(file, new_bytes->data, new_bytes->len, &opts, &err);
     if (rc == -ECANCELED) {
       br_buf_free(&err);
@@ -422,7 +428,7 @@ static int converge_locked(struct run *run) {
   bool pl_owed = br_record_pending_get(cfg->state_dir, run->slug, "pipelock", &pl_owed_at) == 1;
   bool eg_owed = br_record_pending_get(cfg->state_dir, run->slug, "egress", &eg_owed_at) == 1;
   if ((rc = br_routes_hosts(&desired.routes, &needed)) ||
-      (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record)) ||
+      (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings)) ||
       (rc = br_pipelock_plan(&pl_live, &needed, &pl_added_record, cfg->mirror == BR_MIRROR_PRUNE, &widened,
                              &narrowed, &hosts_added, &hosts_removed)) ||
       (rc = br_diff_routes(&eg_live.routes, &desired.routes, &diff)))
@@ -469,7 +475,7 @@ static int converge_locked(struct run *run) {
     /* Recorded before the write: after a crash in between, prune may only
      * think it added a host that is not there, never forget one it added. */
     if (!rc)
-      rc = br_record_added_set(cfg->state_dir, run->slug, &record, &rep->errors);
+      rc = br_record_added_set(cfg->state_dir, run->slug, &record, cfg->mirror == BR_MIRROR_PRUNE, &rep->errors);
     br_strv_free(&record);
     if (rc) {
       finish(run, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
@@ -524,7 +530,7 @@ static int converge_locked(struct run *run) {
     for (size_t i = 0; i < hosts_added.n && !rc; i++)
       rc = br_strv_add_unique(&record, hosts_added.v[i]);
     if (!rc)
-      br_record_added_set(cfg->state_dir, run->slug, &record, &rep->warnings);
+      br_record_added_set(cfg->state_dir, run->slug, &record, true, &rep->warnings);
     br_strv_free(&record);
     rc = 0;
   }
@@ -549,8 +555,8 @@ out:
 }
 
 int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
-                     struct br_converge_report *rep) {
-  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .rep = rep};
+                     const struct br_converge_observer *observer, struct br_converge_report *rep) {
+  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .observer = observer, .rep = rep};
   br_buf_init(&run.project, 256);
   br_buf_init(&run.pipelock_file, PATH_MAX);
   br_buf_init(&run.egress_file, PATH_MAX);

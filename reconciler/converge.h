@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include "common/buf.h"
 #include "common/sha256.h"
@@ -48,6 +49,15 @@ struct br_converge_report {
   json_t *audit;            /* array: one object per write or reload, for the audit log */
 };
 
+/* Someone who wants to know about each live file a converge replaces, told
+ * on the converge's thread just before the new file is renamed into place
+ * (staged: its lstat, which the target then has). The daemon uses it to
+ * recognise the inotify record of its own rename. */
+struct br_converge_observer {
+  void (*replacing)(void *ctx, const struct stat *staged);
+  void *ctx;
+};
+
 void br_converge_report_init(struct br_converge_report *rep);
 void br_converge_report_free(struct br_converge_report *rep);
 const char *br_outcome_name(enum br_outcome outcome);
@@ -61,7 +71,7 @@ const char *br_outcome_name(enum br_outcome outcome);
  * works, so two processes never converge one slug at once. Returns 0 with
  * the outcome in rep, or -ENOMEM. */
 int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
-                     struct br_converge_report *rep);
+                     const struct br_converge_observer *observer, struct br_converge_report *rep);
 
 /* Removes temp files that a crashed writer of this tool left beside slug's
  * live files and in its source directories. Call once per slug at start. */

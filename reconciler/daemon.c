@@ -36,6 +36,7 @@
 #define METRICS_MIN_GAP_MS 1000   /* the textfile is rewritten at most once a second */
 #define GIT_LOCK_RETRY_MS 50      /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
+#define OWN_WRITES_MAX 65536     /* own renames whose record never came (lost): forgotten at a resync */
 #define GIT_DIRS_MAX 4096         /* directories remembered without a .git; beyond, looked at each time */
 
 /* A config shared by the loop and the converges that started under it; a
@@ -44,6 +45,19 @@
 struct config_ref {
   struct br_config cfg;
   unsigned refs;
+};
+
+/* The live files converges are renaming into place, so that the inotify
+ * record of the daemon's own rename wakes no second converge. Workers add
+ * (before the rename), the loop thread takes out (on the record). */
+struct own_writes {
+  uv_mutex_t lock;
+  struct br_strmap files; /* "DEV:INO" -> struct own_write */
+};
+
+struct own_write {
+  struct timespec mtime;
+  off_t size;
 };
 
 /* Directories known to hold no .git; workers share it. */
@@ -67,6 +81,7 @@ struct daemon {
   struct br_metrics metrics;
   struct br_strmap held_since; /* slug -> struct git_hold: a git lock holds (or held) it back */
   struct git_dirs git_dirs;
+  struct own_writes own_writes;
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
   size_t first_pass_left;      /* slugs not yet converged once since start: READY=1 at 0 */
@@ -311,10 +326,70 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
   br_queue_mark(&d->queue, slug, first_pass);
 }
 
-static void on_slug_dirty(void *ctx, const char *slug, const char *why) {
+static void own_write_key(const struct stat *st, char *key, size_t size) {
+  snprintf(key, size, "%llx:%llx", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino);
+}
+
+/* A converge is about to rename this file into place (on its worker). When
+ * the table is full, the record wakes one converge more, which finds
+ * nothing to do: the cost this table saves, never a missed change. */
+static void own_write_add(void *ctx, const struct stat *staged) {
+  struct own_writes *o = ctx;
+  const struct own_write now = {.mtime = staged->st_mtim, .size = staged->st_size};
+  char key[48];
+  own_write_key(staged, key, sizeof key);
+  uv_mutex_lock(&o->lock);
+  struct own_write *w = br_strmap_get(&o->files, key);
+  if (w) {
+    *w = now;
+  } else if (o->files.n < OWN_WRITES_MAX && (w = malloc(sizeof *w))) {
+    *w = now;
+    if (br_strmap_put(&o->files, key, w))
+      free(w);
+  }
+  uv_mutex_unlock(&o->lock);
+}
+
+/* Whether live_file is still exactly what a converge renamed into place: same
+ * inode, same mtime (to the nanosecond) and size. An edit after our rename, in
+ * place or by a rename of its own, changes one of them, and its own record
+ * follows; a file that cannot be stat'ed is never ours. */
+static bool own_write_taken(struct own_writes *o, const char *live_file) {
+  struct stat st;
+  if (!live_file || lstat(live_file, &st) < 0 || !S_ISREG(st.st_mode))
+    return false;
+  char key[48];
+  own_write_key(&st, key, sizeof key);
+  uv_mutex_lock(&o->lock);
+  struct own_write *w = br_strmap_get(&o->files, key);
+  bool ours = w && w->size == st.st_size && w->mtime.tv_sec == st.st_mtim.tv_sec &&
+              w->mtime.tv_nsec == st.st_mtim.tv_nsec;
+  if (ours)
+    br_strmap_del(&o->files, key);
+  uv_mutex_unlock(&o->lock);
+  if (ours)
+    free(w);
+  return ours;
+}
+
+static void own_writes_clear(struct own_writes *o) {
+  uv_mutex_lock(&o->lock);
+  for (size_t i = 0; i < o->files.cap; i++)
+    if (o->files.slots[i].key)
+      free(o->files.slots[i].value);
+  br_strmap_free(&o->files);
+  br_strmap_init(&o->files);
+  uv_mutex_unlock(&o->lock);
+}
+
+static void on_slug_dirty(void *ctx, const char *slug, const char *why, const char *live_file) {
   struct daemon *d = ctx;
-  /* Debug only: the reconciler's own writes come back as events too. Real
-   * drift is told apart after the converge (log_outcome). */
+  /* The record of our own rename: the converge that wrote it already knows
+   * what it wrote. Anything else is a hint to converge. */
+  if (own_write_taken(&d->own_writes, live_file)) {
+    br_log(BR_LOG_DEBUG, slug, "%s (our own write)", why);
+    return;
+  }
   br_log(BR_LOG_DEBUG, slug, "%s", why);
   /* A source path may have moved (symlink swap, metadata.json): re-watch. */
   if (strstr(why, "metadata.json"))
@@ -437,6 +512,7 @@ static void resync_all(struct daemon *d, const char *why) {
   br_log(BR_LOG_INFO, NULL, "resync: %s", why);
   br_watch_rearm(&d->watch);
   git_dirs_clear(&d->git_dirs);
+  own_writes_clear(&d->own_writes); /* what a lost record left behind; a resync converges all anyway */
   struct br_strv slugs;
   struct br_buf warnings;
   br_strv_init(&slugs);
@@ -589,7 +665,8 @@ static void converge_work(uv_work_t *req) {
   br_buf_free(&warnings);
   if (job->git_locked)
     return;
-  job->rc = br_converge_slug(cfg, job->slug, BR_CONVERGE_ASYNC, &job->rep);
+  const struct br_converge_observer observer = {.replacing = own_write_add, .ctx = &job->d->own_writes};
+  job->rc = br_converge_slug(cfg, job->slug, BR_CONVERGE_ASYNC, &observer, &job->rep);
   job->seconds = monotonic_s() - start;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
@@ -705,9 +782,9 @@ static void converge_done(uv_work_t *req, int status) {
     br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds);
     message = job->rc ? strdup(strerror(-job->rc)) : br_buf_steal(&job->rep.message);
     /* A write while a sidecar container was stopped is reported "not
-     * running"; the converge that the write's own event wakes next has
-     * nothing to do and would say just "no changes". Keep the note until the
-     * container starts (on_container_started) or a converge reloads again. */
+     * running"; a later converge (a resync, another slug's shared event)
+     * has nothing to do and would say just "no changes". Keep the note until
+     * the container starts (on_container_started) or a converge reloads again. */
     if (!job->rc && job->rep.sidecar_not_running) {
       br_strmap_put(&d->sidecar_absent, job->slug, d);
     } else if (!job->rc && job->rep.reloads) {
@@ -960,6 +1037,8 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_strmap_init(&d->sidecar_absent);
   br_strmap_init(&d->git_dirs.none);
   uv_mutex_init(&d->git_dirs.lock);
+  br_strmap_init(&d->own_writes.files);
+  uv_mutex_init(&d->own_writes.lock);
 
   /* The thread pool size is read once, at its first use. */
   char workers[16];
@@ -1053,6 +1132,9 @@ out:
   br_strmap_free(&d->sidecar_absent);
   br_strmap_free(&d->git_dirs.none);
   uv_mutex_destroy(&d->git_dirs.lock);
+  own_writes_clear(&d->own_writes);
+  br_strmap_free(&d->own_writes.files);
+  uv_mutex_destroy(&d->own_writes.lock);
   int code = d->exit_code;
   config_release(d->config);
   free(d);

@@ -230,7 +230,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_converge_report_init(&rep);
     if (!dry_run)
       br_converge_cleanup(&cli->cfg, slug);
-    int rc = br_converge_slug(&cli->cfg, slug, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, &rep);
+    int rc = br_converge_slug(&cli->cfg, slug, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
     /* A sidecar too young to be signalled asks for a short wait; a one-shot
      * command can afford it instead of failing. */
     for (int tries = 0; !rc && !dry_run && rep.outcome == BR_OUTCOME_RETRY && rep.retry_after_ms &&
@@ -242,7 +242,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       nanosleep(&ts, NULL);
       br_converge_report_free(&rep);
       br_converge_report_init(&rep);
-      rc = br_converge_slug(&cli->cfg, slug, BR_CONVERGE_WAIT, &rep);
+      rc = br_converge_slug(&cli->cfg, slug, BR_CONVERGE_WAIT, NULL, &rep);
     }
     if (rc) {
       fprintf(stderr, "%s: %s\n", slug, strerror(-rc));

@@ -847,6 +847,9 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
     shown += root_len + 1;
   snprintf(why, sizeof why, "%s%s%s %s", shown, r.name ? "/" : "", r.name ? r.name : "",
            verb(ev->mask));
+  char live[PATH_MAX] = ""; /* the live file a drift record names (e is gone after IN_IGNORED) */
+  if (r.name && snprintf(live, sizeof live, "%s/%s", e->path, r.name) >= (int)sizeof live)
+    live[0] = '\0';
 
   if (ev->mask & IN_IGNORED) {
     /* The kernel removed the watch (its directory is gone): unhook every
@@ -876,9 +879,9 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
     if (item.role == ROLE_LIVE) {
       char drift[sizeof why + 8];
       snprintf(drift, sizeof drift, "drift: %s", why);
-      w->cb->slug_dirty(w->ctx, item.slug->name, drift);
+      w->cb->slug_dirty(w->ctx, item.slug->name, drift, live[0] ? live : NULL);
     } else {
-      w->cb->slug_dirty(w->ctx, item.slug->name, why);
+      w->cb->slug_dirty(w->ctx, item.slug->name, why, NULL);
     }
   }
   w->work_len = 0;

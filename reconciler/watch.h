@@ -24,9 +24,11 @@ struct br_watch_callbacks {
    * in", relative to the state root when under it). Called at most once per
    * inotify record per slug; a temp file written and renamed into place is
    * one record, a file written in place one (its close-write). The
-   * daemon's own rename of a live file into place reports drift too: the
-   * converge that follows finds nothing to do. */
-  void (*slug_dirty)(void *ctx, const char *slug, const char *why);
+   * daemon's own rename of a live file into place reports drift too.
+   * live_file: for drift, the live file's path as watched (its directory
+   * resolved), so the caller can tell its own renames from others'; NULL
+   * otherwise. */
+  void (*slug_dirty)(void *ctx, const char *slug, const char *why, const char *live_file);
   /* A directory (or a symlink to one) appeared in the state root. The name
    * is not validated: the caller decides whether it is a slug, then calls
    * br_watch_slug(). Dot names are never reported. */

@@ -29,11 +29,14 @@ struct seen {
   struct br_strv dirty, appeared, vanished, failed;
   int overflows;
   const char *forget_on_vanish; /* forget this slug from inside slug_vanished */
+  char live_file[PATH_MAX];     /* the live file of the last drift mark, or "" */
   struct br_watch *w;
 };
 
-static void on_dirty(void *ctx, const char *slug, const char *why) {
+static void on_dirty(void *ctx, const char *slug, const char *why, const char *live_file) {
   struct seen *s = ctx;
+  CHECK(!live_file || strncmp(why, "drift: ", 7) == 0); /* only drift names a live file */
+  snprintf(s->live_file, sizeof s->live_file, "%s", live_file ? live_file : "");
   char line[PATH_MAX + 256];
   snprintf(line, sizeof line, "%s|%s", slug, why);
   br_strv_add(&s->dirty, line);
@@ -323,6 +326,9 @@ static void test_fragments(struct br_watch *w, struct seen *s) {
   write_file(join(f, p.egress, "egress_routes.yaml"), "hand edit\n");
   CHECK(wait_dirty(s, "s1", 6));
   CHECK_STR(last_why(s, "s1"), "drift: s1/egress/egress_routes.yaml written");
+  char real[PATH_MAX];
+  CHECK(realpath(p.egress, real) != NULL);
+  CHECK_STR(s->live_file, join(f, real, "egress_routes.yaml")); /* as watched: its directory resolved */
   CHECK(rename(join(tmp, p.egress, ".br-tmp.1234"),
                join(f, p.egress, "egress_routes.yaml")) == 0);
   CHECK(wait_dirty(s, "s1", 7));
