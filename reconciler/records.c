@@ -142,7 +142,8 @@ int br_record_pending_clear(const char *state_dir, const char *slug, const char 
   return rc;
 }
 
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts) {
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,
+                        struct br_buf *warnings) {
   struct br_buf path, text;
   br_buf_init(&path, 4096);
   br_buf_init(&text, 4 * 1024 * 1024);
@@ -155,11 +156,14 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
     json_t *list = json_loadb(text.data, text.len, 0, NULL);
     size_t i;
     json_t *item;
-    if (!json_is_array(list))
-      rc = -EINVAL;
-    json_array_foreach(list, i, item) {
-      if (json_is_string(item) && !rc)
-        rc = br_strv_add_unique(hosts, json_string_value(item));
+    if (json_is_array(list)) {
+      json_array_foreach(list, i, item) {
+        if (json_is_string(item) && !rc)
+          rc = br_strv_add_unique(hosts, json_string_value(item));
+      }
+    } else {
+      br_buf_printf(warnings, "%s is not a JSON list of hosts; treated as empty: prune mode will leave the "
+                              "hosts it listed in pipelock\n", path.data);
     }
     json_decref(list);
   }
@@ -168,7 +172,7 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
   return rc;
 }
 
-int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts,
+int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
                         struct br_buf *err) {
   struct br_buf path, spare;
   br_buf_init(&path, 4096);
@@ -180,11 +184,11 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
   int rc = text ? record_path(&path, state_dir, "added", slug, ".json") : -ENOMEM;
   if (!rc)
     rc = spare_path(&spare, state_dir, "added", slug, ".json");
-  /* Durable, as br_file_write_atomic writes: prune must never forget a host
-   * it added. The spare, fsync'd, swaps names with the record in one step
-   * (the old list becomes the spare), then the directory is fsync'd. */
+  /* Durable, as br_file_write_atomic writes: the spare, fsync'd, swaps
+   * names with the record in one step (the old list becomes the spare),
+   * then the directory is fsync'd. */
   if (!rc)
-    rc = spare_fill(spare.data, text, strlen(text), true, err);
+    rc = spare_fill(spare.data, text, strlen(text), durable, err);
   int dirfd = -1;
   if (!rc) {
     char *slash = strrchr(path.data, '/');
@@ -204,11 +208,12 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
     if (xrc == -EINVAL) {
       /* A file system that cannot exchange names: the usual way. */
       unlinkat(dirfd, spare_name, 0);
-      rc = br_file_write_atomic(path.data, text, strlen(text), &(struct br_write_opts){.new_mode = 0640}, err);
+      rc = br_file_write_atomic(path.data, text, strlen(text),
+                                &(struct br_write_opts){.new_mode = 0640, .no_sync = !durable}, err);
     } else if (xrc) {
       rc = xrc;
       br_buf_printf(err, "%s: rename: %s\n", path.data, strerror(-rc));
-    } else if (fsync(dirfd) < 0) {
+    } else if (durable && fsync(dirfd) < 0) {
       rc = -errno;
       br_buf_printf(err, "%s: fsync of its directory: %s\n", path.data, strerror(errno));
     }

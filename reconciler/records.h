@@ -38,9 +38,17 @@ int br_record_settle_get(const char *state_dir, const char *slug, const char *si
 int br_record_settle_clear(const char *state_dir, const char *slug, const char *sidecar);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only
- * those). A missing record is an empty list. */
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts);
-int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts,
+ * those). A missing record is an empty list; so is one that cannot be
+ * parsed (a machine crash can leave a record that was not written durably
+ * empty), with a line in warnings: forgetting a host only means prune
+ * leaves it in place, never that it removes one it did not add. */
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,
+                        struct br_buf *warnings);
+/* Replaces the list. durable: fsync'd before this returns, as prune mode
+ * needs (it must never forget a host it added). Additive mode never removes
+ * a host, so there the record only serves a later switch to prune, and two
+ * fsyncs per converge (a third of a bulk change's) buy nothing. */
+int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
                         struct br_buf *err);
 
 /* Drops every record of a slug (the bottle is gone). */
