@@ -1,27 +1,21 @@
-/* docker_engine: HTTP over the engine's unix socket with libcurl. It knows
- * the wire (URLs, statuses, log framing), not what the driver decides. */
+/* docker_engine: the Engine API over the engine's unix socket (common/http_unix).
+ * It knows the wire (paths, statuses, log framing), not what the driver decides. */
 #include "reconciler/docker_engine.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "common/http_unix.h"
 
 #define ANSWER_MAX (4u * 1024 * 1024)
 /* The longest text a log is searched for (a SHA-256 in hex is 64). */
 #define NEEDLE_MAX 128
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_NOTHING); }
-
-int br_docker_global_init(void) {
-  pthread_once(&curl_once, curl_init);
-  return curl_init_rc == CURLE_OK ? 0 : -ENOMEM;
-}
+/* The API prefix and a path below it: container names and ids are short. */
+#define TARGET_MAX 1024
+/* What the engine said when it refused to show a log: its message is short. */
+#define REFUSAL_MAX (64 * 1024)
 
 int br_docker_socket(const char *docker_host, struct br_buf *path, struct br_buf *err) {
   br_buf_reset(path);
@@ -41,77 +35,67 @@ void br_docker_answer_init(struct br_docker_answer *ans) {
 
 void br_docker_answer_free(struct br_docker_answer *ans) { br_buf_free(&ans->body); }
 
-static size_t collect(char *bytes, size_t size, size_t n, void *arg) {
-  struct br_buf *body = arg;
-  /* A short count makes curl fail the transfer with CURLE_WRITE_ERROR. */
-  return br_buf_add(body, bytes, size * n) ? 0 : size * n;
-}
-
-/* The options every request shares. The socket is the engine's; a proxy from
- * the environment (http_proxy) must not capture it. */
-static CURL *easy_new(const char *socket, const char *path, unsigned timeout_ms, char *errbuf) {
-  if (br_docker_global_init())
-    return NULL;
-  CURL *h = curl_easy_init();
-  if (!h)
-    return NULL;
-  char url[1024];
-  snprintf(url, sizeof url, "http://docker%s%s", BR_DOCKER_API_PREFIX, path);
-  errbuf[0] = '\0';
-  curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PROXY, "");
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* worker threads: no SIGALRM timeouts */
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  return h;
-}
-
-static int transport_error(CURLcode code, const char *socket, const char *errbuf, struct br_buf *err) {
-  const char *why = errbuf[0] ? errbuf : curl_easy_strerror(code);
-  switch (code) {
-  case CURLE_COULDNT_CONNECT:
-    br_buf_printf(err, "Docker engine not reachable on %s: %s", socket, why);
-    return -ECONNREFUSED;
-  case CURLE_OPERATION_TIMEDOUT:
-    br_buf_printf(err, "Docker engine on %s did not answer in time: %s", socket, why);
-    return -ETIMEDOUT;
-  case CURLE_OUT_OF_MEMORY:
-    return -ENOMEM;
-  default:
-    br_buf_printf(err, "Docker engine on %s: %s", socket, why);
-    return -EIO;
+/* Every request is one connection to the socket: no pool to keep, and the
+ * engine answers inspect in about a millisecond. Host is what the engine's
+ * own client sends; the engine does not look at it. */
+static int engine_request(const char *socket, const char *method, const char *path, unsigned timeout_ms,
+                          br_http_piece_fn on_piece, void *ctx, struct br_http_result *res) {
+  char target[TARGET_MAX];
+  int n = snprintf(target, sizeof target, "%s%s", BR_DOCKER_API_PREFIX, path);
+  if (n < 0 || (size_t)n >= sizeof target) {
+    *res = (struct br_http_result){.why = "the request's path is over 1 KiB"};
+    return -EINVAL;
   }
+  struct br_http_request req = {
+      .method = method,
+      .target = target,
+      .host = "docker",
+      .timeout_ms = timeout_ms,
+      .wake_fd = -1,
+      .on_piece = on_piece,
+      .ctx = ctx,
+  };
+  return br_http_unix_request(socket, &req, res);
+}
+
+static int transport_error(int rc, const struct br_http_result *res, const char *socket, struct br_buf *err) {
+  if (rc == -ENOMEM)
+    return -ENOMEM;
+  if (rc == -ETIMEDOUT) {
+    br_buf_printf(err, "Docker engine on %s did not answer in time: ", socket);
+    br_http_describe(rc, res, err);
+    return -ETIMEDOUT;
+  }
+  /* Whatever kept us from connecting (no socket file, nobody listening, no
+   * permission) means the same to the driver: no engine to ask for now. */
+  if (!res->connected && rc != -EINVAL) {
+    br_buf_printf(err, "Docker engine not reachable on %s: %s", socket, strerror(-rc));
+    return -ECONNREFUSED;
+  }
+  br_buf_printf(err, "Docker engine on %s: ", socket);
+  br_http_describe(rc, res, err);
+  return -EIO;
+}
+
+static int collect(void *ctx, int status, const char *piece, size_t len) {
+  (void)status;
+  return br_buf_add(ctx, piece, len); /* -EFBIG past ANSWER_MAX ends the transfer */
 }
 
 int br_docker_request(const char *socket, const char *method, const char *path, unsigned timeout_ms,
                       struct br_docker_answer *ans, struct br_buf *err) {
-  char errbuf[CURL_ERROR_SIZE];
+  struct br_http_result res;
   br_buf_reset(&ans->body);
   ans->status = 0;
-  CURL *h = easy_new(socket, path, timeout_ms, errbuf);
-  if (!h)
-    return -ENOMEM;
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &ans->body);
-  if (strcmp(method, "POST") == 0) {
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-  }
-  CURLcode code = curl_easy_perform(h);
-  int rc = 0;
-  if (code == CURLE_WRITE_ERROR) {
+  int rc = engine_request(socket, method, path, timeout_ms, collect, &ans->body, &res);
+  if (rc == -EFBIG) {
     br_buf_printf(err, "Docker engine answer to %s %s is over %u bytes", method, path, ANSWER_MAX);
-    rc = -EFBIG;
-  } else if (code != CURLE_OK) {
-    rc = transport_error(code, socket, errbuf, err);
-  } else {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ans->status);
+    return -EFBIG;
   }
-  curl_easy_cleanup(h);
-  return rc;
+  if (rc)
+    return transport_error(rc, &res, socket, err);
+  ans->status = res.status;
+  return 0;
 }
 
 void br_docker_answer_describe(const struct br_docker_answer *ans, struct br_buf *out) {
@@ -137,8 +121,7 @@ struct log_scan {
   size_t header_have;
   size_t frame_left;       /* payload bytes left in the current frame */
   struct br_buf refusal;   /* a non-200 answer's body */
-  long status;
-  CURL *easy;
+  int status;
 };
 
 /* The needle (a hash) holds no newline, so it can only ever match within one
@@ -156,15 +139,13 @@ static void scan_bytes(struct log_scan *s, const char *p, size_t n) {
 
 /* Docker multiplexes a non-TTY container's stdout and stderr into frames:
  * an 8-byte header (stream, 3 zero bytes, big-endian payload length), then
- * the payload. Curl hands us arbitrary slices of that. */
-static size_t log_chunk(char *bytes, size_t size, size_t n, void *arg) {
-  struct log_scan *s = arg;
-  size_t total = size * n;
-  if (!s->status)
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
-  if (s->status != 200) {
-    br_buf_add(&s->refusal, bytes, total);
-    return total;
+ * the payload. The body arrives in arbitrary slices of that. */
+static int log_piece(void *ctx, int status, const char *bytes, size_t total) {
+  struct log_scan *s = ctx;
+  s->status = status;
+  if (status != 200) {
+    br_buf_add(&s->refusal, bytes, total); /* past its maximum the rest is dropped */
+    return 0;
   }
   if (s->tty) {
     scan_bytes(s, bytes, total);
@@ -185,12 +166,12 @@ static size_t log_chunk(char *bytes, size_t size, size_t n, void *arg) {
       i += take;
     }
   }
-  return s->found ? 0 : total; /* 0 ends the transfer: we have what we came for */
+  return s->found ? BR_HTTP_STOP : 0; /* we have what we came for: the stream is closed */
 }
 
 int br_docker_log_wait(const char *socket, const char *id, bool tty, int64_t since_ns, const char *needle,
                        unsigned timeout_ms, struct br_buf *err) {
-  char path[256], errbuf[CURL_ERROR_SIZE];
+  char path[256];
   if (since_ns < 0)
     since_ns = 0;
   snprintf(path, sizeof path, "/containers/%s/logs?follow=1&stdout=1&stderr=1&since=%lld.%09lld", id,
@@ -198,17 +179,9 @@ int br_docker_log_wait(const char *socket, const char *id, bool tty, int64_t sin
   struct log_scan s = {.tty = tty, .needle = needle, .needle_len = strlen(needle)};
   if (!s.needle_len || s.needle_len > NEEDLE_MAX || strchr(needle, '\n'))
     return -EINVAL;
-  br_buf_init(&s.refusal, 64 * 1024);
-  CURL *h = easy_new(socket, path, timeout_ms, errbuf);
-  if (!h) {
-    br_buf_free(&s.refusal);
-    return -ENOMEM;
-  }
-  s.easy = h;
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, log_chunk);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-  CURLcode code = curl_easy_perform(h);
-  int rc;
+  br_buf_init(&s.refusal, REFUSAL_MAX);
+  struct br_http_result res;
+  int rc = engine_request(socket, "GET", path, timeout_ms, log_piece, &s, &res);
   if (s.found) {
     rc = 0;
   } else if (s.status && s.status != 200) {
@@ -216,16 +189,14 @@ int br_docker_log_wait(const char *socket, const char *id, bool tty, int64_t sin
     br_buf_adds(err, "the engine refused to show the log: ");
     br_docker_answer_describe(&ans, err);
     rc = -EPROTO;
-  } else if (code == CURLE_OK) {
+  } else if (rc == 0) {
     br_buf_adds(err, "the log ended (the container stopped) before the line appeared");
     rc = -ENODATA;
-  } else if (code == CURLE_OPERATION_TIMEDOUT) {
+  } else if (rc == -ETIMEDOUT) {
     br_buf_printf(err, "no log line with %s within %u ms", needle, timeout_ms);
-    rc = -ETIMEDOUT;
   } else {
-    rc = transport_error(code, socket, errbuf, err);
+    rc = transport_error(rc, &res, socket, err);
   }
-  curl_easy_cleanup(h);
   br_buf_free(&s.refusal);
   return rc;
 }

@@ -1,6 +1,6 @@
 /* docker_engine: requests to the Docker Engine API over its unix socket
- * (libcurl), each bounded by a timeout. Every call blocks: use them on worker
- * threads or the events thread, never on the loop thread. */
+ * (common/http_unix), each bounded by a timeout. Every call blocks: use them
+ * on worker threads or the events thread, never on the loop thread. */
 #ifndef BR_RECONCILER_DOCKER_ENGINE_H
 #define BR_RECONCILER_DOCKER_ENGINE_H
 
@@ -15,9 +15,6 @@
 /* Inspect takes about a millisecond; an engine that needs longer than this
  * for one request is treated as unreachable for now. */
 #define BR_DOCKER_REQUEST_TIMEOUT_MS 5000
-
-/* Initialises libcurl once per process; safe from any thread. 0 or -ENOMEM. */
-int br_docker_global_init(void);
 
 /* The engine's socket: the path of DOCKER_HOST=unix://PATH (docker_host is
  * the variable's value, NULL or "" when unset), else /var/run/docker.sock.
@@ -34,8 +31,10 @@ void br_docker_answer_free(struct br_docker_answer *ans);
 
 /* One request (method GET or POST, path below the API prefix, e.g.
  * "/containers/x/json"). Returns 0 when the engine answered, whatever the
- * status; otherwise -ECONNREFUSED (no engine on the socket), -ETIMEDOUT,
- * -EFBIG (answer too large), -ENOMEM or -EIO, with what curl said in err. */
+ * status; otherwise -ECONNREFUSED (nothing to connect to on the socket:
+ * no file, no listener, no permission), -ETIMEDOUT, -EFBIG (answer too
+ * large), -ENOMEM or -EIO (a malformed or cut-off answer), with a line in err
+ * that names the socket. */
 int br_docker_request(const char *socket, const char *method, const char *path, unsigned timeout_ms,
                       struct br_docker_answer *ans, struct br_buf *err);
 

@@ -1,20 +1,23 @@
 /* docker_events: GET /events, filtered to containers that start or unpause,
- * read by one thread with curl's multi interface (so that stopping can wake
- * it), handed to the loop through a uv_async_t. Never blocks the loop. */
+ * read by one thread that polls the socket and an eventfd (so that stopping
+ * can wake it), handed to the loop through a uv_async_t. Never blocks the loop. */
 #include "reconciler/docker_events.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
+#include "common/http_unix.h"
 #include "common/log.h"
 #include "common/strv.h"
 #include "reconciler/docker_engine.h"
@@ -28,6 +31,9 @@
 /* Ask for events from a little before the stream was lost: the engine keeps
  * times in seconds, and a start reported twice only converges once more. */
 #define SINCE_SLACK_S 2
+/* Only what can bring a sidecar up with an old file: starts and unpauses. */
+#define EVENTS_FILTER "{\"type\":[\"container\"],\"event\":[\"start\",\"unpause\"]}"
+#define TARGET_MAX 512
 
 struct br_docker_events {
   uv_loop_t *loop;
@@ -36,7 +42,7 @@ struct br_docker_events {
   void *ctx;
   pthread_t thread;
   bool thread_running;
-  CURLM *multi;                /* created before the thread, so stop can wake it */
+  int wake_fd;                 /* an eventfd: stop makes it readable, which wakes the thread */
   atomic_bool stopping;
   char socket[PATH_MAX];
 
@@ -71,9 +77,17 @@ static void handle_line(struct br_docker_events *ev, const char *text, size_t le
   json_decref(doc);
 }
 
-static size_t on_bytes(char *bytes, size_t size, size_t n, void *arg) {
+/* The head, then the stream's pieces: newline-delimited JSON objects. */
+static int on_piece(void *arg, int status, const char *bytes, size_t total) {
   struct br_docker_events *ev = arg;
-  size_t total = size * n;
+  if (status != 200)
+    return BR_HTTP_STOP; /* the engine's reason is not an event: the status says enough */
+  if (!bytes) {
+    if (ev->down)
+      br_log(BR_LOG_INFO, NULL, "following Docker events on %s again", ev->socket);
+    ev->down = false;
+    return 0;
+  }
   for (size_t i = 0; i < total; i++) {
     if (bytes[i] == '\n') {
       if (!ev->line_too_long && ev->line.len)
@@ -85,76 +99,52 @@ static size_t on_bytes(char *bytes, size_t size, size_t n, void *arg) {
       br_buf_reset(&ev->line);
     }
   }
-  return total;
+  return 0;
 }
 
 /* Sleeps up to ms, or less when stop wakes the thread. */
 static void nap(struct br_docker_events *ev, unsigned ms) {
+  struct pollfd wake = {.fd = ev->wake_fd, .events = POLLIN};
   if (!atomic_load(&ev->stopping))
-    curl_multi_poll(ev->multi, NULL, 0, (int)ms, NULL);
+    poll(&wake, 1, (int)ms); /* an interruption only shortens the nap */
 }
 
 /* One connection: follows the stream until it ends, fails or stop is asked.
- * Returns the HTTP status (0 when none came) and the failure in err. */
+ * Returns the HTTP status (0 when none came) and the failure in err. The
+ * stream has no deadline of its own: an idle engine sends nothing for hours,
+ * and stop wakes the wait through wake_fd. */
 static long follow(struct br_docker_events *ev, time_t since, struct br_buf *err) {
-  char errbuf[CURL_ERROR_SIZE] = "";
-  char url[PATH_MAX];
-  CURL *h = curl_easy_init();
-  if (!h) {
+  struct br_buf target;
+  br_buf_init(&target, TARGET_MAX);
+  if (br_buf_adds(&target, BR_DOCKER_API_PREFIX "/events?filters=") || br_http_escape(EVENTS_FILTER, &target) ||
+      (since && br_buf_printf(&target, "&since=%lld", (long long)since))) {
+    br_buf_free(&target);
     br_buf_adds(err, "out of memory");
     return 0;
   }
-  char *filters = curl_easy_escape(h, "{\"type\":[\"container\"],\"event\":[\"start\",\"unpause\"]}", 0);
-  int n = snprintf(url, sizeof url, "http://docker%s/events?filters=%s", BR_DOCKER_API_PREFIX,
-                   filters ? filters : "");
-  if (since && n > 0 && (size_t)n < sizeof url)
-    snprintf(url + n, sizeof url - (size_t)n, "&since=%lld", (long long)since);
-  curl_free(filters);
   br_buf_reset(&ev->line);
   ev->line_too_long = false;
-  curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ev->socket);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PROXY, "");
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)BR_DOCKER_REQUEST_TIMEOUT_MS);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_bytes);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, ev);
-  curl_multi_add_handle(ev->multi, h);
-  long status = 0;
-  CURLcode result = CURLE_OK;
-  bool done = false;
-  while (!done && !atomic_load(&ev->stopping)) {
-    int running = 0;
-    curl_multi_perform(ev->multi, &running);
-    if (!status) {
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-      if (status == 200 && ev->down)
-        br_log(BR_LOG_INFO, NULL, "following Docker events on %s again", ev->socket);
-      if (status == 200)
-        ev->down = false;
-    }
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(ev->multi, &left)))
-      if (msg->msg == CURLMSG_DONE) {
-        done = true;
-        result = msg->data.result;
-      }
-    if (!done)
-      curl_multi_poll(ev->multi, NULL, 0, 60000, NULL);
-  }
-  if (!status)
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  if (done && result != CURLE_OK)
-    br_buf_printf(err, "%s", errbuf[0] ? errbuf : curl_easy_strerror(result));
-  else if (done && status != 200)
-    br_buf_printf(err, "the engine answered HTTP %ld", status);
-  else if (done)
+  struct br_http_request req = {
+      .method = "GET",
+      .target = target.data,
+      .host = "docker",
+      .connect_timeout_ms = BR_DOCKER_REQUEST_TIMEOUT_MS,
+      .wake_fd = ev->wake_fd,
+      .on_piece = on_piece,
+      .ctx = ev,
+  };
+  struct br_http_result res;
+  int rc = br_http_unix_request(ev->socket, &req, &res);
+  br_buf_free(&target);
+  if (rc == -ECANCELED)
+    return res.status; /* stop asked: nobody reads err */
+  if (rc)
+    br_http_describe(rc, &res, err);
+  else if (res.status != 200)
+    br_buf_printf(err, "the engine answered HTTP %d", res.status);
+  else
     br_buf_adds(err, "the engine closed the stream");
-  curl_multi_remove_handle(ev->multi, h);
-  curl_easy_cleanup(h);
-  return status;
+  return res.status;
 }
 
 static void *thread_main(void *arg) {
@@ -217,8 +207,7 @@ static void on_closed(uv_handle_t *handle) {
   br_strv_free(&ev->pending);
   br_buf_free(&ev->line);
   pthread_mutex_destroy(&ev->lock);
-  if (ev->multi)
-    curl_multi_cleanup(ev->multi);
+  close(ev->wake_fd);
   free(ev);
 }
 
@@ -237,10 +226,15 @@ int br_docker_events_start(struct br_docker_events **out, uv_loop_t *loop, br_do
   }
   br_buf_free(&err);
   struct br_docker_events *ev = calloc(1, sizeof *ev);
-  if (!ev || br_docker_global_init() || !(ev->multi = curl_multi_init())) {
-    free(ev);
+  if (!ev) {
     br_buf_free(&socket);
     return -ENOMEM;
+  }
+  if ((ev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+    rc = -errno;
+    free(ev);
+    br_buf_free(&socket);
+    return rc;
   }
   snprintf(ev->socket, sizeof ev->socket, "%s", socket.data);
   br_buf_free(&socket);
@@ -252,7 +246,7 @@ int br_docker_events_start(struct br_docker_events **out, uv_loop_t *loop, br_do
   pthread_mutex_init(&ev->lock, NULL);
   ev->async.data = ev;
   if ((rc = uv_async_init(loop, &ev->async, on_async))) {
-    curl_multi_cleanup(ev->multi);
+    close(ev->wake_fd);
     pthread_mutex_destroy(&ev->lock);
     free(ev);
     return rc;
@@ -271,7 +265,10 @@ void br_docker_events_stop(struct br_docker_events *ev) {
     return;
   atomic_store(&ev->stopping, true);
   if (ev->thread_running) {
-    curl_multi_wakeup(ev->multi);
+    /* Stays readable (nobody reads it), so every wait from here on ends. */
+    uint64_t one = 1;
+    if (write(ev->wake_fd, &one, sizeof one) < 0)
+      br_log(BR_LOG_ERROR, NULL, "cannot wake the Docker events thread: %s", strerror(errno));
     pthread_join(ev->thread, NULL);
     ev->thread_running = false;
   }
