@@ -85,6 +85,9 @@ struct daemon {
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
   size_t first_pass_left;      /* slugs not yet converged once since start: READY=1 at 0 */
+  uv_idle_t first_pass_adder;  /* active while first_pass is being added, a batch per loop turn */
+  struct br_strv first_pass;   /* the slugs listed at start */
+  size_t first_pass_next;      /* the next of them to add */
   bool ready;
   bool draining;
   bool watch_warned;           /* the max_user_watches line is logged once */
@@ -294,11 +297,12 @@ static void cleanup_start(struct daemon *d) {
   }
 }
 
-/* A slug of the first pass has been tried (or went away): READY=1 after the
- * last. Converges that found nothing to do were logged at debug level: one
- * line here says how the first pass went instead of one per slug. */
-static void first_pass_done(struct daemon *d) {
-  if (d->first_pass_left && --d->first_pass_left == 0 && !d->ready) {
+/* READY=1 once every slug listed at start was added and tried once.
+ * Converges that found nothing to do were logged at debug level: one line
+ * here says how the first pass went instead of one per slug. */
+static void ready_if_done(struct daemon *d) {
+  if (!d->ready && !d->draining && d->first_pass_left == 0 &&
+      !uv_is_active((uv_handle_t *)&d->first_pass_adder)) {
     d->ready = true;
     const unsigned *c = d->queue.counts;
     br_log(BR_LOG_INFO, NULL,
@@ -309,6 +313,34 @@ static void first_pass_done(struct daemon *d) {
     br_notify("READY=1");
     cleanup_start(d);
   }
+}
+
+/* A slug of the first pass has been tried (or went away). */
+static void first_pass_done(struct daemon *d) {
+  if (d->first_pass_left && --d->first_pass_left == 0)
+    ready_if_done(d);
+}
+
+static void add_slug(struct daemon *d, const char *slug, bool first_pass);
+
+/* Adds the slugs listed at start a batch per loop turn rather than all at
+ * once: converges finish (and free their worker for the next slug) only
+ * when the loop runs, so adding 10,000 slugs in one go (watches, queue
+ * slots) kept the workers idle for a quarter of the start-up. Each slug is
+ * watched before its first converge, so no change is missed in between. */
+#define FIRST_PASS_BATCH 64
+
+static void on_first_pass_adder(uv_idle_t *idle) {
+  struct daemon *d = idle->data;
+  size_t end = d->first_pass_next + FIRST_PASS_BATCH;
+  for (; d->first_pass_next < d->first_pass.n && d->first_pass_next < end && !d->draining; d->first_pass_next++)
+    add_slug(d, d->first_pass.v[d->first_pass_next], true);
+  if (d->first_pass_next < d->first_pass.n && !d->draining)
+    return;
+  uv_idle_stop(idle);
+  br_strv_free(&d->first_pass);
+  metrics_changed(d);
+  ready_if_done(d);
 }
 
 static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
@@ -1057,6 +1089,9 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
     uv_timer_init(d->loop, timers[i]);
     timers[i]->data = d;
   }
+  uv_idle_init(d->loop, &d->first_pass_adder);
+  d->first_pass_adder.data = d;
+  br_strv_init(&d->first_pass);
   uv_signal_t *signals[] = {&d->sigterm, &d->sigint, &d->sighup};
   uv_signal_cb handlers[] = {on_sigterm, on_sigint, on_sighup};
   int signums[] = {SIGTERM, SIGINT, SIGHUP};
@@ -1101,15 +1136,9 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
     goto out;
   }
   br_log(BR_LOG_INFO, NULL, "watching %s: %zu slug(s), %u worker(s)", c->state_dir, slugs.n, c->workers);
-  for (size_t i = 0; i < slugs.n; i++)
-    add_slug(d, slugs.v[i], true);
-  br_strv_free(&slugs);
+  d->first_pass = slugs; /* taken over */
   br_buf_free(&warnings);
-  if (d->first_pass_left == 0) {
-    d->ready = true;
-    br_notify("READY=1");
-    br_log(BR_LOG_INFO, NULL, "ready: no slugs yet");
-  }
+  uv_idle_start(&d->first_pass_adder, on_first_pass_adder);
   resync_timer_start(d);
   metrics_changed(d);
 
@@ -1130,6 +1159,7 @@ out:
       free(d->held_since.slots[i].value);
   br_strmap_free(&d->held_since);
   br_strmap_free(&d->sidecar_absent);
+  br_strv_free(&d->first_pass);
   br_strmap_free(&d->git_dirs.none);
   uv_mutex_destroy(&d->git_dirs.lock);
   own_writes_clear(&d->own_writes);
