@@ -40,8 +40,10 @@ int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out
       rc = -errno;
     else if (n == 0)
       break;
-    else
-      rc = br_buf_add(out, chunk, (size_t)n); /* -EFBIG if the file grew */
+    /* -EFBIG if the file grew past max. A regular file reads short only at
+     * its end, so a short read needs no second read() to learn it. */
+    else if ((rc = br_buf_add(out, chunk, (size_t)n)) == 0 && (size_t)n < sizeof chunk)
+      break;
   }
   close(fd);
   if (!rc && !out->data)

@@ -73,7 +73,8 @@ struct run {
   enum br_converge_mode mode;
   const struct br_converge_observer *observer; /* may be NULL */
   struct br_converge_report *rep;
-  struct br_buf project;
+  struct br_buf project;   /* read by project_of() */
+  bool project_read;
   struct br_buf pipelock_file;
   struct br_buf egress_file;
 };
@@ -82,6 +83,17 @@ static int64_t realtime_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The slug's compose project (metadata.json), read when first needed: most
+ * converges find nothing to do and never need it, unless a source or live
+ * file path names it (then br_converge_slug reads it up front). */
+static const char *project_of(struct run *run) {
+  if (!run->project_read) {
+    run->project_read = true;
+    br_slug_project(run->cfg->state_dir, run->slug, &run->project, &run->rep->warnings);
+  }
+  return run->project.data; /* NULL or "" stands for the slug in templates */
 }
 
 static void sleep_ms(unsigned ms) {
@@ -146,7 +158,7 @@ static int validate_staged(const char *staged_path, void *arg) {
   for (size_t i = 0; i < st->sc->validate.n && !rc; i++) {
     br_buf_reset(&word);
     rc = br_config_expand_sidecar(st->run->cfg, st->sc, st->sc->validate.v[i], st->run->slug,
-                                  st->run->project.data, staged_path, &word);
+                                  project_of(st->run), staged_path, &word);
     if (!rc)
       rc = br_strv_add(&argv, word.data);
   }
@@ -259,7 +271,7 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
 
   struct br_reload_request req = {
       .config = run->cfg, .reload = &sc->reload, .sidecar = sidecar, .slug = run->slug,
-      .project = run->project.data, .file = file, .written_at_ns = st.written_at_ns,
+      .project = project_of(run), .file = file, .written_at_ns = st.written_at_ns,
   };
   struct br_reload_result res;
   br_reload_result_init(&res);
@@ -362,7 +374,7 @@ static int converge_locked(struct run *run) {
   int rc = 0;
 
   /* 1. Desired state: all fragments, afresh. */
-  int drc = br_desired_load(cfg, run->slug, run->project.data, &desired);
+  int drc = br_desired_load(cfg, run->slug, br_config_paths_use_project(cfg) ? project_of(run) : NULL, &desired);
   br_buf_add(&rep->warnings, desired.warnings.data ? desired.warnings.data : "", desired.warnings.len);
   if (drc == -EINVAL) {
     br_buf_add(&rep->errors, desired.errors.data, desired.errors.len);
@@ -580,10 +592,10 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     finish(&run, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
     goto out;
   }
-  if ((rc = br_slug_project(cfg->state_dir, slug, &run.project, &rep->warnings)) ||
-      (rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, run.project.data, NULL,
+  const char *project = br_config_paths_use_project(cfg) ? project_of(&run) : NULL;
+  if ((rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, project, NULL,
                                      &run.pipelock_file)) ||
-      (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, run.project.data, NULL,
+      (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, project, NULL,
                                      &run.egress_file)))
     goto out;
   rc = converge_locked(&run);
