@@ -765,6 +765,34 @@ def settle_down(pids, quiet_s=1.0, timeout=60):
             return
 
 
+def cpu_busy_idle():
+    """Jiffies the machine spent busy and idle (iowait counts as idle), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v[:8]) - idle, idle
+
+
+def wait_machine_quiet(busy_max=0.1, window_s=1.0, timeout=60):
+    """Waits until the whole machine was at most busy_max busy for window_s:
+    what the harness itself set off (20,000 sidecars starting, the previous
+    alternative's last reloads, its exit freeing 40,000 inotify marks) must
+    not land in the next alternative's start-up. Returns False on timeout
+    (a machine shared with other work), which the log then says."""
+    deadline = time.monotonic() + timeout
+    samples = [(time.monotonic(), *cpu_busy_idle())]
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        samples.append((time.monotonic(), *cpu_busy_idle()))
+        while len(samples) > 2 and samples[-1][0] - samples[1][0] >= window_s:
+            samples.pop(0)
+        t0, b0, i0 = samples[0]
+        t1, b1, i1 = samples[-1]
+        if t1 - t0 >= window_s and (b1 - b0) <= busy_max * ((b1 - b0) + (i1 - i0)):
+            return True
+    return False
+
+
 def measure_idle(alt, idle_s):
     settle_down(alt.pids())
     pids = alt.pids()
@@ -825,6 +853,8 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
             if name in failed:
                 continue
             snap = b.snapshot()
+            if not wait_machine_quiet():
+                log(f"  round {r + 1} {name}: the machine did not become quiet within 60 s; starting anyway")
             try:
                 up = alt.start(timeout)
             except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as e:
