@@ -9,7 +9,8 @@
 /* Sends the formatted state ("READY=1", "STATUS=...") when NOTIFY_SOCKET
  * names a unix socket (a path, or "@name" for the abstract namespace).
  * Returns 1 when sent, 0 when not under a service manager, or a negative
- * errno. Keeps the socket open between calls: call it from one thread. */
+ * errno (-EAGAIN when the manager does not read: never blocks). Keeps the
+ * socket open between calls: call it from one thread. */
 int br_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The watchdog interval the service manager expects pings at, from

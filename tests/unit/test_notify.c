@@ -1,5 +1,6 @@
 /* Unit tests for common/notify: the datagram a service manager receives on a
  * path socket and on an abstract one, and the watchdog variables. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,13 @@ int main(void) {
   expect(fd, "READY=1");
   CHECK(br_notify("STATUS=%u converged", 7u) == 1);
   expect(fd, "STATUS=7 converged");
+  /* A manager that stops reading: its queue fills, and then a status line
+   * is dropped (-EAGAIN) rather than the caller blocked. */
+  int sent = 0, rc;
+  while ((rc = br_notify("STATUS=%d", sent)) == 1 && sent < 1000000)
+    sent++;
+  CHECK(rc == -EAGAIN);
+  CHECK(sent > 0);
   close(fd);
   unlink(sock);
   rmdir(path);
