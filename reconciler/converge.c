@@ -219,9 +219,11 @@ static enum step_result settle(struct run *run, const struct br_sidecar_config *
 
 /* A settle time recorded by an earlier ASYNC converge that is not over yet:
  * ASYNC hands the rest back, WAIT sleeps it out. */
-static enum step_result settled(struct run *run, const char *sidecar) {
+static enum step_result settled(struct run *run, const struct br_sidecar_config *sc, const char *sidecar) {
   int64_t until = 0;
-  if (br_record_settle_get(run->cfg->state_dir, run->slug, sidecar, &until) != 1)
+  /* Without a settle time there is nothing to wait for, whatever an earlier
+   * config left on record: no need to look. */
+  if (!sc->settle_ms || br_record_settle_get(run->cfg->state_dir, run->slug, sidecar, &until) != 1)
     return STEP_DONE;
   int64_t left_ms = (until - realtime_ns()) / 1000000;
   if (left_ms > 0 && run->mode == BR_CONVERGE_ASYNC) {
@@ -470,9 +472,9 @@ static int converge_locked(struct run *run) {
   }
 
   /* A settle time an earlier converge began is still running out. */
-  enum step_result step = settled(run, "pipelock");
+  enum step_result step = settled(run, &cfg->pipelock, "pipelock");
   if (step == STEP_DONE)
-    step = settled(run, "egress");
+    step = settled(run, &cfg->egress, "egress");
   if (step != STEP_DONE)
     goto out;
 
