@@ -40,9 +40,11 @@ int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out
       rc = -errno;
     else if (n == 0)
       break;
-    /* -EFBIG if the file grew past max. A regular file reads short only at
-     * its end, so a short read needs no second read() to learn it. */
-    else if ((rc = br_buf_add(out, chunk, (size_t)n)) == 0 && (size_t)n < sizeof chunk)
+    /* -EFBIG if the file grew past max. Once the size fstat() gave is read,
+     * a short read is the end of a regular file: no second read() to learn
+     * it. /proc files show size 0 and read a page at a time: read to EOF. */
+    else if ((rc = br_buf_add(out, chunk, (size_t)n)) == 0 && (size_t)n < sizeof chunk && st.st_size > 0 &&
+             out->len >= (size_t)st.st_size)
       break;
   }
   close(fd);
@@ -192,8 +194,11 @@ int br_file_remove_stale_temps(const char *dir) {
       continue;
     char *end;
     long pid = strtol(e->d_name + strlen(BR_TMP_PREFIX), &end, 10);
-    /* A temp file of a live writer (another `once`, say) is its business. */
-    if (*end == '.' && pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+    /* A temp file of a live writer (another `once`, say, or this process's
+     * own workers: the daemon cleans up while it converges) is its business.
+     * The price: one left by an earlier process that had this pid stays
+     * until a later start. */
+    if (*end == '.' && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
       continue;
     if (unlinkat(dirfd(d), e->d_name, 0) == 0)
       removed++;

@@ -50,7 +50,8 @@ struct br_write_opts {
 int br_file_write_atomic(const char *path, const void *bytes, size_t len,
                          const struct br_write_opts *opts, struct br_buf *err);
 
-/* Removes this tool's temp files in dir whose writer process is gone.
+/* Removes this tool's temp files in dir whose writer process is gone (never
+ * this process's own: they may be in the middle of a write).
  * Returns the number removed, or -errno when dir cannot be read. */
 int br_file_remove_stale_temps(const char *dir);
 

@@ -1,5 +1,5 @@
 /* sha256: the content hash the tool and pipelock both use to name a file's
- * bytes. A thin wrapper over libcrypto; no I/O. */
+ * bytes. A thin wrapper over nettle; no I/O. */
 #ifndef BR_COMMON_SHA256_H
 #define BR_COMMON_SHA256_H
 

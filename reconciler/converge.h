@@ -51,10 +51,10 @@ struct br_converge_report {
 
 /* Someone who wants to know about each live file a converge replaces, told
  * on the converge's thread just before the new file is renamed into place
- * (staged: its lstat, which the target then has). The daemon uses it to
- * recognise the inotify record of its own rename. */
+ * at path (as configured; staged: its lstat, which the target then has).
+ * The daemon uses it to recognise the inotify record of its own rename. */
 struct br_converge_observer {
-  void (*replacing)(void *ctx, const struct stat *staged);
+  void (*replacing)(void *ctx, const char *path, const struct stat *staged);
   void *ctx;
 };
 
@@ -74,7 +74,7 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
                      const struct br_converge_observer *observer, struct br_converge_report *rep);
 
 /* Removes temp files that a crashed writer of this tool left beside slug's
- * live files and in its source directories. Call once per slug at start. */
+ * live files and in its source directories; safe while converges run. */
 void br_converge_cleanup(const struct br_config *cfg, const char *slug);
 
 #endif
