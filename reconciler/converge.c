@@ -75,6 +75,7 @@ struct run {
   struct br_converge_report *rep;
   struct br_buf project;   /* read by project_of() */
   bool project_read;
+  int project_rc;
   struct br_buf pipelock_file;
   struct br_buf egress_file;
 };
@@ -91,9 +92,11 @@ static int64_t realtime_ns(void) {
 static const char *project_of(struct run *run) {
   if (!run->project_read) {
     run->project_read = true;
-    br_slug_project(run->cfg->state_dir, run->slug, &run->project, &run->rep->warnings);
+    run->project_rc = br_slug_project(run->cfg->state_dir, run->slug, &run->project, &run->rep->warnings);
   }
-  return run->project.data; /* NULL or "" stands for the slug in templates */
+  /* NULL only when out of memory: in a template NULL would stand for the
+   * slug, so callers must not pass it on. */
+  return run->project_rc ? NULL : run->project.data;
 }
 
 static void sleep_ms(unsigned ms) {
@@ -142,6 +145,7 @@ struct stage {
   struct run *run;
   const struct br_sidecar_config *sc;
   const char *sidecar;
+  const char *file;   /* the live file */
   int64_t written_at_ns;
   struct stat staged; /* the new file, filled by br_file_write_atomic */
 };
@@ -157,8 +161,10 @@ static int validate_staged(const char *staged_path, void *arg) {
   int rc = 0;
   for (size_t i = 0; i < st->sc->validate.n && !rc; i++) {
     br_buf_reset(&word);
-    rc = br_config_expand_sidecar(st->run->cfg, st->sc, st->sc->validate.v[i], st->run->slug,
-                                  project_of(st->run), staged_path, &word);
+    const char *project = project_of(st->run);
+    rc = project ? br_config_expand_sidecar(st->run->cfg, st->sc, st->sc->validate.v[i], st->run->slug, project,
+                                            staged_path, &word)
+                 : -ENOMEM;
     if (!rc)
       rc = br_strv_add(&argv, word.data);
   }
@@ -185,7 +191,7 @@ static int before_rename(void *arg) {
   struct stage *st = arg;
   const struct br_converge_observer *obs = st->run->observer;
   if (obs && obs->replacing)
-    obs->replacing(obs->ctx, &st->staged);
+    obs->replacing(obs->ctx, st->file, &st->staged);
   st->written_at_ns = realtime_ns();
   return br_record_pending_set(st->run->cfg->state_dir, st->run->slug, st->sidecar, st->written_at_ns,
                                &st->run->rep->errors);
@@ -245,7 +251,7 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
                               const char *file, const struct br_buf *new_bytes, int64_t written_at_ns,
                               bool more, json_t *audit) {
   struct br_converge_report *rep = run->rep;
-  struct stage st = {.run = run, .sc = sc, .sidecar = sidecar, .written_at_ns = written_at_ns};
+  struct stage st = {.run = run, .sc = sc, .sidecar = sidecar, .file = file, .written_at_ns = written_at_ns};
   if (new_bytes) {
     struct br_buf err;
     br_buf_init(&err, 4096);
@@ -271,6 +277,10 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
     json_object_set_new(audit, "write", json_string("ok"));
   }
 
+  if (!project_of(run)) {
+    finish(run, BR_OUTCOME_RETRY, "%s reload: out of memory", sidecar);
+    return STEP_RETRY;
+  }
   struct br_reload_request req = {
       .config = run->cfg, .reload = &sc->reload, .sidecar = sidecar, .slug = run->slug,
       .project = project_of(run), .file = file, .written_at_ns = st.written_at_ns,
@@ -376,6 +386,7 @@ static int converge_locked(struct run *run) {
   int rc = 0;
 
   /* 1. Desired state: all fragments, afresh. */
+  /* The project was read up front when the paths name it (br_converge_slug). */
   int drc = br_desired_load(cfg, run->slug, br_config_paths_use_project(cfg) ? project_of(run) : NULL, &desired);
   br_buf_add(&rep->warnings, desired.warnings.data ? desired.warnings.data : "", desired.warnings.len);
   if (drc == -EINVAL) {
@@ -595,6 +606,10 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     goto out;
   }
   const char *project = br_config_paths_use_project(cfg) ? project_of(&run) : NULL;
+  if (br_config_paths_use_project(cfg) && !project) {
+    rc = -ENOMEM;
+    goto out;
+  }
   if ((rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, project, NULL,
                                      &run.pipelock_file)) ||
       (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, project, NULL,

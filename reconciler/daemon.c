@@ -36,8 +36,7 @@
 #define METRICS_MIN_GAP_MS 1000   /* the textfile is rewritten at most once a second */
 #define GIT_LOCK_RETRY_MS 50      /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
-#define OWN_WRITES_MAX 65536     /* own renames whose record never came (lost): forgotten at a resync */
-#define GIT_DIRS_MAX 4096         /* directories remembered without a .git; beyond, looked at each time */
+#define OWN_WRITES_MAX 65536     /* notes of own renames: one per live file; a bound against surprises */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -47,15 +46,18 @@ struct config_ref {
   unsigned refs;
 };
 
-/* The live files converges are renaming into place, so that the inotify
- * record of the daemon's own rename wakes no second converge. Workers add
- * (before the rename), the loop thread takes out (on the record). */
+/* The live files converges renamed into place, so that the inotify record
+ * of the daemon's own rename wakes no second converge. Workers note (just
+ * before the rename), the loop thread takes the note out on the next record
+ * for that path, whatever it says: one note per live file at most. */
 struct own_writes {
   uv_mutex_t lock;
-  struct br_strmap files; /* "DEV:INO" -> struct own_write */
+  struct br_strmap files; /* live file path -> struct own_write */
 };
 
 struct own_write {
+  dev_t dev;
+  ino_t ino;
   struct timespec mtime;
   off_t size;
 };
@@ -84,7 +86,7 @@ struct daemon {
   struct own_writes own_writes;
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
-  size_t first_pass_left;      /* slugs not yet converged once since start: READY=1 at 0 */
+  size_t first_pass_left;      /* added slugs of the first pass not yet tried once */
   uv_idle_t first_pass_adder;  /* active while first_pass is being added, a batch per loop turn */
   struct br_strv first_pass;   /* the slugs listed at start */
   size_t first_pass_next;      /* the next of them to add */
@@ -251,9 +253,10 @@ static void watch_slug(struct daemon *d, const char *slug) {
 }
 
 /* Temp files that a crashed writer left beside live files and fragments
- * are invisible to sidecars and to the fragment scan (dot names), so the
- * slugs known at start are cleaned of them after READY, on a worker, rather
- * than on the loop thread before it (12 syscalls a slug). */
+ * are invisible to sidecars and to the fragment scan (dot names), so every
+ * slug known at READY is cleaned of them after it, on a worker, rather than
+ * on the loop thread before (12 syscalls a slug). Converges may run
+ * meanwhile: this process's own temp files are never taken for stale. */
 struct cleanup {
   uv_work_t req;
   struct config_ref *config;
@@ -310,7 +313,7 @@ static void ready_if_done(struct daemon *d) {
            "%u unmanaged, %u pending",
            d->queue.slots.n, c[BR_PHASE_CONVERGED], c[BR_PHASE_INVALID], c[BR_PHASE_RETRYING], c[BR_PHASE_WAITING],
            c[BR_PHASE_UNMANAGED], c[BR_PHASE_PENDING] + c[BR_PHASE_CONVERGING]);
-    br_notify("READY=1");
+    br_notify_state("READY=1");
     cleanup_start(d);
   }
 }
@@ -358,49 +361,44 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
   br_queue_mark(&d->queue, slug, first_pass);
 }
 
-static void own_write_key(const struct stat *st, char *key, size_t size) {
-  snprintf(key, size, "%llx:%llx", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino);
-}
-
-/* A converge is about to rename this file into place (on its worker). When
- * the table is full, the record wakes one converge more, which finds
- * nothing to do: the cost this table saves, never a missed change. */
-static void own_write_add(void *ctx, const struct stat *staged) {
+/* A converge is about to rename a new file into place at path (on its
+ * worker). The path is the configured one; a record names the path as
+ * watched (its directory resolved): where a symlink makes them differ, the
+ * record is not recognised and wakes one converge more, which finds nothing
+ * to do. That, never a missed change, is also the price of a full table. */
+static void own_write_add(void *ctx, const char *path, const struct stat *staged) {
   struct own_writes *o = ctx;
-  const struct own_write now = {.mtime = staged->st_mtim, .size = staged->st_size};
-  char key[48];
-  own_write_key(staged, key, sizeof key);
+  const struct own_write now = {
+      .dev = staged->st_dev, .ino = staged->st_ino, .mtime = staged->st_mtim, .size = staged->st_size};
   uv_mutex_lock(&o->lock);
-  struct own_write *w = br_strmap_get(&o->files, key);
+  struct own_write *w = br_strmap_get(&o->files, path);
   if (w) {
     *w = now;
   } else if (o->files.n < OWN_WRITES_MAX && (w = malloc(sizeof *w))) {
     *w = now;
-    if (br_strmap_put(&o->files, key, w))
+    if (br_strmap_put(&o->files, path, w))
       free(w);
   }
   uv_mutex_unlock(&o->lock);
 }
 
-/* Whether live_file is still exactly what a converge renamed into place: same
- * inode, same mtime (to the nanosecond) and size. An edit after our rename, in
- * place or by a rename of its own, changes one of them, and its own record
- * follows; a file that cannot be stat'ed is never ours. */
+/* Whether the record for live_file is the one of our own rename: the note
+ * for that path (taken out either way: a later record is someone else's)
+ * matches the file now there by inode, mtime to the nanosecond and size.
+ * An edit after our rename changes one of them and has a record of its own;
+ * a file that cannot be stat'ed is never ours. */
 static bool own_write_taken(struct own_writes *o, const char *live_file) {
-  struct stat st;
-  if (!live_file || lstat(live_file, &st) < 0 || !S_ISREG(st.st_mode))
+  if (!live_file)
     return false;
-  char key[48];
-  own_write_key(&st, key, sizeof key);
   uv_mutex_lock(&o->lock);
-  struct own_write *w = br_strmap_get(&o->files, key);
-  bool ours = w && w->size == st.st_size && w->mtime.tv_sec == st.st_mtim.tv_sec &&
-              w->mtime.tv_nsec == st.st_mtim.tv_nsec;
-  if (ours)
-    br_strmap_del(&o->files, key);
+  struct own_write *w = br_strmap_del(&o->files, live_file);
   uv_mutex_unlock(&o->lock);
-  if (ours)
-    free(w);
+  if (!w)
+    return false;
+  struct stat st;
+  bool ours = lstat(live_file, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == w->dev && st.st_ino == w->ino &&
+              st.st_size == w->size && st.st_mtim.tv_sec == w->mtime.tv_sec && st.st_mtim.tv_nsec == w->mtime.tv_nsec;
+  free(w);
   return ours;
 }
 
@@ -552,8 +550,11 @@ static void resync_all(struct daemon *d, const char *why) {
   int rc = br_slugs_list(d->config->cfg.state_dir, &slugs, &warnings);
   if (rc)
     br_log(BR_LOG_ERROR, NULL, "cannot list %s: %s", d->config->cfg.state_dir, strerror(-rc));
+  /* During the batched first pass, a slug not yet added is still one READY
+   * waits for. */
+  bool first_pass = uv_is_active((uv_handle_t *)&d->first_pass_adder);
   for (size_t i = 0; i < slugs.n; i++)
-    add_slug(d, slugs.v[i], false);
+    add_slug(d, slugs.v[i], first_pass);
   /* Slugs whose directory went away while events were lost. */
   struct br_strv gone;
   br_strv_init(&gone);
@@ -639,12 +640,14 @@ static void git_dirs_clear(struct git_dirs *g) {
 
 /* A git checkout writes its files one by one while it holds .git/index.lock:
  * converging in the middle would publish half a commit. The search goes up
- * from each source directory to "/", and the directories above a slug's own
- * two levels are the same for every slug (STATE, its parents): those found
- * without a .git are remembered, which saves 10,000 slugs four or more
- * stat()s each at start-up. A checkout found is never remembered: its
+ * from each source directory to "/". The state root and its parents are on
+ * that way for every slug whose sources live under it (the default): those
+ * found without a .git are remembered, which saves 10,000 slugs four or
+ * more stat()s each at start-up. Nothing below the state root is, since a
+ * per-slug checkout may be cloned at any time; nor is a checkout found: its
  * index.lock must be looked at every time. */
-static bool git_locked(struct git_dirs *g, const char *dir, char *lock, size_t size) {
+static bool git_locked(struct git_dirs *g, const char *state_dir, const char *dir, char *lock, size_t size) {
+  size_t state_len = strlen(state_dir);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s", dir);
   for (int depth = 0; depth < 16; depth++) {
@@ -661,10 +664,11 @@ static bool git_locked(struct git_dirs *g, const char *dir, char *lock, size_t s
         return stat(path, &st) == 0;
       }
       path[len] = '\0';
-      if (depth >= 2) {
+      /* path is the state root or one of its parents: a handful at most */
+      if (len <= state_len && strncmp(state_dir, path, len) == 0 &&
+          (state_dir[len] == '/' || state_dir[len] == '\0')) {
         uv_mutex_lock(&g->lock);
-        if (g->none.n < GIT_DIRS_MAX)
-          br_strmap_put(&g->none, path, g);
+        br_strmap_put(&g->none, path, g);
         uv_mutex_unlock(&g->lock);
       }
     }
@@ -689,7 +693,8 @@ static void converge_work(uv_work_t *req) {
   for (size_t i = 0; i < cfg->sources.n && !job->git_lock_found; i++) {
     br_buf_reset(&dir);
     if (!br_config_expand(cfg, cfg->sources.v[i], job->slug, project.data, &dir))
-      job->git_lock_found = git_locked(&job->d->git_dirs, dir.data, job->git_lock, sizeof job->git_lock);
+      job->git_lock_found =
+          git_locked(&job->d->git_dirs, cfg->state_dir, dir.data, job->git_lock, sizeof job->git_lock);
   }
   job->git_locked = job->git_lock_found && !job->git_lock_stale;
   br_buf_free(&project);
@@ -969,7 +974,7 @@ static void start_drain(struct daemon *d, const char *why) {
   d->draining = true;
   atomic_store(&d->stop_cleanup, true);
   br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why, d->queue.in_flight);
-  br_notify("STOPPING=1");
+  br_notify_state("STOPPING=1");
   br_queue_pause(&d->queue);
   uv_timer_stop(&d->resync_timer);
   uv_timer_stop(&d->poll_timer);
@@ -1120,7 +1125,8 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   if (br_notify_watchdog_usec(&watchdog_usec) > 0 && watchdog_usec)
     uv_timer_start(&d->watchdog_timer, on_watchdog, watchdog_usec / 2000, watchdog_usec / 2000);
 
-  /* First pass: every slug now, no debounce. READY=1 once each was tried. */
+  /* First pass: every slug, added a batch per loop turn, converged without
+   * debounce. READY=1 once each was added and tried (ready_if_done). */
   struct br_strv slugs;
   struct br_buf warnings;
   br_strv_init(&slugs);
