@@ -35,9 +35,14 @@ static int spare_path(struct br_buf *out, const char *state_dir, const char *kin
   return br_buf_printf(out, "%s/%s/%s/.spare.%s%s", state_dir, BR_RECORDS_DIR, kind, slug, suffix);
 }
 
-/* Writes bytes over the spare's content (creating it the first time). */
+/* Writes bytes over the spare's content (creating it the first time). The
+ * spare holds what the record held two writes ago; when this write is not
+ * durable, a machine crash could bring that back, so the spare is emptied
+ * first: after a crash it is then the new bytes, a part of them, or empty
+ * (read as no hosts added, or a reload owed since an unknown time), never
+ * an older list. */
 static int spare_fill(const char *spare, const char *bytes, size_t len, bool durable, struct br_buf *err) {
-  int fd = open(spare, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+  int fd = open(spare, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (durable ? 0 : O_TRUNC), 0640);
   if (fd < 0) {
     int rc = -errno;
     br_buf_printf(err, "%s: cannot open: %s\n", spare, strerror(errno));
@@ -51,7 +56,7 @@ static int spare_fill(const char *spare, const char *bytes, size_t len, bool dur
     else if (n > 0)
       off += (size_t)n;
   }
-  if (!rc && ftruncate(fd, (off_t)len) < 0)
+  if (!rc && durable && ftruncate(fd, (off_t)len) < 0)
     rc = -errno;
   if (!rc && durable && fsync(fd) < 0)
     rc = -errno;
