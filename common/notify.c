@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static int notify_fd = -1;
@@ -46,6 +47,19 @@ int br_notify(const char *fmt, ...) {
   if (sendto(notify_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&addr, addr_len) < 0)
     return -errno;
   return 1;
+}
+
+int br_notify_state(const char *state) {
+  /* The manager's queue is shared by every unit; at boot it can be full for
+   * a moment. Losing READY=1 would get a Type=notify unit killed, so these
+   * few messages wait a little for room; never for long. */
+  struct timespec nap = {.tv_sec = 0, .tv_nsec = 5 * 1000000};
+  int rc = br_notify("%s", state);
+  for (int tries = 0; rc == -EAGAIN && tries < 400; tries++) {
+    nanosleep(&nap, NULL);
+    rc = br_notify("%s", state);
+  }
+  return rc;
 }
 
 int br_notify_watchdog_usec(uint64_t *usec) {

@@ -13,6 +13,10 @@
  * socket open between calls: call it from one thread. */
 int br_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The same for a state the manager must not miss (READY=1, STOPPING=1):
+ * while the manager's queue is full it retries, for up to 2 s. */
+int br_notify_state(const char *state);
+
 /* The watchdog interval the service manager expects pings at, from
  * WATCHDOG_USEC (and WATCHDOG_PID, when set, must be this process): 1 with
  * *usec set, 0 when no watchdog is asked for. */
