@@ -43,6 +43,13 @@ void *br_strmap_get(const struct br_strmap *m, const char *key) {
   return m->slots[i].key ? m->slots[i].value : NULL;
 }
 
+struct br_strmap_entry *br_strmap_entry(const struct br_strmap *m, const char *key) {
+  if (!m->cap)
+    return NULL;
+  size_t i = find(m, key);
+  return m->slots[i].key ? &m->slots[i] : NULL;
+}
+
 static int grow(struct br_strmap *m) {
   size_t cap = m->cap ? m->cap * 2 : 16;
   struct br_strmap_entry *old = m->slots;

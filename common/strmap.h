@@ -21,6 +21,10 @@ void br_strmap_init(struct br_strmap *m);
 /* Frees keys and the table; values are the caller's. */
 void br_strmap_free(struct br_strmap *m);
 void *br_strmap_get(const struct br_strmap *m, const char *key);
+/* The entry of key, or NULL: its key is the map's own copy, which stays put
+ * until the key is deleted (for interning strings); the entry itself moves
+ * on the next put or delete. */
+struct br_strmap_entry *br_strmap_entry(const struct br_strmap *m, const char *key);
 /* Sets key to value (replacing any value). Returns 0 or -ENOMEM. */
 int br_strmap_put(struct br_strmap *m, const char *key, void *value);
 /* Removes key; returns its value or NULL. */

@@ -42,20 +42,12 @@ static uint32_t role_mask(enum role role) {
   return 0;
 }
 
-/* A name events must carry ("metadata.json", "routes.d"), shared by every
- * use that waits for it: 10,000 slugs need a handful of distinct names. */
-struct br_watch_name {
-  struct br_watch_name *next; /* hash chain */
-  uint32_t refs;
-  char s[];
-};
-
 /* One watch a slug needs; lives in its record's uses array. */
 struct use {
   struct br_watch_wd *wd;
   uint32_t at;    /* index of our entry in wd->users */
   enum role role;
-  const char *name; /* the s of an interned br_watch_name; NULL for ROLE_SOURCE */
+  const char *name; /* interned (name_get); NULL for ROLE_SOURCE */
 };
 
 /* One slug using a wd; lives in the wd's users array. Both sides keep the
@@ -184,7 +176,7 @@ static void wd_drop(struct br_watch *w, struct br_watch_wd *e) {
   wd_free(e);
 }
 
-/* ---- slug table and interned names: hashes of name -> record ---- */
+/* ---- slug table: hash of name -> record; interned names ---- */
 
 static size_t name_hash(const char *s) {
   uint64_t h = 14695981039346656037u; /* FNV-1a */
@@ -193,56 +185,24 @@ static size_t name_hash(const char *s) {
   return (size_t)h;
 }
 
+/* A name events must carry ("metadata.json", "routes.d"), shared by every
+ * use that waits for it: 10,000 slugs need a handful of distinct names. The
+ * map's own copy of the key is the interned string; its value counts uses. */
 static const char *name_get(struct br_watch *w, const char *name) {
-  if (w->names_cap) {
-    for (struct br_watch_name *n = w->names[name_hash(name) & (w->names_cap - 1)]; n; n = n->next)
-      if (strcmp(n->s, name) == 0) {
-        n->refs++;
-        return n->s;
-      }
-  }
-  if (w->names_len + 1 > w->names_cap) {
-    size_t cap = w->names_cap ? w->names_cap * 2 : 16;
-    struct br_watch_name **t = calloc(cap, sizeof *t);
-    if (!t)
-      return NULL;
-    for (size_t i = 0; i < w->names_cap; i++)
-      for (struct br_watch_name *x = w->names[i], *next; x; x = next) {
-        next = x->next;
-        size_t b = name_hash(x->s) & (cap - 1);
-        x->next = t[b];
-        t[b] = x;
-      }
-    free(w->names);
-    w->names = t;
-    w->names_cap = cap;
-  }
-  size_t len = strlen(name) + 1;
-  struct br_watch_name *n = malloc(sizeof *n + len);
-  if (!n)
+  struct br_strmap_entry *e = br_strmap_entry(&w->names, name);
+  if (!e && (br_strmap_put(&w->names, name, (void *)0) || !(e = br_strmap_entry(&w->names, name))))
     return NULL;
-  memcpy(n->s, name, len);
-  n->refs = 1;
-  size_t b = name_hash(name) & (w->names_cap - 1);
-  n->next = w->names[b];
-  w->names[b] = n;
-  w->names_len++;
-  return n->s;
+  e->value = (void *)((uintptr_t)e->value + 1);
+  return e->key;
 }
 
 static void name_put(struct br_watch *w, const char *name) {
-  if (!name)
+  struct br_strmap_entry *e = name ? br_strmap_entry(&w->names, name) : NULL;
+  if (!e)
     return;
-  struct br_watch_name *n = (struct br_watch_name *)(name - offsetof(struct br_watch_name, s));
-  if (--n->refs)
-    return;
-  for (struct br_watch_name **p = &w->names[name_hash(name) & (w->names_cap - 1)]; *p; p = &(*p)->next)
-    if (*p == n) {
-      *p = n->next;
-      w->names_len--;
-      break;
-    }
-  free(n);
+  e->value = (void *)((uintptr_t)e->value - 1);
+  if (!e->value)
+    br_strmap_del(&w->names, e->key); /* reads the key before freeing it */
 }
 
 static struct br_watch_slugrec *slug_find(const struct br_watch *w, const char *name) {
@@ -1122,15 +1082,8 @@ static void on_poll_closed(uv_handle_t *handle) {
   free(w->wds);
   free(w->slugs);
   free(w->work);
-  for (size_t i = 0; i < w->names_cap; i++)
-    for (struct br_watch_name *n = w->names[i], *next; n; n = next) {
-      next = n->next;
-      free(n);
-    }
-  free(w->names);
+  br_strmap_free(&w->names);
   free(w->state_dir);
-  w->names = NULL;
-  w->names_cap = w->names_len = 0;
   w->wds = NULL;
   w->slugs = NULL;
   w->work = NULL;

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "common/strmap.h"
 #include "common/strv.h"
 
 /* What the watcher tells its owner. Every callback runs on the loop thread,
@@ -63,7 +64,6 @@ struct br_watch_spec {
 struct br_watch_wd;
 struct br_watch_slugrec;
 struct br_watch_work;
-struct br_watch_name;
 
 /* One inotify instance for the daemon. Lives in memory the caller owns,
  * which must stay valid until on_closed runs. All fields are private. */
@@ -81,8 +81,7 @@ struct br_watch {
   struct br_watch_slugrec **slugs; /* hash: slug name -> record, chained */
   size_t slugs_cap, slugs_len;
 
-  struct br_watch_name **names; /* hash: interned names events must carry */
-  size_t names_cap, names_len;
+  struct br_strmap names;       /* interned names events must carry -> uses of them */
   struct br_watch_work *work;  /* per-record scratch list, reused */
   uint32_t work_cap, work_len;
   uint64_t generation;         /* numbers inotify records, to mark each slug once per record */
