@@ -76,6 +76,7 @@ struct run {
   struct br_buf project;   /* read by project_of() */
   bool project_read;
   int project_rc;
+  const char *paths_project; /* the project when a source or live file path names it, else NULL */
   struct br_buf pipelock_file;
   struct br_buf egress_file;
 };
@@ -386,8 +387,7 @@ static int converge_locked(struct run *run) {
   int rc = 0;
 
   /* 1. Desired state: all fragments, afresh. */
-  /* The project was read up front when the paths name it (br_converge_slug). */
-  int drc = br_desired_load(cfg, run->slug, br_config_paths_use_project(cfg) ? project_of(run) : NULL, &desired);
+  int drc = br_desired_load(cfg, run->slug, run->paths_project, &desired);
   br_buf_add(&rep->warnings, desired.warnings.data ? desired.warnings.data : "", desired.warnings.len);
   if (drc == -EINVAL) {
     br_buf_add(&rep->errors, desired.errors.data, desired.errors.len);
@@ -605,14 +605,13 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     finish(&run, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
     goto out;
   }
-  const char *project = br_config_paths_use_project(cfg) ? project_of(&run) : NULL;
-  if (br_config_paths_use_project(cfg) && !project) {
+  if (br_config_paths_use_project(cfg) && !(run.paths_project = project_of(&run))) {
     rc = -ENOMEM;
     goto out;
   }
-  if ((rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, project, NULL,
+  if ((rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, run.paths_project, NULL,
                                      &run.pipelock_file)) ||
-      (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, project, NULL,
+      (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, run.paths_project, NULL,
                                      &run.egress_file)))
     goto out;
   rc = converge_locked(&run);
