@@ -183,6 +183,9 @@ sha256_of() {
   echo "$hash"
 }
 
+# file_is FILE HASH: FILE exists and its bytes have that SHA-256.
+file_is() { [[ -e $1 && $(sha256_of "$1") == "$2" ]]; }
+
 write_atomic() {
   local dir base tmp
   dir=$(dirname -- "$1")

@@ -28,7 +28,6 @@ eg_canon=$(sha256_of "$(eg_file alpha)")
 pl_canon=$(sha256_of "$(pl_file alpha)")
 grep -q '^  - api.github.com$' "$(pl_file alpha)" || fail "api.github.com not on pipelock's list"
 
-file_is() { [[ -e $1 && $(sha256_of "$1") == "$2" ]]; }
 drift_lines() { grep -c '\[alpha\] drift:' "$DAEMON_LOG" || true; }
 drift_lines_gt() { (($(drift_lines) > $1)); }
 

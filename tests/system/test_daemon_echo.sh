@@ -46,7 +46,6 @@ wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
 # A hand edit of the file the daemon just wrote is not taken for its own.
 eg_canon=$(sha256_of "$(eg_file alpha)")
 printf '{"routes": []}\n' >"$(eg_file alpha)"
-file_is() { [[ -e $1 && $(sha256_of "$1") == "$2" ]]; }
 wait_for file_is "$(eg_file alpha)" "$eg_canon"
 daemon_log_has '\[alpha\] drift: live files no longer matched' || fail "the hand edit was not reported as drift"
 

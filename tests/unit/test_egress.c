@@ -2,12 +2,12 @@
  * byte against Python's json.dumps (expected files made by make_expected.py). */
 #include "reconciler/egress.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cases.h"
 #include "check.h"
 
 #define BIG (16u << 20)
@@ -220,26 +220,10 @@ static void test_unknown_route_keys_ignored(void) {
   br_buf_free(&out);
 }
 
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Table: every egress/bad/NAME.json must fail with exactly NAME.err. */
 static void test_shape_errors_table(void) {
-  DIR *dir = opendir("egress/bad");
-  CHECK(dir != NULL);
-  if (!dir)
-    return;
   struct br_strv names;
-  br_strv_init(&names);
-  struct dirent *e;
-  while ((e = readdir(dir))) {
-    size_t n = strlen(e->d_name);
-    if (n > 5 && strcmp(e->d_name + n - 5, ".json") == 0)
-      br_strv_addn(&names, e->d_name, n - 5);
-  }
-  closedir(dir);
-  qsort(names.v, names.n, sizeof *names.v, by_name);
+  case_stems("egress/bad", ".json", &names);
   CHECK(names.n >= 10);
   for (size_t i = 0; i < names.n; i++) {
     char in[512], want_path[512];

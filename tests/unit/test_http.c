@@ -1,7 +1,6 @@
 /* test_http: common/http_unix rule by rule: the answer's parser over the table
  * in tests/data/http (each case whole, byte by byte and split at every byte),
  * its limits, and the client against a unix-socket server thread of its own. */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cases.h"
 #include "check.h"
 #include "common/fileio.h"
 #include "common/http_unix.h"
@@ -174,20 +174,8 @@ static void run_case(const char *dir, const char *name) {
 
 static void test_table(void) {
   const char *dir = "http";
-  DIR *d = opendir(dir);
-  CHECK(d != NULL);
-  if (!d)
-    return;
   struct br_strv names;
-  br_strv_init(&names);
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    size_t n = strlen(e->d_name);
-    if (n > 5 && strcmp(e->d_name + n - 5, ".http") == 0)
-      br_strv_addn(&names, e->d_name, n - 5);
-  }
-  closedir(d);
-  br_strv_sort(&names);
+  case_stems(dir, ".http", &names);
   CHECK(names.n >= 40);
   for (size_t i = 0; i < names.n; i++)
     run_case(dir, names.v[i]);

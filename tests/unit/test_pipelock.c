@@ -2,10 +2,10 @@
  * matching, the plan, and the splice (table-driven from tests/data/pipelock). */
 #include "reconciler/pipelock.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 
+#include "cases.h"
 #include "check.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -170,20 +170,8 @@ static int run_case(const char *dir, const char *name) {
 
 static void run_table(void) {
   const char *dir = "pipelock";
-  DIR *d = opendir(dir);
-  CHECK(d != NULL);
-  if (!d)
-    return;
   struct br_strv names;
-  br_strv_init(&names);
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    size_t n = strlen(e->d_name);
-    if (n > 8 && strcmp(e->d_name + n - 8, ".in.yaml") == 0)
-      br_strv_addn(&names, e->d_name, n - 8);
-  }
-  closedir(d);
-  br_strv_sort(&names);
+  case_stems(dir, ".in.yaml", &names);
   CHECK(names.n >= 30);
   for (size_t i = 0; i < names.n; i++)
     run_case(dir, names.v[i]);
