@@ -53,6 +53,31 @@ int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out
   return rc;
 }
 
+int br_dir_each(const char *path, int (*each)(const char *name, unsigned char type, void *arg), void *arg) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  char chunk[16384] __attribute__((aligned(8)));
+  int rc = 0;
+  while (!rc) {
+    ssize_t n = getdents64(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      rc = n < 0 ? -errno : 0;
+      break;
+    }
+    for (ssize_t at = 0; at < n && !rc;) {
+      const struct dirent64 *e = (const struct dirent64 *)(chunk + at);
+      at += e->d_reclen;
+      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+        rc = each(e->d_name, e->d_type, arg);
+    }
+  }
+  close(fd);
+  return rc;
+}
+
 static int write_all(int fd, const char *p, size_t len) {
   while (len) {
     ssize_t n = write(fd, p, len);

@@ -21,6 +21,14 @@
  * another -errno. */
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out);
 
+/* Calls each(name, d_type, arg) for every entry of the directory at path
+ * but "." and "..", in the file system's order, until each returns non-zero
+ * (returned as is). d_type is DT_UNKNOWN where the file system does not say.
+ * Returns 0, or -errno when path is not a readable directory (-ENOENT,
+ * -ENOTDIR, ...). Two syscalls fewer than opendir() after a stat(), which
+ * matters for 10,000 slugs at start-up. */
+int br_dir_each(const char *path, int (*each)(const char *name, unsigned char type, void *arg), void *arg);
+
 struct br_write_opts {
   mode_t new_mode;  /* mode when the target does not exist yet */
   /* Called with the staged temp file's path after it is written and

@@ -63,24 +63,44 @@ int br_desired_check_file(const struct br_config *cfg, const char *path, struct 
   return parse_file(cfg, path, path, routes, errors);
 }
 
-static int cmp_names(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b); /* byte order, whatever the locale */
+/* One fragment file of a listing, and what the listing says it is. */
+struct listed {
+  char *name;
+  unsigned char type; /* DT_REG, DT_LNK, ... or DT_UNKNOWN */
+};
+
+struct listing {
+  struct listed *v;
+  size_t n, cap;
+};
+
+static int add_listed(const char *name, unsigned char type, void *arg) {
+  struct listing *l = arg;
+  if (!br_fragment_name_counts(name))
+    return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    struct listed *v = realloc(l->v, cap * sizeof *v);
+    if (!v)
+      return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  if (!(l->v[l->n].name = strdup(name)))
+    return -ENOMEM;
+  l->v[l->n++].type = type;
+  return 0;
 }
 
-/* Fragment names of one source directory, byte-ordered. */
-static int list_fragments(const char *dir, struct br_strv *names) {
-  DIR *d = opendir(dir);
-  if (!d)
-    return -errno;
-  struct dirent *e;
-  int rc = 0;
-  while (!rc && (e = readdir(d)))
-    if (br_fragment_name_counts(e->d_name))
-      rc = br_strv_add(names, e->d_name);
-  closedir(d);
-  if (names->n > 1)
-    qsort(names->v, names->n, sizeof *names->v, cmp_names);
-  return rc;
+static void listing_free(struct listing *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i].name);
+  free(l->v);
+}
+
+static int cmp_listed(const void *a, const void *b) {
+  /* byte order, whatever the locale */
+  return strcmp(((const struct listed *)a)->name, ((const struct listed *)b)->name);
 }
 
 /* A symlinked fragment is followed only when it resolves inside its own
@@ -127,30 +147,60 @@ static int resolve_fragment(const char *dir, char *source_real, const char *path
   return 0;
 }
 
+/* Reads one listed fragment into bytes. A file the listing calls regular is
+ * read at once with O_NOFOLLOW (the read checks that it still is one: a
+ * symlink swapped in since the listing is -ELOOP); anything else, or that,
+ * goes through resolve_fragment(). */
+static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real,
+                         const struct listed *f, const char *path, struct br_buf *bytes,
+                         struct br_buf *errors) {
+  int rc = -ELOOP;
+  if (f->type == DT_REG)
+    rc = br_file_read(path, cfg->max_file_bytes, true, bytes);
+  if (rc == -ELOOP) {
+    char resolved[PATH_MAX];
+    if ((rc = resolve_fragment(dir, source_real, path, resolved, errors)))
+      return rc;
+    rc = br_file_read(resolved, cfg->max_file_bytes, false, bytes);
+  }
+  if (rc == -EFBIG)
+    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
+                  cfg->max_file_bytes);
+  else if (rc == -EINVAL || rc == -EISDIR)
+    br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
+  else if (rc && rc != -ENOENT)
+    br_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc));
+  return rc == -ENOENT ? rc : rc ? -EINVAL : 0;
+}
+
 static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
   char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
-  struct stat st;
-  if (stat(dir, &st) < 0)
-    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
-  if (!S_ISDIR(st.st_mode))
-    return 0;
+  struct listing frags = {0};
+  int rc = br_dir_each(dir, add_listed, &frags);
+  if (rc == -ENOENT || rc == -ENOTDIR) {
+    listing_free(&frags);
+    return 0; /* no source directory: not managed by this source */
+  }
   d->managed = true;
-  struct br_strv names;
-  br_strv_init(&names);
-  int rc = list_fragments(dir, &names);
-  struct br_buf path;
+  if (frags.n > 1)
+    qsort(frags.v, frags.n, sizeof *frags.v, cmp_listed);
+  struct br_limits limits;
+  limits_of(cfg, &limits);
+  struct br_buf path, bytes;
   br_buf_init(&path, PATH_MAX);
-  for (size_t i = 0; !rc && i < names.n; i++) {
+  br_buf_init(&bytes, cfg->max_file_bytes);
+  for (size_t i = 0; !rc && i < frags.n; i++) {
     br_buf_reset(&path);
-    br_buf_printf(&path, "%s/%s", dir, names.v[i]);
-    char resolved[PATH_MAX];
-    int frc = resolve_fragment(dir, source_real, path.data, resolved, &d->errors);
+    br_buf_printf(&path, "%s/%s", dir, frags.v[i].name);
+    int frc = read_fragment(cfg, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
     if (frc == -ENOENT)
-      continue;
+      continue; /* removed since the listing: not an error */
     struct br_routes routes;
     br_routes_init(&routes);
     if (!frc)
-      frc = parse_file(cfg, path.data, resolved, &routes, &d->errors);
+      frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
+    if (frc == -EFBIG || frc == -E2BIG)
+      frc = -EINVAL;
     if (!frc && !d->errors.len) {
       frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
       if (frc == -E2BIG) {
@@ -167,7 +217,8 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
       rc = br_strv_add(&d->fragments, path.data);
   }
   br_buf_free(&path);
-  br_strv_free(&names);
+  br_buf_free(&bytes);
+  listing_free(&frags);
   return rc;
 }
 

@@ -28,8 +28,12 @@ int br_slugs_list(const char *state_dir, struct br_strv *slugs, struct br_buf *w
   while (!rc && (e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
+    /* d_type saves a stat per slug; a symlinked slug dir (or a file system
+     * that does not fill d_type in) is stat()ed, following the link. */
     struct stat st;
-    if (fstatat(dirfd(d), e->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+    if (e->d_type != DT_DIR &&
+        ((e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) || fstatat(dirfd(d), e->d_name, &st, 0) < 0 ||
+         !S_ISDIR(st.st_mode)))
       continue;
     if (!br_slug_valid(e->d_name)) {
       br_buf_adds(warnings, "state directory entry ");

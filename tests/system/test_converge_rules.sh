@@ -65,6 +65,18 @@ grep -q "outside.yaml: symlink leads outside its source directory" "$BR_TMP/err"
 [[ $(sha256_of "$(eg_file one)") == "$eg_hash" ]] || fail "refused symlink changed the egress file"
 rm "$d/outside.yaml"
 
+# --- a fragment name on something else than a file: an error naming it --------
+mkdir "$d/dir.yaml"
+mkfifo "$d/fifo.yaml"
+rc=0
+br once one >/dev/null 2>"$BR_TMP/err" || rc=$?
+((rc == 1)) || fail "a directory and a FIFO named like fragments were accepted"
+grep -q "dir.yaml: not a regular file, expected a fragment file" "$BR_TMP/err" || fail "$(cat "$BR_TMP/err")"
+grep -q "fifo.yaml: not a regular file, expected a fragment file" "$BR_TMP/err" || fail "$(cat "$BR_TMP/err")"
+[[ $(sha256_of "$(eg_file one)") == "$eg_hash" ]] || fail "a refused fragment changed the egress file"
+rmdir "$d/dir.yaml"
+rm "$d/fifo.yaml"
+
 # --- unmanaged (no source) and waiting (no pipelock file) ---------------------
 mkdir -p "$BR_TMP/state/bare"
 out=$(br once bare) || fail "once on a bottle without sources failed: $out"
