@@ -39,9 +39,18 @@ static int fail_at(struct br_buf *err, const char *name, const struct br_ynode *
   return -EINVAL;
 }
 
+/* Names the entry only once it is wrong: formatting the field of every
+ * entry of every converge would cost more than checking it. */
+static int fail_item(struct br_buf *err, const char *name, const struct br_ynode *item, size_t i,
+                     const char *what) {
+  char field[48];
+  snprintf(field, sizeof field, ALLOWLIST_KEY "[%zu]", i);
+  return fail_at(err, name, item, field, what);
+}
+
 static int check_entries(const char *name, const struct br_ynode *list, struct br_strv *hosts,
                          struct br_buf *err) {
-  char what[160], field[48];
+  char what[160];
   if (list->kind == BR_YNODE_ALIAS)
     return fail_at(err, name, list, ALLOWLIST_KEY,
                    "an alias, expected the list written out here, where it can be edited");
@@ -56,19 +65,18 @@ static int check_entries(const char *name, const struct br_ynode *list, struct b
   }
   for (size_t i = 0; i < list->n; i++) {
     const struct br_ynode *item = list->items[i];
-    snprintf(field, sizeof field, ALLOWLIST_KEY "[%zu]", i);
     if (item->kind == BR_YNODE_ALIAS)
-      return fail_at(err, name, item, field, "an alias, expected a host name written out");
+      return fail_item(err, name, item, i, "an alias, expected a host name written out");
     if (item->anchored || item->tagged)
-      return fail_at(err, name, item, field,
-                     "an anchor or tag, expected a plain host name (rewriting the list would drop it)");
+      return fail_item(err, name, item, i,
+                       "an anchor or tag, expected a plain host name (rewriting the list would drop it)");
     if (item->kind != BR_YNODE_SCALAR || br_yscalar_type(item) != BR_YSTR) {
       snprintf(what, sizeof what, "%s, expected a host name (quote it if it is one)",
                br_ynode_describe(item));
-      return fail_at(err, name, item, field, what);
+      return fail_item(err, name, item, i, what);
     }
     if (strlen(item->value) != item->len)
-      return fail_at(err, name, item, field, "a NUL character, expected a host name");
+      return fail_item(err, name, item, i, "a NUL character, expected a host name");
     int rc = br_strv_addn(hosts, item->value, item->len);
     if (rc)
       return rc;
