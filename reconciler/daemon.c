@@ -34,6 +34,11 @@
 #define OVERFLOW_MIN_GAP_MS 1000  /* at most one overflow resync a second */
 #define POLL_INTERVAL_MS 2000     /* slugs inotify cannot watch are looked at this often */
 #define METRICS_MIN_GAP_MS 1000   /* the textfile is rewritten at most once a second */
+/* Converges handed to the thread pool per worker thread. One each would
+ * leave a worker that finishes idle until the loop thread gets round to
+ * handing it the next slug (at start-up it is busy adding watches); a few
+ * queued ahead keep it busy, while the queue still decides the order. */
+#define JOBS_PER_WORKER 4
 #define GIT_LOCK_RETRY_MS 50      /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
 #define OWN_WRITES_MAX 65536     /* notes of own renames: one per live file; a bound against surprises */
@@ -1031,7 +1036,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
   d->config = fresh;
   const struct br_config *cfg = &fresh->cfg;
   br_queue_configure(&d->queue, cfg->debounce_ms, cfg->max_wait_ms, cfg->backoff_initial_ms, cfg->backoff_max_ms,
-                     cfg->workers);
+                     cfg->workers * JOBS_PER_WORKER);
   resync_timer_start(d);
   docker_events_sync(d);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
@@ -1087,7 +1092,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   const struct br_config *c = &ref->cfg;
   br_queue_init(&d->queue, d->loop, dispatch, d);
   br_queue_configure(&d->queue, c->debounce_ms, c->max_wait_ms, c->backoff_initial_ms, c->backoff_max_ms,
-                     c->workers);
+                     c->workers * JOBS_PER_WORKER);
   uv_timer_t *timers[] = {&d->resync_timer, &d->poll_timer, &d->overflow_timer, &d->metrics_timer,
                           &d->drain_timer, &d->watchdog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
