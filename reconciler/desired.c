@@ -150,7 +150,9 @@ static int resolve_fragment(const char *dir, char *source_real, const char *path
 /* Reads one listed fragment into bytes. A file the listing calls regular is
  * read at once with O_NOFOLLOW (the read checks that it still is one: a
  * symlink swapped in since the listing is -ELOOP); anything else, or that,
- * goes through resolve_fragment(). */
+ * goes through resolve_fragment(). Returns 0, -ENOENT (gone since the
+ * listing), -EINVAL (bad input, reported in errors) or another -errno
+ * (reported too; worth a retry). */
 static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real,
                          const struct listed *f, const char *path, struct br_buf *bytes,
                          struct br_buf *errors) {
@@ -163,14 +165,18 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
       return rc;
     rc = br_file_read(resolved, cfg->max_file_bytes, false, bytes);
   }
-  if (rc == -EFBIG)
+  if (rc == -EFBIG) {
     br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
                   cfg->max_file_bytes);
-  else if (rc == -EINVAL || rc == -EISDIR)
+    return -EINVAL;
+  }
+  if (rc == -EINVAL || rc == -EISDIR) {
     br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
-  else if (rc && rc != -ENOENT)
+    return -EINVAL;
+  }
+  if (rc && rc != -ENOENT) /* EACCES, EIO, ENOMEM...: the caller retries */
     br_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc));
-  return rc == -ENOENT ? rc : rc ? -EINVAL : 0;
+  return rc;
 }
 
 static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
