@@ -15,6 +15,10 @@
 #include <unistd.h>
 
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out) {
+  return br_file_read_stat(path, max, nofollow, out, NULL);
+}
+
+int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf *out, struct stat *st_out) {
   br_buf_reset(out);
   /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore it. */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
@@ -50,6 +54,8 @@ int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out
   close(fd);
   if (!rc && !out->data)
     rc = br_buf_add(out, "", 0); /* an empty file still has data == "" */
+  if (!rc && st_out)
+    *st_out = st;
   return rc;
 }
 

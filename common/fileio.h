@@ -20,6 +20,8 @@
  * Returns 0, -ENOENT, -EFBIG, -EISDIR, -EINVAL (not a regular file) or
  * another -errno. */
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out);
+/* The same, and on success *st is the file's fstat() taken as it was read. */
+int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf *out, struct stat *st);
 
 /* Calls each(name, d_type, arg) for every entry of the directory at path
  * but "." and "..", in the file system's order, until each returns non-zero

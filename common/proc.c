@@ -128,13 +128,24 @@ static int64_t clock_ns(clockid_t id) {
 int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-  struct br_buf stat;
-  br_buf_init(&stat, 4096);
-  int rc = br_file_read(path, 4096, false, &stat);
+  /* One read() of a buffer larger than the line: procfs makes the whole
+   * line at the first read (at most a 64-byte name and 52 numbers), so no
+   * fstat() and no read() to learn the end, as br_file_read() needs for
+   * ordinary files. Every reload of every sidecar passes here. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  char line[4096];
+  ssize_t n;
+  while ((n = read(fd, line, sizeof line - 1)) < 0 && errno == EINTR)
+    ;
+  int rc = n < 0 ? -errno : 0;
+  close(fd);
   unsigned long long ticks = 0;
   if (!rc) {
+    line[n] = '\0';
     /* The command name may hold spaces and ")": fields start after the last ")". */
-    char *p = strrchr(stat.data, ')');
+    char *p = strrchr(line, ')');
     int field = 2;
     for (; p && *p && field < 22; p++)
       if (*p == ' ')
@@ -142,7 +153,6 @@ int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
     if (p && field == 22)
       ticks = strtoull(p, NULL, 10);
   }
-  br_buf_free(&stat);
   if (rc || !ticks)
     return rc ? rc : -EINVAL;
   long hz = sysconf(_SC_CLK_TCK);

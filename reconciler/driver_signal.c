@@ -29,7 +29,8 @@ static int64_t clock_ns(clockid_t id) {
 static int read_pid(const char *pidfile, pid_t *pid, int64_t *mtime_ns) {
   struct br_buf text;
   br_buf_init(&text, 64);
-  int rc = br_file_read(pidfile, 64, false, &text);
+  struct stat st;
+  int rc = br_file_read_stat(pidfile, 64, false, &text, &st);
   if (!rc) {
     char *end;
     long v = strtol(text.data, &end, 10);
@@ -40,8 +41,7 @@ static int read_pid(const char *pidfile, pid_t *pid, int64_t *mtime_ns) {
     *pid = (pid_t)v;
   }
   br_buf_free(&text);
-  struct stat st;
-  if (!rc && stat(pidfile, &st) == 0)
+  if (!rc)
     *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
   return rc;
 }
