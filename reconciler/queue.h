@@ -13,7 +13,7 @@
 
 enum br_phase {
   BR_PHASE_PENDING,    /* changed: waiting out its debounce or for a free worker */
-  BR_PHASE_CONVERGING, /* a worker converges it now */
+  BR_PHASE_CONVERGING, /* handed to the workers: converging, or next in their queue */
   BR_PHASE_CONVERGED,  /* live files equal the desired state */
   BR_PHASE_RETRYING,   /* transient failure: the next try is scheduled with backoff */
   BR_PHASE_INVALID,    /* invalid input: waits for it to change */
