@@ -3,7 +3,6 @@
  * call this. */
 #include "common/proc.h"
 
-#include "common/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
