@@ -95,6 +95,8 @@ struct daemon {
   uv_idle_t first_pass_adder;  /* active while first_pass is being added, a batch per loop turn */
   struct br_strv first_pass;   /* the slugs listed at start */
   size_t first_pass_next;      /* the next of them to add */
+  struct job *jobs;            /* handed to the thread pool, not yet done */
+  unsigned pool_threads;       /* the thread pool's size, fixed at start */
   bool ready;
   bool draining;
   bool watch_warned;           /* the max_user_watches line is logged once */
@@ -113,6 +115,7 @@ struct git_hold {
 
 struct job {
   uv_work_t req;
+  struct job *prev, *next;     /* in daemon.jobs */
   struct daemon *d;
   struct br_slot *slot;
   struct config_ref *config;
@@ -125,6 +128,15 @@ struct job {
   char git_lock[PATH_MAX];
   double seconds;
 };
+
+static void job_unlink(struct daemon *d, struct job *job) {
+  if (job->prev)
+    job->prev->next = job->next;
+  else
+    d->jobs = job->next;
+  if (job->next)
+    job->next->prev = job->prev;
+}
 
 static struct config_ref *config_acquire(struct config_ref *c) {
   c->refs++;
@@ -788,10 +800,20 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
 }
 
 static void converge_done(uv_work_t *req, int status) {
-  (void)status;
   struct job *job = req->data;
   struct daemon *d = job->d;
   struct br_slot *slot = job->slot;
+  job_unlink(d, job);
+  if (status == UV_ECANCELED) {
+    /* Never started (draining): left for the next start. */
+    br_queue_done(&d->queue, slot, BR_PHASE_PENDING, 0, slot->message ? strdup(slot->message) : NULL);
+    br_converge_report_free(&job->rep);
+    config_release(job->config);
+    free(job);
+    if (d->draining && d->queue.in_flight == 0)
+      finish_drain(d);
+    return;
+  }
   enum br_phase phase;
   unsigned retry_after = 0;
   char *message;
@@ -852,6 +874,13 @@ static void converge_done(uv_work_t *req, int status) {
     finish_drain(d);
 }
 
+/* How many converges the queue hands out at once. The pool's threads were
+ * counted at start; a config reload that asks for fewer workers gets no
+ * jobs queued ahead, or the idle threads would run them. */
+static unsigned in_flight_cap(const struct daemon *d, unsigned workers) {
+  return workers < d->pool_threads ? workers : workers * JOBS_PER_WORKER;
+}
+
 static void dispatch(struct br_queue *q, struct br_slot *slot) {
   struct daemon *d = q->ctx;
   struct job *job = calloc(1, sizeof *job);
@@ -868,7 +897,12 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
   br_converge_report_init(&job->rep);
   job->req.data = job;
   int rc = uv_queue_work(d->loop, &job->req, converge_work, converge_done);
-  if (rc) {
+  if (!rc) {
+    job->next = d->jobs;
+    if (d->jobs)
+      d->jobs->prev = job;
+    d->jobs = job;
+  } else {
     br_converge_report_free(&job->rep);
     config_release(job->config);
     free(job);
@@ -969,8 +1003,9 @@ static void on_drain_deadline(uv_timer_t *t) {
   br_log(BR_LOG_ERROR, NULL, "%u converge(s) still running after %d ms; exiting anyway (their temp files are "
                              "removed and owed reloads delivered on the next start)",
          d->queue.in_flight, DRAIN_DEADLINE_MS);
-  d->exit_code = 1;
-  uv_stop(d->loop);
+  /* Not through the loop's shutdown: that would wait for the converges
+   * still running, and their slots are freed on the way. */
+  _exit(1);
 }
 
 static void start_drain(struct daemon *d, const char *why) {
@@ -985,6 +1020,10 @@ static void start_drain(struct daemon *d, const char *why) {
   uv_timer_stop(&d->poll_timer);
   uv_timer_stop(&d->overflow_timer);
   uv_timer_start(&d->drain_timer, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
+  /* Converges queued ahead that no worker has started are not waited for:
+   * their callbacks come back with UV_ECANCELED. */
+  for (struct job *job = d->jobs; job; job = job->next)
+    uv_cancel((uv_req_t *)&job->req);
   if (d->queue.in_flight == 0)
     finish_drain(d);
 }
@@ -1036,7 +1075,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
   d->config = fresh;
   const struct br_config *cfg = &fresh->cfg;
   br_queue_configure(&d->queue, cfg->debounce_ms, cfg->max_wait_ms, cfg->backoff_initial_ms, cfg->backoff_max_ms,
-                     cfg->workers * JOBS_PER_WORKER);
+                     in_flight_cap(d, cfg->workers));
   resync_timer_start(d);
   docker_events_sync(d);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
@@ -1086,13 +1125,15 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   char workers[16];
   snprintf(workers, sizeof workers, "%u", ref->cfg.workers);
   setenv("UV_THREADPOOL_SIZE", workers, 0);
+  long threads = strtol(getenv("UV_THREADPOOL_SIZE"), NULL, 10); /* libuv clamps it likewise */
+  d->pool_threads = threads < 1 ? 1 : threads > 1024 ? 1024 : (unsigned)threads;
   d->loop = uv_default_loop();
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
   const struct br_config *c = &ref->cfg;
   br_queue_init(&d->queue, d->loop, dispatch, d);
   br_queue_configure(&d->queue, c->debounce_ms, c->max_wait_ms, c->backoff_initial_ms, c->backoff_max_ms,
-                     c->workers * JOBS_PER_WORKER);
+                     in_flight_cap(d, c->workers));
   uv_timer_t *timers[] = {&d->resync_timer, &d->poll_timer, &d->overflow_timer, &d->metrics_timer,
                           &d->drain_timer, &d->watchdog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {

@@ -102,4 +102,51 @@ for slug in "${slugs[@]}"; do
 done
 stop_daemon
 [[ -z $(find "$BR_TMP/state" -name '.br-tmp.*') ]] || fail "temp files left behind after the second run"
+
+# --- converges queued ahead are not waited for ---------------------------------
+# One worker, whose egress reload takes 2 s: the queue hands the pool up to
+# four converges, and a SIGTERM must wait only for the one that started.
+cat >"$BR_TMP/slow.yaml" <<YAML
+state_dir: $BR_TMP/state
+workers: 1
+pipelock:
+  settle_ms: 0
+  reload: {driver: none}
+egress:
+  reload: {driver: exec, argv: [/bin/sleep, "2"], timeout_ms: 60000}
+YAML
+start_daemon "$BR_TMP/slow.yaml"
+wait_for -t 30 daemon_ready
+queued=(s01 s02 s03 s04 s05)
+for slug in "${queued[@]}"; do
+  bottle_fragment "$slug" queued.yaml <<'YAML'
+routes:
+  - host: queued.example.org
+    path_allowlist: [/]
+YAML
+done
+some_queued_new() {
+  local slug
+  for slug in "${queued[@]}"; do
+    grep -q queued.example.org "$(eg_file "$slug")" && return 0
+  done
+  return 1
+}
+four_converging() { [[ $(status_count converging) == 4 ]]; }
+wait_for four_converging # one running, three queued behind it in the pool
+wait_for some_queued_new # the running one is in its 2 s reload
+kill -TERM "$DAEMON_PID"
+reap "$DAEMON_PID"
+((REAP_STATUS == 0)) || fail "the daemon exited $REAP_STATUS after SIGTERM: $(tail -n 20 "$DAEMON_LOG")"
+done_count=0
+for slug in "${queued[@]}"; do
+  grep -q queued.example.org "$(eg_file "$slug")" && done_count=$((done_count + 1))
+done
+((done_count == 1)) || fail "$done_count of 5 queued converges ran after the SIGTERM, expected only the one running"
+start_daemon "$cfg"
+wait_for -t 30 all_converged $n
+for slug in "${queued[@]}"; do
+  grep -q queued.example.org "$(eg_file "$slug")" || fail "$slug did not converge after the restart"
+done
+stop_daemon
 echo ok
