@@ -35,7 +35,8 @@ struct br_ynode {
   bool flow;               /* collection written in flow style ([...] or {...}) */
   bool tagged;             /* an explicit tag such as !!str was written */
   bool anchored;           /* carries an &anchor */
-  char *value;             /* scalar text, NUL-terminated; owned */
+  char *value;             /* scalar text, NUL-terminated; lives in the node's own
+                              allocation: never freed or replaced on its own */
   size_t len;              /* scalar length (may contain NUL bytes) */
   struct br_ynode **items; /* SEQ: elements; MAP: key, value, key, value...; owned */
   size_t n;                /* number of entries in items */

@@ -163,7 +163,14 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
     char resolved[PATH_MAX];
     if ((rc = resolve_fragment(dir, source_real, path, resolved, errors)))
       return rc;
-    rc = br_file_read(resolved, cfg->max_file_bytes, false, bytes);
+    /* resolved holds no symlink: one that appears now is a swap in progress,
+     * as is a target gone since it was resolved. Both are worth a retry;
+     * skipping the fragment would publish routes without it. */
+    rc = br_file_read(resolved, cfg->max_file_bytes, true, bytes);
+    if (rc == -ENOENT || rc == -ELOOP) {
+      br_buf_printf(errors, "%s: changed while it was read (%s); trying again\n", path, strerror(-rc));
+      return -EAGAIN;
+    }
   }
   if (rc == -EFBIG) {
     br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
