@@ -869,6 +869,9 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
                 continue
             snap = b.snapshot()
             b.warm()
+            # The previous round's writes (20,000 sidecar logs) go to the disk
+            # now, not during this start-up.
+            os.sync()
             if not wait_machine_quiet():
                 log(f"  round {r + 1} {name}: the machine did not become quiet within 20 s; starting anyway")
             try:
