@@ -21,6 +21,8 @@
 #   hup_safe PID                          succeed once SIGHUP would not kill PID (caught, blocked or ignored, per /proc)
 #   hup_pending PID                       succeed while a SIGHUP waits undelivered or unread for PID
 #   pid_gone PID                          succeed once PID has exited (a zombie counts as gone)
+#   tree_removed DIR                      rm -rf DIR; succeed once it is gone (wait_for tree_removed DIR: a running
+#                                         daemon may write into DIR while rm walks it)
 
 BR_TRACKED_PIDS=()
 
@@ -105,6 +107,11 @@ reap() {
     [[ $p == "$pid" ]] || kept+=("$p")
   done
   BR_TRACKED_PIDS=("${kept[@]}")
+}
+
+tree_removed() {
+  rm -rf -- "$1" 2>/dev/null
+  [[ ! -e $1 ]]
 }
 
 pid_gone() {

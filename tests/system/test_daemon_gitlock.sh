@@ -55,7 +55,7 @@ daemon_ready && fail "ready while two bottles of the first pass were held back"
 bottle_start gamma
 rm "$BR_TMP/repo-gamma/.git/index.lock"
 wait_for slug_converged gamma
-rm -rf "$BR_TMP/state/beta"
+wait_for tree_removed "$BR_TMP/state/beta"
 wait_for not status_lists beta
 wait_for daemon_ready
 # A new beta, its checkout done: converged without waiting.

@@ -54,7 +54,7 @@ converged_with gamma gamma.example.org
 [[ -e $BR_TMP/state/.reconciler/added/beta.json ]] || fail "no record of the hosts added to beta's pipelock"
 stop_sidecar "${PL_PID[beta]}"
 stop_sidecar "${EG_PID[beta]}"
-rm -rf "$BR_TMP/state/beta"
+wait_for tree_removed "$BR_TMP/state/beta"
 wait_for not status_lists beta
 daemon_log_has '\[beta\] bottle removed' || fail "no log line for beta's removal"
 [[ ! -e $BR_TMP/state/.reconciler/added/beta.json ]] || fail "beta's records were kept after its removal"

@@ -58,11 +58,7 @@ wait_for slug_converged alpha
 wait_for container_older_than alpha egress 600
 
 # --- a removed directory: //deleted --------------------------------------------
-# Moved aside before it is removed: `rm -rf` in place races with the daemon,
-# which recreates the live file as soon as it is gone, and then finds the
-# directory not empty.
-mv "$eg_dir" "$eg_dir.gone"
-rm -rf "$eg_dir.gone"
+wait_for tree_removed "$eg_dir"
 mkdir "$eg_dir"
 bottle_fragment alpha pypi.yaml <<'YAML'
 routes:
