@@ -39,28 +39,41 @@ static void limits_of(const struct br_config *cfg, struct br_limits *limits) {
   limits->max_paths = cfg->max_paths;
 }
 
-/* Reads and parses the file at path; name is what messages call it. */
-static int parse_file(const struct br_config *cfg, const char *name, const char *path,
-                      struct br_routes *routes, struct br_buf *errors) {
+/* Says in errors why path could not be read (rc from br_file_read): as bad
+ * input (-EINVAL) or as a failure worth a retry (rc itself). */
+static int read_error(const struct br_config *cfg, const char *path, int rc, struct br_buf *errors) {
+  if (rc == -EFBIG) {
+    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
+                  cfg->max_file_bytes);
+    return -EINVAL;
+  }
+  if (rc == -EINVAL || rc == -EISDIR) {
+    br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
+    return -EINVAL;
+  }
+  br_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc)); /* EACCES, EIO, ENOMEM... */
+  return rc;
+}
+
+/* Reads and parses the file at path. */
+static int parse_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                      struct br_buf *errors) {
   struct br_limits limits;
   limits_of(cfg, &limits);
   struct br_buf bytes;
   br_buf_init(&bytes, limits.max_file_bytes);
   int rc = br_file_read(path, limits.max_file_bytes, false, &bytes);
-  if (rc == -EFBIG)
-    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", name,
-                  limits.max_file_bytes);
-  else if (rc)
-    br_buf_printf(errors, "%s: cannot read: %s\n", name, strerror(-rc));
+  if (rc)
+    rc = read_error(cfg, path, rc, errors);
   else
-    rc = br_fragment_parse(name, bytes.data, bytes.len, &limits, routes, errors);
+    rc = br_fragment_parse(path, bytes.data, bytes.len, &limits, routes, errors);
   br_buf_free(&bytes);
-  return rc == -EFBIG || rc == -E2BIG ? -EINVAL : rc;
+  return rc == -E2BIG ? -EINVAL : rc;
 }
 
 int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
                           struct br_buf *errors) {
-  return parse_file(cfg, path, path, routes, errors);
+  return parse_file(cfg, path, routes, errors);
 }
 
 /* One fragment file of a listing, and what the listing says it is. */
@@ -172,18 +185,7 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
       return -EAGAIN;
     }
   }
-  if (rc == -EFBIG) {
-    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
-                  cfg->max_file_bytes);
-    return -EINVAL;
-  }
-  if (rc == -EINVAL || rc == -EISDIR) {
-    br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
-    return -EINVAL;
-  }
-  if (rc && rc != -ENOENT) /* EACCES, EIO, ENOMEM...: the caller retries */
-    br_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc));
-  return rc;
+  return rc && rc != -ENOENT ? read_error(cfg, path, rc, errors) : rc;
 }
 
 static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
