@@ -339,7 +339,7 @@ class Bottles:
                     with open(os.path.join(top, f), "rb") as fh:
                         fh.read()
                 except OSError:
-                    pass  # a temp file renamed away meanwhile
+                    pass  # the control socket, or a temp file renamed away meanwhile
 
     def snapshot(self):
         """What a start-up must leave alone: every sidecar log's size and
