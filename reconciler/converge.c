@@ -79,6 +79,7 @@ struct run {
   const char *paths_project; /* the project when a source or live file path names it, else NULL */
   struct br_buf pipelock_file;
   struct br_buf egress_file;
+  struct br_reloads reloads; /* reloads owed and settle times, read under the lock */
 };
 
 static int64_t realtime_ns(void) {
@@ -194,8 +195,8 @@ static int before_rename(void *arg) {
   if (obs && obs->replacing)
     obs->replacing(obs->ctx, st->file, &st->staged);
   st->written_at_ns = realtime_ns();
-  return br_record_pending_set(st->run->cfg->state_dir, st->run->slug, st->sidecar, st->written_at_ns,
-                               &st->run->rep->errors);
+  return br_reloads_set(&st->run->reloads, st->sidecar, BR_MARK_RELOAD_OWED, st->written_at_ns,
+                        &st->run->rep->errors);
 }
 
 enum step_result {
@@ -214,7 +215,7 @@ static enum step_result settle(struct run *run, const struct br_sidecar_config *
     return STEP_DONE;
   }
   int64_t until = realtime_ns() + (int64_t)sc->settle_ms * 1000000;
-  if (br_record_settle_set(run->cfg->state_dir, run->slug, sidecar, until, &run->rep->errors)) {
+  if (br_reloads_set(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, until, &run->rep->errors)) {
     sleep_ms(sc->settle_ms); /* cannot record it: wait here rather than not at all */
     return STEP_DONE;
   }
@@ -230,7 +231,7 @@ static enum step_result settled(struct run *run, const struct br_sidecar_config 
   int64_t until = 0;
   /* Without a settle time there is nothing to wait for, whatever an earlier
    * config left on record: no need to look. */
-  if (!sc->settle_ms || br_record_settle_get(run->cfg->state_dir, run->slug, sidecar, &until) != 1)
+  if (!sc->settle_ms || !br_reloads_get(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, &until))
     return STEP_DONE;
   int64_t left_ms = (until - realtime_ns()) / 1000000;
   if (left_ms > 0 && run->mode == BR_CONVERGE_ASYNC) {
@@ -240,7 +241,7 @@ static enum step_result settled(struct run *run, const struct br_sidecar_config 
   }
   if (left_ms > 0)
     sleep_ms((unsigned)left_ms);
-  br_record_settle_clear(run->cfg->state_dir, run->slug, sidecar);
+  br_reloads_clear(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, &run->rep->warnings);
   return STEP_DONE;
 }
 
@@ -300,7 +301,7 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
   case BR_RELOAD_NOT_RUNNING:
     if (res.status == BR_RELOAD_NOT_RUNNING)
       rep->sidecar_not_running = true;
-    br_record_pending_clear(run->cfg->state_dir, run->slug, sidecar);
+    br_reloads_clear(&run->reloads, sidecar, BR_MARK_RELOAD_OWED, &rep->warnings);
     if (more && sc->settle_ms && res.status != BR_RELOAD_NOT_RUNNING)
       out = settle(run, sc, sidecar);
     break;
@@ -449,9 +450,15 @@ static int converge_locked(struct run *run) {
   }
 
   /* 3. Plan. */
+  if ((rc = br_reloads_open(&run->reloads, cfg->state_dir, run->slug, run->mode != BR_CONVERGE_PLAN,
+                            &rep->errors))) {
+    finish(run, BR_OUTCOME_RETRY, "cannot read its reload record: %s", strerror(-rc));
+    rc = 0;
+    goto out;
+  }
   int64_t pl_owed_at = 0, eg_owed_at = 0;
-  bool pl_owed = br_record_pending_get(cfg->state_dir, run->slug, "pipelock", &pl_owed_at) == 1;
-  bool eg_owed = br_record_pending_get(cfg->state_dir, run->slug, "egress", &eg_owed_at) == 1;
+  bool pl_owed = br_reloads_get(&run->reloads, "pipelock", BR_MARK_RELOAD_OWED, &pl_owed_at);
+  bool eg_owed = br_reloads_get(&run->reloads, "egress", BR_MARK_RELOAD_OWED, &eg_owed_at);
   if ((rc = br_routes_hosts(&desired.routes, &needed)) ||
       (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings)) ||
       (rc = br_pipelock_plan(&pl_live, &needed, &pl_added_record, cfg->mirror == BR_MIRROR_PRUNE, &widened,
@@ -581,7 +588,7 @@ out:
 
 int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
                      const struct br_converge_observer *observer, struct br_converge_report *rep) {
-  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .observer = observer, .rep = rep};
+  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .observer = observer, .rep = rep, .reloads.fd = -1};
   br_buf_init(&run.project, 256);
   br_buf_init(&run.pipelock_file, PATH_MAX);
   br_buf_init(&run.egress_file, PATH_MAX);
@@ -616,6 +623,7 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     goto out;
   rc = converge_locked(&run);
 out:
+  br_reloads_close(&run.reloads);
   if (lockfd >= 0)
     close(lockfd); /* releases the lock */
   br_buf_free(&run.project);

@@ -1,7 +1,9 @@
-/* records: persistence of pending reloads and added pipelock hosts. Formats
- * are one-line text and a JSON list, so an operator can read them by hand. */
+/* records: persistence of owed reloads, settle times and added pipelock
+ * hosts. Formats are fixed-width text and a JSON list, so an operator can
+ * read them by hand. */
 #include "reconciler/records.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,35 +22,29 @@ static int record_path(struct br_buf *out, const char *state_dir, const char *ki
   return br_buf_printf(out, "%s/%s/%s/%s%s", state_dir, BR_RECORDS_DIR, kind, slug, suffix);
 }
 
-/* A record's spare: a hidden file beside it (slugs never start with a dot)
- * that takes the next content before a rename makes it the record, and the
- * last content when a pending record is cleared. Setting and clearing a
- * record so rename an inode that exists instead of creating one and
- * deleting another. That matters on ext4 without a journal: each inode it
- * creates in a directory first scans the block group for inodes freed in the
- * last seconds, and every slug's records share one directory, so a bulk
- * converge made the scan quadratic (45% of the daemon's CPU over 1,000
- * bottles changed at once). */
+/* The added-hosts record's spare: a hidden file beside it (slugs never
+ * start with a dot) that takes the next list, fsync'd, before it swaps
+ * names with the record; it then holds the old list. Swapping renames
+ * inodes that exist instead of creating one and deleting another. That
+ * matters on ext4 without a journal: each inode it creates in a directory
+ * first scans the block group for inodes freed in the last seconds, and
+ * every slug's records share one directory, so a bulk converge made the
+ * scan quadratic (45% of the daemon's CPU over 1,000 bottles changed at
+ * once). */
 static int spare_path(struct br_buf *out, const char *state_dir, const char *kind, const char *slug,
                       const char *suffix) {
   br_buf_reset(out);
   return br_buf_printf(out, "%s/%s/%s/.spare.%s%s", state_dir, BR_RECORDS_DIR, kind, slug, suffix);
 }
 
-/* Writes bytes over the spare's content (creating it the first time). The
- * spare holds what the record held two writes ago. With empty_first (a
- * write that is not durable but whose old bytes must never come back) the
- * spare is emptied first: after a machine crash it is then the new bytes, a
- * part of them, or empty, never the older content. Otherwise the bytes are
- * written over the old ones and the file cut to their length, which frees
- * no block: emptying costs about 160 us on ext4, the dearest step of a
- * record on a converge's way. */
-static int spare_fill(const char *spare, const char *bytes, size_t len, bool durable, bool empty_first,
-                      struct br_buf *err) {
-  int fd = open(spare, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (empty_first ? O_TRUNC : 0), 0640);
+/* Writes bytes over the file's content (creating it the first time) and
+ * cuts it to their length: written over the old bytes, which frees no
+ * block (emptying first costs about 160 us on ext4). */
+static int fill(const char *path, const char *bytes, size_t len, bool durable, struct br_buf *err) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0) {
     int rc = -errno;
-    br_buf_printf(err, "%s: cannot open: %s\n", spare, strerror(errno));
+    br_buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
     return rc;
   }
   int rc = 0;
@@ -59,18 +55,22 @@ static int spare_fill(const char *spare, const char *bytes, size_t len, bool dur
     else if (n > 0)
       off += (size_t)n;
   }
-  if (!rc && !empty_first && ftruncate(fd, (off_t)len) < 0)
+  if (!rc && ftruncate(fd, (off_t)len) < 0)
     rc = -errno;
   if (!rc && durable && fsync(fd) < 0)
     rc = -errno;
   if (rc)
-    br_buf_printf(err, "%s: write: %s\n", spare, strerror(-rc));
+    br_buf_printf(err, "%s: write: %s\n", path, strerror(-rc));
   close(fd);
   return rc;
 }
 
+#define LEGACY_DIR "pending"
+
+static int migrate_legacy(const char *state_dir, struct br_buf *err);
+
 int br_records_init(const char *state_dir, struct br_buf *err) {
-  static const char *const subdirs[] = {"", "/pending", "/added"};
+  static const char *const subdirs[] = {"", "/reloads", "/added"};
   struct br_buf path;
   br_buf_init(&path, 4096);
   int rc = 0;
@@ -83,71 +83,215 @@ int br_records_init(const char *state_dir, struct br_buf *err) {
     }
   }
   br_buf_free(&path);
+  return rc ? rc : migrate_legacy(state_dir, err);
+}
+
+/* The reload file: four lines of LINE_LEN bytes, slot = mark * 2 + sidecar. */
+#define LINE_LEN 41
+#define SLOTS 4
+static const char *const slot_sidecar[SLOTS] = {"pipelock", "egress", "pipelock", "egress"};
+static const char *const mark_word[2] = {"reload", "settle"};
+static const char *const state_word[2][2] = {{"done", "owed"}, {"done", "wait"}};
+
+static int slot_of(const char *sidecar, enum br_reload_mark mark) {
+  return (int)mark * 2 + (strcmp(sidecar, "egress") == 0);
+}
+
+static void format_line(const struct br_reloads *r, int slot, char out[LINE_LEN + 1]) {
+  snprintf(out, LINE_LEN + 1, "%-8s %s %s %019" PRId64 "\n", slot_sidecar[slot], mark_word[slot / 2],
+           state_word[slot / 2][r->set[slot]], r->set[slot] && r->ns[slot] > 0 ? r->ns[slot] : 0);
+}
+
+/* Parses one line; false when it is not exactly what format_line writes. */
+static bool parse_line(const char *line, int slot, bool *set, int64_t *ns) {
+  char want[LINE_LEN + 1];
+  snprintf(want, sizeof want, "%-8s %s ", slot_sidecar[slot], mark_word[slot / 2]);
+  size_t head = strlen(want);
+  if (memcmp(line, want, head) || line[head + 4] != ' ' || line[LINE_LEN - 1] != '\n')
+    return false;
+  if (!memcmp(line + head, state_word[slot / 2][0], 4))
+    *set = false;
+  else if (!memcmp(line + head, state_word[slot / 2][1], 4))
+    *set = true;
+  else
+    return false;
+  int64_t v = 0;
+  for (size_t i = head + 5; i < LINE_LEN - 1; i++) {
+    if (line[i] < '0' || line[i] > '9')
+      return false;
+    v = v * 10 + (line[i] - '0');
+  }
+  *ns = v;
+  return true;
+}
+
+int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slug, bool writable,
+                    struct br_buf *err) {
+  memset(r, 0, sizeof *r);
+  r->fd = -1;
+  r->writable = writable;
+  br_buf_init(&r->path, 4096);
+  int rc = record_path(&r->path, state_dir, "reloads", slug, "");
+  if (rc)
+    return rc;
+  r->fd = open(r->path.data, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+  if (r->fd < 0) {
+    if (errno == ENOENT)
+      return 0;
+    rc = -errno;
+    br_buf_printf(err, "%s: cannot open: %s\n", r->path.data, strerror(errno));
+    return rc;
+  }
+  char text[SLOTS * LINE_LEN + 1];
+  ssize_t n;
+  while ((n = pread(r->fd, text, sizeof text, 0)) < 0 && errno == EINTR)
+    ;
+  if (n < 0) {
+    rc = -errno;
+    br_buf_printf(err, "%s: read: %s\n", r->path.data, strerror(errno));
+    return rc;
+  }
+  r->whole = n == SLOTS * LINE_LEN;
+  for (int slot = 0; slot < SLOTS; slot++) {
+    if (r->whole && parse_line(text + slot * LINE_LEN, slot, &r->set[slot], &r->ns[slot]))
+      continue;
+    /* Unreadable: a reload owed at an unknown time (one too many at
+     * worst), no settle time. */
+    r->whole = false;
+    r->set[slot] = slot / 2 == BR_MARK_RELOAD_OWED;
+    r->ns[slot] = 0;
+  }
+  return 0;
+}
+
+bool br_reloads_get(const struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t *ns) {
+  int slot = slot_of(sidecar, mark);
+  if (r->set[slot])
+    *ns = r->ns[slot];
+  return r->set[slot];
+}
+
+/* Writes a slot's line in place; a missing or malformed file is written
+ * whole. */
+static int write_slot(struct br_reloads *r, int slot, struct br_buf *err) {
+  if (!r->writable)
+    return -EROFS;
+  char text[SLOTS * LINE_LEN + 1];
+  int first = r->whole ? slot : 0, last = r->whole ? slot : SLOTS - 1;
+  for (int i = first; i <= last; i++)
+    format_line(r, i, text + (i - first) * LINE_LEN);
+  size_t len = (size_t)(last - first + 1) * LINE_LEN;
+  int rc = 0;
+  if (r->fd < 0 && (r->fd = open(r->path.data, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640)) < 0)
+    rc = -errno;
+  ssize_t n = 0;
+  if (!rc) {
+    while ((n = pwrite(r->fd, text, len, (off_t)first * LINE_LEN)) < 0 && errno == EINTR)
+      ;
+    rc = n < 0 ? -errno : (size_t)n < len ? -EIO : 0;
+  }
+  if (!rc && !r->whole && ftruncate(r->fd, SLOTS * LINE_LEN) < 0)
+    rc = -errno;
+  if (rc) {
+    br_buf_printf(err, "%s: write: %s\n", r->path.data, strerror(-rc));
+    return rc;
+  }
+  r->whole = true;
+  return 0;
+}
+
+int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
+                   struct br_buf *err) {
+  int slot = slot_of(sidecar, mark);
+  bool was_set = r->set[slot];
+  int64_t was_ns = r->ns[slot];
+  r->set[slot] = true;
+  r->ns[slot] = ns;
+  int rc = write_slot(r, slot, err);
+  if (rc) {
+    r->set[slot] = was_set;
+    r->ns[slot] = was_ns;
+  }
   return rc;
 }
 
-int br_record_pending_set(const char *state_dir, const char *slug, const char *sidecar,
-                          int64_t written_at_ns, struct br_buf *err) {
-  struct br_buf path, spare, text;
-  br_buf_init(&path, 4096);
-  br_buf_init(&spare, 4096);
-  br_buf_init(&text, 64);
-  char suffix[64];
-  snprintf(suffix, sizeof suffix, ".%s", sidecar);
-  int rc = record_path(&path, state_dir, "pending", slug, suffix);
-  if (!rc)
-    rc = spare_path(&spare, state_dir, "pending", slug, suffix);
-  if (!rc)
-    rc = br_buf_printf(&text, "%" PRId64 "\n", written_at_ns);
-  /* No fsync: the record is read only while the sidecar keeps running after
-   * this process died, and the page cache outlives a process. A crash of the
-   * machine restarts the sidecars too, and they read the live file then. Two
-   * fsyncs per written file were a third of a converge's latency. So an old
-   * timestamp coming back after such a crash does not matter either: not
-   * emptied first. The rename makes the record appear whole. */
-  if (!rc)
-    rc = spare_fill(spare.data, text.data, text.len, false, false, err);
-  if (!rc && rename(spare.data, path.data) < 0) {
-    rc = -errno;
-    br_buf_printf(err, "%s: rename: %s\n", path.data, strerror(errno));
-  }
-  br_buf_free(&path);
-  br_buf_free(&spare);
-  br_buf_free(&text);
-  return rc;
+int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, struct br_buf *err) {
+  int slot = slot_of(sidecar, mark);
+  if (!r->set[slot] && (r->whole || r->fd < 0)) /* an absent file marks nothing */
+    return 0;
+  r->set[slot] = false;
+  r->ns[slot] = 0;
+  return write_slot(r, slot, err);
 }
 
-int br_record_pending_get(const char *state_dir, const char *slug, const char *sidecar,
-                          int64_t *written_at_ns) {
-  struct br_buf path, text;
-  br_buf_init(&path, 4096);
-  br_buf_init(&text, 64);
-  char suffix[64];
-  snprintf(suffix, sizeof suffix, ".%s", sidecar);
-  int found = 0;
-  if (!record_path(&path, state_dir, "pending", slug, suffix) && !br_file_read(path.data, 64, true, &text)) {
-    found = 1;
-    *written_at_ns = strtoll(text.data, NULL, 10); /* unreadable: 0, which still reloads */
-  }
-  br_buf_free(&path);
-  br_buf_free(&text);
-  return found;
+void br_reloads_close(struct br_reloads *r) {
+  if (r->fd >= 0)
+    close(r->fd);
+  r->fd = -1;
+  br_buf_free(&r->path);
 }
 
-int br_record_pending_clear(const char *state_dir, const char *slug, const char *sidecar) {
-  struct br_buf path, spare;
+/* The earlier layout kept each mark in its own file, pending/<slug>.<sidecar>
+ * (and .<sidecar>.settle), holding the time, with a .spare. file beside it.
+ * Marks still set move into the reload files, then the directory goes: an
+ * upgrade between a rename and its signal still ends with the reload. */
+static int migrate_legacy(const char *state_dir, struct br_buf *err) {
+  static const struct {
+    const char *suffix, *sidecar;
+    enum br_reload_mark mark;
+  } kinds[] = {{".pipelock.settle", "pipelock", BR_MARK_SETTLE_UNTIL},
+               {".egress.settle", "egress", BR_MARK_SETTLE_UNTIL},
+               {".pipelock", "pipelock", BR_MARK_RELOAD_OWED},
+               {".egress", "egress", BR_MARK_RELOAD_OWED}};
+  struct br_buf dir, path, text, slug;
+  br_buf_init(&dir, 4096);
   br_buf_init(&path, 4096);
-  br_buf_init(&spare, 4096);
-  char suffix[64];
-  snprintf(suffix, sizeof suffix, ".%s", sidecar);
-  int rc = record_path(&path, state_dir, "pending", slug, suffix);
-  if (!rc)
-    rc = spare_path(&spare, state_dir, "pending", slug, suffix);
-  /* The record becomes the spare again: gone, without freeing its inode. */
-  if (!rc && rename(path.data, spare.data) < 0 && errno != ENOENT)
-    rc = -errno;
+  br_buf_init(&text, 64);
+  br_buf_init(&slug, 4096);
+  int rc = br_buf_printf(&dir, "%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR);
+  DIR *d = rc ? NULL : opendir(dir.data);
+  struct dirent *e;
+  while (d && !rc && (e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue; /* ".", ".." and the spares */
+    size_t len = strlen(e->d_name);
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+      size_t sl = strlen(kinds[k].suffix);
+      if (len <= sl || strcmp(e->d_name + len - sl, kinds[k].suffix))
+        continue;
+      br_buf_reset(&slug);
+      br_buf_reset(&path);
+      br_buf_reset(&text);
+      br_buf_add(&slug, e->d_name, len - sl);
+      br_buf_printf(&path, "%s/%s", dir.data, e->d_name);
+      int64_t ns = br_file_read(path.data, 64, true, &text) ? 0 : strtoll(text.data, NULL, 10);
+      struct br_reloads r;
+      if (!(rc = br_reloads_open(&r, state_dir, slug.data, true, err)))
+        rc = br_reloads_set(&r, kinds[k].sidecar, kinds[k].mark, ns, err);
+      br_reloads_close(&r);
+      break;
+    }
+  }
+  if (d) {
+    /* Every mark is in a reload file now: the old files can go. */
+    rewinddir(d);
+    while (!rc && (e = readdir(d))) {
+      if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && unlinkat(dirfd(d), e->d_name, 0) < 0 &&
+          errno != ENOENT) {
+        rc = -errno;
+        br_buf_printf(err, "%s/%s: cannot remove: %s\n", dir.data, e->d_name, strerror(errno));
+      }
+    }
+    closedir(d);
+    if (!rc && rmdir(dir.data) < 0 && errno != ENOENT) {
+      rc = -errno;
+      br_buf_printf(err, "%s: cannot remove: %s\n", dir.data, strerror(errno));
+    }
+  }
+  br_buf_free(&dir);
   br_buf_free(&path);
-  br_buf_free(&spare);
+  br_buf_free(&text);
+  br_buf_free(&slug);
   return rc;
 }
 
@@ -181,6 +325,39 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
   return rc;
 }
 
+/* Durable, as br_file_write_atomic writes: the spare, fsync'd, swaps names
+ * with the record in one step (the old list becomes the spare), then the
+ * directory is fsync'd. */
+static int swap_in_durably(const char *path, const char *spare, const char *text, struct br_buf *err) {
+  int rc = fill(spare, text, strlen(text), true, err);
+  if (rc)
+    return rc;
+  const char *spare_name = strrchr(spare, '/') + 1, *slash = strrchr(path, '/'), *name = slash + 1;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) {
+    rc = -errno;
+    br_buf_printf(err, "%s: cannot open its directory: %s\n", path, strerror(errno));
+    return rc;
+  }
+  rc = renameat2(dirfd, spare_name, dirfd, name, RENAME_EXCHANGE) < 0 ? -errno : 0;
+  if (rc == -ENOENT) /* the slug's first record */
+    rc = renameat(dirfd, spare_name, dirfd, name) < 0 ? -errno : 0;
+  if (rc == -EINVAL) {
+    /* A file system that cannot exchange names: the usual way. */
+    unlinkat(dirfd, spare_name, 0);
+    rc = br_file_write_atomic(path, text, strlen(text), &(struct br_write_opts){.new_mode = 0640}, err);
+  } else if (rc) {
+    br_buf_printf(err, "%s: rename: %s\n", path, strerror(-rc));
+  } else if (fsync(dirfd) < 0) {
+    rc = -errno;
+    br_buf_printf(err, "%s: fsync of its directory: %s\n", path, strerror(errno));
+  }
+  close(dirfd);
+  return rc;
+}
+
 int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
                         struct br_buf *err) {
   struct br_buf path, spare;
@@ -191,44 +368,10 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
     json_array_append_new(list, json_string(hosts->v[i]));
   char *text = json_dumps(list, JSON_INDENT(2));
   int rc = text ? record_path(&path, state_dir, "added", slug, ".json") : -ENOMEM;
-  if (!rc)
-    rc = spare_path(&spare, state_dir, "added", slug, ".json");
-  /* Durable, as br_file_write_atomic writes: the spare, fsync'd, swaps
-   * names with the record in one step (the old list becomes the spare),
-   * then the directory is fsync'd. */
-  if (!rc)
-    rc = spare_fill(spare.data, text, strlen(text), durable, !durable, err);
-  int dirfd = -1;
-  if (!rc) {
-    char *slash = strrchr(path.data, '/');
-    *slash = '\0';
-    dirfd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    *slash = '/';
-    if (dirfd < 0) {
-      rc = -errno;
-      br_buf_printf(err, "%s: cannot open its directory: %s\n", path.data, strerror(errno));
-    }
-  }
-  if (!rc) {
-    const char *spare_name = strrchr(spare.data, '/') + 1, *name = strrchr(path.data, '/') + 1;
-    int xrc = renameat2(dirfd, spare_name, dirfd, name, RENAME_EXCHANGE) < 0 ? -errno : 0;
-    if (xrc == -ENOENT) /* the slug's first record */
-      xrc = renameat(dirfd, spare_name, dirfd, name) < 0 ? -errno : 0;
-    if (xrc == -EINVAL) {
-      /* A file system that cannot exchange names: the usual way. */
-      unlinkat(dirfd, spare_name, 0);
-      rc = br_file_write_atomic(path.data, text, strlen(text),
-                                &(struct br_write_opts){.new_mode = 0640, .no_sync = !durable}, err);
-    } else if (xrc) {
-      rc = xrc;
-      br_buf_printf(err, "%s: rename: %s\n", path.data, strerror(-rc));
-    } else if (durable && fsync(dirfd) < 0) {
-      rc = -errno;
-      br_buf_printf(err, "%s: fsync of its directory: %s\n", path.data, strerror(errno));
-    }
-  }
-  if (dirfd >= 0)
-    close(dirfd);
+  if (!rc && durable && !(rc = spare_path(&spare, state_dir, "added", slug, ".json")))
+    rc = swap_in_durably(path.data, spare.data, text, err);
+  else if (!rc)
+    rc = fill(path.data, text, strlen(text), false, err);
   free(text);
   json_decref(list);
   br_buf_free(&path);
@@ -237,41 +380,13 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
 }
 
 void br_records_forget(const char *state_dir, const char *slug) {
-  static const char *const pending[] = {".pipelock", ".egress", ".pipelock.settle", ".egress.settle"};
   struct br_buf path;
   br_buf_init(&path, 4096);
-  for (size_t i = 0; i < sizeof pending / sizeof *pending; i++) {
-    if (!record_path(&path, state_dir, "pending", slug, pending[i]))
-      unlink(path.data);
-    if (!spare_path(&path, state_dir, "pending", slug, pending[i]))
-      unlink(path.data);
-  }
+  if (!record_path(&path, state_dir, "reloads", slug, ""))
+    unlink(path.data);
   if (!record_path(&path, state_dir, "added", slug, ".json"))
     unlink(path.data);
   if (!spare_path(&path, state_dir, "added", slug, ".json"))
     unlink(path.data);
   br_buf_free(&path);
-}
-
-/* Settle records are pending records under another name: the same small
- * file holding a time, set and cleared the same way. */
-static void settle_name(char *out, size_t size, const char *sidecar) { snprintf(out, size, "%s.settle", sidecar); }
-
-int br_record_settle_set(const char *state_dir, const char *slug, const char *sidecar, int64_t until_ns,
-                         struct br_buf *err) {
-  char name[64];
-  settle_name(name, sizeof name, sidecar);
-  return br_record_pending_set(state_dir, slug, name, until_ns, err);
-}
-
-int br_record_settle_get(const char *state_dir, const char *slug, const char *sidecar, int64_t *until_ns) {
-  char name[64];
-  settle_name(name, sizeof name, sidecar);
-  return br_record_pending_get(state_dir, slug, name, until_ns);
-}
-
-int br_record_settle_clear(const char *state_dir, const char *slug, const char *sidecar) {
-  char name[64];
-  settle_name(name, sizeof name, sidecar);
-  return br_record_pending_clear(state_dir, slug, name);
 }

@@ -1,6 +1,6 @@
 /* records: what the reconciler must remember across crashes and restarts,
- * under STATE/.reconciler/: reloads owed to a sidecar, and the pipelock hosts
- * this tool added. Small files, each written atomically. */
+ * under STATE/.reconciler/: reloads owed to a sidecar and settle times, and
+ * the pipelock hosts this tool added. One small file of each per slug. */
 #ifndef BR_RECONCILER_RECORDS_H
 #define BR_RECONCILER_RECORDS_H
 
@@ -12,30 +12,62 @@
 
 #define BR_RECORDS_DIR ".reconciler"
 
-/* Creates STATE/.reconciler and its subdirectories when missing. */
+/* Creates STATE/.reconciler and its subdirectories when missing, and moves
+ * the reload records of the earlier one-file-per-record layout (pending/)
+ * into the reload files. */
 int br_records_init(const char *state_dir, struct br_buf *err);
 
-/* "Written but not yet reloaded": set before the rename of a live file,
- * cleared once the sidecar was told. A converge that finds one reloads even
- * when the file already matches, so a crash between the rename and the signal
- * cannot leave a sidecar on its old config. written_at_ns is when the write
- * happened (CLOCK_REALTIME), for the drivers' start-time check. */
-int br_record_pending_set(const char *state_dir, const char *slug, const char *sidecar,
-                          int64_t written_at_ns, struct br_buf *err);
-/* Returns 1 and fills *written_at_ns when a reload is owed, 0 when not. */
-int br_record_pending_get(const char *state_dir, const char *slug, const char *sidecar,
-                          int64_t *written_at_ns);
-int br_record_pending_clear(const char *state_dir, const char *slug, const char *sidecar);
+/* A slug's reload file, STATE/.reconciler/reloads/<slug>: per sidecar
+ * whether a reload is owed and until when a settle time runs, as four
+ * fixed-width lines an operator can read:
+ *
+ *   pipelock reload owed 1795839967028330408
+ *   egress   reload done 0000000000000000000
+ *   pipelock settle wait 1795839967178330408
+ *   egress   settle done 0000000000000000000
+ *
+ * "Reload owed" is set before the rename of a live file and cleared once the
+ * sidecar was told: a converge that finds it reloads even when the file
+ * already matches, so a crash between the rename and the signal cannot
+ * leave a sidecar on its old config. Its time is when the write happened
+ * (CLOCK_REALTIME), for the drivers' start-time check; 0 means unknown.
+ * "Settle wait" holds when the next step may start (CLOCK_REALTIME): the
+ * daemon waits settle times out in its queue rather than in a sleeping
+ * worker, and this keeps any converge, early or from another process, from
+ * taking the next step too soon.
+ *
+ * A converge opens the file once, under the slug's lock, and each change
+ * rewrites one line in place: no rename, no new inode (renames and inode
+ * creation in a directory shared by every slug were a sixth of a bulk
+ * change's CPU). Nothing is fsync'd: the file matters only while a sidecar
+ * outlives this process, and the page cache outlives a process; a machine
+ * crash restarts the sidecars too, and they read the live files then. A
+ * line that cannot be parsed (such a crash can leave the file empty) reads
+ * as a reload owed at an unknown time, or as no settle time: at worst one
+ * reload too many. */
+enum br_reload_mark { BR_MARK_RELOAD_OWED, BR_MARK_SETTLE_UNTIL };
 
-/* "Settling until": a sidecar was told, and the next step must not start
- * before until_ns (CLOCK_REALTIME). The daemon waits settle times out in its
- * queue rather than in a sleeping worker; this record keeps any converge,
- * early or from another process, from taking the next step too soon. */
-int br_record_settle_set(const char *state_dir, const char *slug, const char *sidecar, int64_t until_ns,
-                         struct br_buf *err);
-/* Returns 1 and fills *until_ns when a record exists, 0 when not. */
-int br_record_settle_get(const char *state_dir, const char *slug, const char *sidecar, int64_t *until_ns);
-int br_record_settle_clear(const char *state_dir, const char *slug, const char *sidecar);
+struct br_reloads {
+  struct br_buf path;
+  int fd;      /* -1 while the file does not exist */
+  bool whole;  /* the file has the four lines; otherwise a change rewrites it all */
+  bool writable;
+  bool set[4]; /* by br_reloads_slot() */
+  int64_t ns[4];
+};
+
+/* Reads the slug's reload file; writable for a converge that may change it
+ * (it must hold the slug's lock). An absent file marks nothing. Returns 0 or
+ * -errno (with a line in err). Call br_reloads_close() in either case. */
+int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slug, bool writable,
+                    struct br_buf *err);
+/* Returns true and fills *ns when the mark is set for sidecar ("pipelock"
+ * or "egress"). */
+bool br_reloads_get(const struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t *ns);
+int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
+                   struct br_buf *err);
+int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, struct br_buf *err);
+void br_reloads_close(struct br_reloads *r);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only
  * those). A missing record is an empty list; so is one that cannot be
@@ -47,7 +79,9 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
 /* Replaces the list. durable: fsync'd before this returns, as prune mode
  * needs (it must never forget a host it added). Additive mode never removes
  * a host, so there the record only serves a later switch to prune, and two
- * fsyncs per converge (a third of a bulk change's) buy nothing. */
+ * fsyncs per converge (a third of a bulk change's) buy nothing: it is
+ * rewritten in place, and a machine crash leaves the old list, the new one
+ * or one that cannot be parsed. */
 int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
                         struct br_buf *err);
 

@@ -168,13 +168,25 @@ grep -q "refused the new file (exit 3: policy: forbidden.example.com is not allo
 ls -a "$BR_TMP/state/three/egress" | grep -q '\.br-tmp\.' && fail "refused temp file left behind"
 rm "$BR_TMP/state/three/routes.d/b.yaml"
 
-# a reload owed from a crash: the record makes `once` reload although the file matches
+# a reload owed from a crash: the record makes `once` reload although the
+# file matches. Here it is in the layout before reload files (pending/, one
+# file per record), which `once` moves over first.
 lines=$(sidecar_count "$(eg_log three)" reload)
 mkdir -p "$BR_TMP/state/.reconciler/pending"
 echo 0 >"$BR_TMP/state/.reconciler/pending/three.egress"
 out=$(br once three) || fail "once with an owed reload failed: $out"
 wait_for sidecar_count_ge $((lines + 1)) "$(eg_log three)" reload
-[[ ! -e $BR_TMP/state/.reconciler/pending/three.egress ]] || fail "owed reload record not cleared"
+[[ ! -e $BR_TMP/state/.reconciler/pending ]] || fail "the old pending/ directory is still there"
+reloads=$BR_TMP/state/.reconciler/reloads/three
+grep -qx 'egress   reload done 0000000000000000000' "$reloads" || fail "owed reload not cleared: $(cat "$reloads")"
+# A reload file a machine crash left empty owes both sidecars a reload
+# (pipelock itself skips a reload of the bytes it loaded moments ago).
+: >"$reloads"
+lines=$(sidecar_count "$(eg_log three)" reload)
+out=$(br once three) || fail "once with an empty reload file failed: $out"
+[[ $out == *"0 files written, 2 reloads"* ]] || fail "once with an empty reload file: $out"
+wait_for sidecar_count_ge $((lines + 1)) "$(eg_log three)" reload
+[[ $(grep -c ' reload done ' "$reloads") == 2 ]] || fail "owed reloads not cleared: $(cat "$reloads")"
 
 # --- a single-file bind mount makes rename fail with EBUSY (root only) --------
 if [[ $(id -u) == 0 ]] && unshare --mount true 2>/dev/null; then

@@ -2,7 +2,7 @@
 # The daemon, scenario "killed between the write and the signal": egress's
 # reload runs a script that blocks, so the daemon is caught after renaming
 # the new egress file into place and before the sidecar was told. SIGKILL
-# then. The owed reload is on disk (STATE/.reconciler/pending/); a daemon
+# then. The owed reload is on disk (STATE/.reconciler/reloads/); a daemon
 # started again (now with the signal driver) removes the dead run's temp
 # files and delivers it: the sidecar loads the new file, though the file
 # itself needs no write.
@@ -54,8 +54,8 @@ routes:
 YAML
 wait_for -t 15 test -e "$marker.started"
 blocker_pid=$(<"$marker.started")
-pending=$BR_TMP/state/.reconciler/pending/alpha.egress
-[[ -e $pending ]] || fail "no pending record while the egress reload runs"
+reloads=$BR_TMP/state/.reconciler/reloads/alpha
+grep -q '^egress   reload owed ' "$reloads" || fail "no owed reload recorded while the egress reload runs"
 grep -q '"host": "api.github.com"' "$(eg_file alpha)" || fail "the egress file was not written before its reload"
 new_eg=$(sha256_of "$(eg_file alpha)")
 [[ $new_eg != "$old_eg" ]] || fail "the egress file did not change"
@@ -68,7 +68,7 @@ kill -KILL "$blocker_pid" 2>/dev/null || true
 # dead writer, beside a live file and in a source directory.
 echo '{"routes": [' >"$BR_TMP/state/alpha/egress/.br-tmp.$killed_pid.half"
 echo 'routes: [' >"$BR_TMP/state/alpha/routes.d/.br-tmp.$killed_pid.half"
-[[ -e $pending ]] || fail "the pending record went with the daemon"
+grep -q '^egress   reload owed ' "$reloads" || fail "the owed reload record went with the daemon"
 [[ $(sidecar_live_hash "$(eg_log alpha)") == "$old_eg" ]] || fail "egress loaded the new file before the restart"
 
 # The restart removes the temp files and delivers the reload it owes.
@@ -77,7 +77,7 @@ wait_for slug_converged alpha
 wait_for sidecar_has "$(eg_log alpha)" reload "$new_eg" ok
 [[ $(sidecar_live_hash "$(eg_log alpha)") == "$new_eg" ]] || fail "egress does not run the new file"
 [[ $(sha256_of "$(eg_file alpha)") == "$new_eg" ]] || fail "the egress file changed on the restart"
-[[ ! -e $pending ]] || fail "the pending record outlived the reload"
+grep -q '^egress   reload done ' "$reloads" || fail "the owed reload record outlived the reload"
 daemon_log_has 'egress: reload owed from an earlier write' || fail "the restart did not say it delivered an owed reload"
 # Removed after READY, in the background (they are invisible to sidecars and
 # to the fragment scan meanwhile).

@@ -52,12 +52,14 @@ converged_with gamma gamma.example.org
 # 3. Removed: its sidecars stop, the directory goes, status forgets it and
 #    its records go with it.
 [[ -e $BR_TMP/state/.reconciler/added/beta.json ]] || fail "no record of the hosts added to beta's pipelock"
+[[ -e $BR_TMP/state/.reconciler/reloads/beta ]] || fail "no reload file for beta"
 stop_sidecar "${PL_PID[beta]}"
 stop_sidecar "${EG_PID[beta]}"
 wait_for tree_removed "$BR_TMP/state/beta"
 wait_for not status_lists beta
 daemon_log_has '\[beta\] bottle removed' || fail "no log line for beta's removal"
-[[ ! -e $BR_TMP/state/.reconciler/added/beta.json ]] || fail "beta's records were kept after its removal"
+[[ ! -e $BR_TMP/state/.reconciler/added/beta.json && ! -e $BR_TMP/state/.reconciler/reloads/beta ]] ||
+  fail "beta's records were kept after its removal"
 rc=0
 "$BR_BIN" --config "$cfg" status beta >/dev/null 2>"$BR_TMP/status.err" || rc=$?
 ((rc == 1)) || fail "status of a removed slug exited $rc"
