@@ -459,10 +459,13 @@ static int converge_locked(struct run *run) {
   int64_t pl_owed_at = 0, eg_owed_at = 0;
   bool pl_owed = br_reloads_get(&run->reloads, "pipelock", BR_MARK_RELOAD_OWED, &pl_owed_at);
   bool eg_owed = br_reloads_get(&run->reloads, "egress", BR_MARK_RELOAD_OWED, &eg_owed_at);
+  /* Only prune plans with the record of hosts this tool added; additive
+   * mode reads it when it adds a host (below), not on every converge. */
+  bool prune = cfg->mirror == BR_MIRROR_PRUNE;
   if ((rc = br_routes_hosts(&desired.routes, &needed)) ||
-      (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings)) ||
-      (rc = br_pipelock_plan(&pl_live, &needed, &pl_added_record, cfg->mirror == BR_MIRROR_PRUNE, &widened,
-                             &narrowed, &hosts_added, &hosts_removed)) ||
+      (prune && (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings))) ||
+      (rc = br_pipelock_plan(&pl_live, &needed, &pl_added_record, prune, &widened, &narrowed, &hosts_added,
+                             &hosts_removed)) ||
       (rc = br_diff_routes(&eg_live.routes, &desired.routes, &diff)))
     goto out;
   bool egress_differs = !egress_exists || !egress_parsed || !br_routes_equal(&desired.routes, &eg_live.routes);
@@ -499,6 +502,8 @@ static int converge_locked(struct run *run) {
   /* 4. Widen pipelock first: the outer gate never allows less than egress. */
   bool egress_step = egress_differs || eg_owed;
   if (hosts_added.n) {
+    if (!prune && (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings)))
+      goto out;
     struct br_strv record;
     if ((rc = br_strv_copy(&record, &pl_added_record)))
       goto out;
@@ -507,7 +512,7 @@ static int converge_locked(struct run *run) {
     /* Recorded before the write: after a crash in between, prune may only
      * think it added a host that is not there, never forget one it added. */
     if (!rc)
-      rc = br_record_added_set(cfg->state_dir, run->slug, &record, cfg->mirror == BR_MIRROR_PRUNE, &rep->errors);
+      rc = br_record_added_set(cfg->state_dir, run->slug, &record, prune, &rep->errors);
     br_strv_free(&record);
     if (rc) {
       finish(run, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
