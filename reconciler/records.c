@@ -115,13 +115,15 @@ static bool parse_line(const char *line, int slot, bool *set, int64_t *ns) {
     *set = true;
   else
     return false;
-  int64_t v = 0;
+  uint64_t v = 0; /* 19 digits fit; INT64_MAX has 19 too, but not every 19 */
   for (size_t i = head + 5; i < LINE_LEN - 1; i++) {
     if (line[i] < '0' || line[i] > '9')
       return false;
-    v = v * 10 + (line[i] - '0');
+    v = v * 10 + (uint64_t)(line[i] - '0');
   }
-  *ns = v;
+  if (v > INT64_MAX)
+    return false;
+  *ns = (int64_t)v;
   return true;
 }
 
@@ -151,9 +153,10 @@ int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slu
     br_buf_printf(err, "%s: read: %s\n", r->path.data, strerror(errno));
     return rc;
   }
-  r->whole = n == SLOTS * LINE_LEN;
+  bool complete = n == SLOTS * LINE_LEN;
+  r->whole = complete;
   for (int slot = 0; slot < SLOTS; slot++) {
-    if (r->whole && parse_line(text + slot * LINE_LEN, slot, &r->set[slot], &r->ns[slot]))
+    if (complete && parse_line(text + slot * LINE_LEN, slot, &r->set[slot], &r->ns[slot]))
       continue;
     /* Unreadable: a reload owed at an unknown time (one too many at
      * worst), no settle time. */

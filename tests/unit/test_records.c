@@ -2,6 +2,7 @@
  * read back, what a damaged file reads as, and the move of the earlier
  * one-file-per-record layout. Runs in a fresh temporary state directory. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -65,19 +66,32 @@ int main(void) {
   CHECK(br_reloads_set(&r, "egress", BR_MARK_RELOAD_OWED, 1, &err) != 0);
   br_reloads_close(&r);
 
-  /* A file a machine crash left empty, or one with a damaged line: every
-   * reload reads as owed at an unknown time, no settle time; the next
-   * change writes the whole file again. */
-  const char *damaged[] = {"", "pipelock reload done 00000000000000000x0\n",
-                           "pipelock reload done 0000000000000000000\n"
-                           "egress   reload done 0000000000000000000\n"
-                           "pipelock settle wait 0000000000000000042\n"
-                           "egress   settle done 00000000000000000000\n"};
+  /* A file a machine crash left empty, or one with a damaged line: a
+   * reload it cannot read is owed at an unknown time, a settle time it
+   * cannot read is none; the next change writes the whole file again. */
+  const struct {
+    const char *text;
+    bool pipelock_owed;
+  } damaged[] = {
+      {"", true},
+      {"pipelock reload done 00000000000000000x0\n", true},
+      {"pipelock reload done 0000000000000000000\n"
+       "egress   reload done 9999999999999999999\n" /* past INT64_MAX */
+       "pipelock settle done 0000000000000000000\n"
+       "egress   settle done 0000000000000000000\n",
+       false},
+      {"pipelock reload done 0000000000000000000\n"
+       "egress   reload done 0000000000000000000\n"
+       "pipelock settle wait 0000000000000000042\n"
+       "egress   settle done 00000000000000000000\n", /* one byte too many */
+       true},
+  };
   for (size_t i = 0; i < sizeof damaged / sizeof *damaged; i++) {
-    put("reloads/alpha", damaged[i]);
+    put("reloads/alpha", damaged[i].text);
     CHECK(br_reloads_open(&r, state, "alpha", true, &err) == 0);
     ns = -1;
-    CHECK(br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns) && ns == 0);
+    CHECK(br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns) == damaged[i].pipelock_owed);
+    CHECK(!damaged[i].pipelock_owed || ns == 0);
     CHECK(br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns) && ns == 0);
     CHECK(!br_reloads_get(&r, "pipelock", BR_MARK_SETTLE_UNTIL, &ns));
     CHECK(br_reloads_clear(&r, "pipelock", BR_MARK_RELOAD_OWED, &err) == 0);
