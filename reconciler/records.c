@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/log.h"
 
 static int record_path(struct br_buf *out, const char *state_dir, const char *kind, const char *slug,
                        const char *suffix) {
@@ -37,6 +39,19 @@ static int spare_path(struct br_buf *out, const char *state_dir, const char *kin
   return br_buf_printf(out, "%s/%s/%s/.spare.%s%s", state_dir, BR_RECORDS_DIR, kind, slug, suffix);
 }
 
+static int pwrite_all(int fd, const char *bytes, size_t len, off_t at) {
+  for (size_t off = 0; off < len;) {
+    ssize_t n = pwrite(fd, bytes + off, len - off, at + (off_t)off);
+    if (n < 0 && errno != EINTR)
+      return -errno;
+    if (n == 0)
+      return -EIO;
+    if (n > 0)
+      off += (size_t)n;
+  }
+  return 0;
+}
+
 /* Writes bytes over the file's content (creating it the first time) and
  * cuts it to their length: written over the old bytes, which frees no
  * block (emptying first costs about 160 us on ext4). */
@@ -47,14 +62,7 @@ static int fill(const char *path, const char *bytes, size_t len, bool durable, s
     br_buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
     return rc;
   }
-  int rc = 0;
-  for (size_t off = 0; !rc && off < len;) {
-    ssize_t n = pwrite(fd, bytes + off, len - off, (off_t)off);
-    if (n < 0 && errno != EINTR)
-      rc = -errno;
-    else if (n > 0)
-      off += (size_t)n;
-  }
+  int rc = pwrite_all(fd, bytes, len, 0);
   if (!rc && ftruncate(fd, (off_t)len) < 0)
     rc = -errno;
   if (!rc && durable && fsync(fd) < 0)
@@ -67,7 +75,7 @@ static int fill(const char *path, const char *bytes, size_t len, bool durable, s
 
 #define LEGACY_DIR "pending"
 
-static int migrate_legacy(const char *state_dir, struct br_buf *err);
+static void migrate_legacy(const char *state_dir);
 
 int br_records_init(const char *state_dir, struct br_buf *err) {
   static const char *const subdirs[] = {"", "/reloads", "/added"};
@@ -83,7 +91,9 @@ int br_records_init(const char *state_dir, struct br_buf *err) {
     }
   }
   br_buf_free(&path);
-  return rc ? rc : migrate_legacy(state_dir, err);
+  if (!rc)
+    migrate_legacy(state_dir);
+  return rc;
 }
 
 /* The reload file: four lines of LINE_LEN bytes, slot = mark * 2 + sidecar. */
@@ -187,12 +197,8 @@ static int write_slot(struct br_reloads *r, int slot, struct br_buf *err) {
   int rc = 0;
   if (r->fd < 0 && (r->fd = open(r->path.data, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640)) < 0)
     rc = -errno;
-  ssize_t n = 0;
-  if (!rc) {
-    while ((n = pwrite(r->fd, text, len, (off_t)first * LINE_LEN)) < 0 && errno == EINTR)
-      ;
-    rc = n < 0 ? -errno : (size_t)n < len ? -EIO : 0;
-  }
+  if (!rc)
+    rc = pwrite_all(r->fd, text, len, (off_t)first * LINE_LEN);
   if (!rc && !r->whole && ftruncate(r->fd, SLOTS * LINE_LEN) < 0)
     rc = -errno;
   if (rc) {
@@ -203,12 +209,12 @@ static int write_slot(struct br_reloads *r, int slot, struct br_buf *err) {
   return 0;
 }
 
-int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
-                   struct br_buf *err) {
-  int slot = slot_of(sidecar, mark);
+/* Sets a slot and writes it; on failure the slot keeps what it held, as
+ * the file does. */
+static int change(struct br_reloads *r, int slot, bool set, int64_t ns, struct br_buf *err) {
   bool was_set = r->set[slot];
   int64_t was_ns = r->ns[slot];
-  r->set[slot] = true;
+  r->set[slot] = set;
   r->ns[slot] = ns;
   int rc = write_slot(r, slot, err);
   if (rc) {
@@ -218,13 +224,16 @@ int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mar
   return rc;
 }
 
+int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
+                   struct br_buf *err) {
+  return change(r, slot_of(sidecar, mark), true, ns, err);
+}
+
 int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, struct br_buf *err) {
   int slot = slot_of(sidecar, mark);
   if (!r->set[slot] && (r->whole || r->fd < 0)) /* an absent file marks nothing */
     return 0;
-  r->set[slot] = false;
-  r->ns[slot] = 0;
-  return write_slot(r, slot, err);
+  return change(r, slot, false, 0, err);
 }
 
 void br_reloads_close(struct br_reloads *r) {
@@ -234,11 +243,45 @@ void br_reloads_close(struct br_reloads *r) {
   br_buf_free(&r->path);
 }
 
+/* Moves one mark of the earlier layout into the slug's reload file, under
+ * the slug's lock (a daemon of the earlier version may still be converging
+ * it), and removes the old file once the mark is safe. */
+static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug,
+                         const char *sidecar, enum br_reload_mark mark) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", state_dir, slug);
+  int lockfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* absent: the bottle is gone */
+  if (lockfd >= 0)
+    flock(lockfd, LOCK_EX);
+  struct br_buf text, err;
+  br_buf_init(&text, 64);
+  br_buf_init(&err, 4096);
+  snprintf(path, sizeof path, "%s/%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR, name);
+  int rc = br_file_read(path, 64, true, &text);
+  if (rc != -ENOENT) { /* else: cleared meanwhile */
+    int64_t ns = rc ? 0 : strtoll(text.data, NULL, 10); /* unreadable: owed at an unknown time */
+    struct br_reloads r;
+    if (!(rc = br_reloads_open(&r, state_dir, slug, true, &err)))
+      rc = br_reloads_set(&r, sidecar, mark, ns, &err);
+    br_reloads_close(&r);
+    if (rc)
+      br_log(BR_LOG_WARN, slug, "cannot move %s into its reload file, left in place: %.*s", path,
+             (int)strcspn(err.data ? err.data : "", "\n"), err.data ? err.data : "");
+    else if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+      br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path, strerror(errno));
+  }
+  br_buf_free(&text);
+  br_buf_free(&err);
+  if (lockfd >= 0)
+    close(lockfd);
+}
+
 /* The earlier layout kept each mark in its own file, pending/<slug>.<sidecar>
  * (and .<sidecar>.settle), holding the time, with a .spare. file beside it.
- * Marks still set move into the reload files, then the directory goes: an
- * upgrade between a rename and its signal still ends with the reload. */
-static int migrate_legacy(const char *state_dir, struct br_buf *err) {
+ * Marks still set move into the reload files, spares are removed, then the
+ * directory: an upgrade between a rename and its signal still ends with the
+ * reload. What cannot be moved stays, with a warning. */
+static void migrate_legacy(const char *state_dir) {
   static const struct {
     const char *suffix, *sidecar;
     enum br_reload_mark mark;
@@ -246,56 +289,33 @@ static int migrate_legacy(const char *state_dir, struct br_buf *err) {
                {".egress.settle", "egress", BR_MARK_SETTLE_UNTIL},
                {".pipelock", "pipelock", BR_MARK_RELOAD_OWED},
                {".egress", "egress", BR_MARK_RELOAD_OWED}};
-  struct br_buf dir, path, text, slug;
-  br_buf_init(&dir, 4096);
-  br_buf_init(&path, 4096);
-  br_buf_init(&text, 64);
-  br_buf_init(&slug, 4096);
-  int rc = br_buf_printf(&dir, "%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR);
-  DIR *d = rc ? NULL : opendir(dir.data);
+  char dir[4096], slug[4096];
+  snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR);
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno != ENOENT)
+      br_log(BR_LOG_WARN, NULL, "%s: cannot list: %s; the reloads it records are not moved", dir, strerror(errno));
+    return;
+  }
   struct dirent *e;
-  while (d && !rc && (e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue; /* ".", ".." and the spares */
-    size_t len = strlen(e->d_name);
-    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
-      size_t sl = strlen(kinds[k].suffix);
-      if (len <= sl || strcmp(e->d_name + len - sl, kinds[k].suffix))
-        continue;
-      br_buf_reset(&slug);
-      br_buf_reset(&path);
-      br_buf_reset(&text);
-      br_buf_add(&slug, e->d_name, len - sl);
-      br_buf_printf(&path, "%s/%s", dir.data, e->d_name);
-      int64_t ns = br_file_read(path.data, 64, true, &text) ? 0 : strtoll(text.data, NULL, 10);
-      struct br_reloads r;
-      if (!(rc = br_reloads_open(&r, state_dir, slug.data, true, err)))
-        rc = br_reloads_set(&r, kinds[k].sidecar, kinds[k].mark, ns, err);
-      br_reloads_close(&r);
-      break;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    size_t len = strlen(e->d_name), k = 0, sl = 0;
+    for (; e->d_name[0] != '.' && k < sizeof kinds / sizeof *kinds; k++)
+      if (len > (sl = strlen(kinds[k].suffix)) && !strcmp(e->d_name + len - sl, kinds[k].suffix))
+        break;
+    if (e->d_name[0] == '.' || k == sizeof kinds / sizeof *kinds) { /* a spare, or not ours */
+      if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+        br_log(BR_LOG_WARN, NULL, "%s/%s: cannot remove: %s", dir, e->d_name, strerror(errno));
+      continue;
     }
+    snprintf(slug, sizeof slug, "%.*s", (int)(len - sl), e->d_name);
+    migrate_mark(state_dir, dirfd(d), e->d_name, slug, kinds[k].sidecar, kinds[k].mark);
   }
-  if (d) {
-    /* Every mark is in a reload file now: the old files can go. */
-    rewinddir(d);
-    while (!rc && (e = readdir(d))) {
-      if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && unlinkat(dirfd(d), e->d_name, 0) < 0 &&
-          errno != ENOENT) {
-        rc = -errno;
-        br_buf_printf(err, "%s/%s: cannot remove: %s\n", dir.data, e->d_name, strerror(errno));
-      }
-    }
-    closedir(d);
-    if (!rc && rmdir(dir.data) < 0 && errno != ENOENT) {
-      rc = -errno;
-      br_buf_printf(err, "%s: cannot remove: %s\n", dir.data, strerror(errno));
-    }
-  }
-  br_buf_free(&dir);
-  br_buf_free(&path);
-  br_buf_free(&text);
-  br_buf_free(&slug);
-  return rc;
+  closedir(d);
+  if (rmdir(dir) < 0 && errno != ENOENT)
+    br_log(BR_LOG_WARN, NULL, "%s: cannot remove: %s", dir, strerror(errno));
 }
 
 int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,

@@ -52,7 +52,7 @@ struct br_reloads {
   int fd;      /* -1 while the file does not exist */
   bool whole;  /* the file has the four lines; otherwise a change rewrites it all */
   bool writable;
-  bool set[4]; /* by br_reloads_slot() */
+  bool set[4]; /* per line of the file, in its order */
   int64_t ns[4];
 };
 

@@ -130,6 +130,25 @@ wait_for sidecar_has "$(pl_log two)" '' "$(sha256_of "$(pl_file two)")" ok
 [[ ! -s $(eg_file two) ]] || python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["routes"] == []' "$(eg_file two)" ||
   fail "egress still routes removed hosts"
 
+# --- additive mode records each host it adds; a later switch to prune uses that
+bottles_config "$cfg"
+bottle_create four
+bottle_start four
+for h in first second; do
+  printf 'routes:\n  - {host: %s.example.com, path_allowlist: [/]}\n' "$h" >"$BR_TMP/state/four/routes.d/$h.yaml"
+  br once four >/dev/null || fail "once (additive, add $h) failed"
+done
+bottles_config "$cfg" <<YAML
+pipelock:
+  mirror: prune
+  reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/pipelock.pid", grace_ms: 0}
+YAML
+rm "$BR_TMP/state/four/routes.d/"*.yaml
+br once four >/dev/null || fail "once (prune after additive) failed"
+! grep -Eq '(first|second).example.com' "$(pl_file four)" ||
+  fail "prune kept a host additive mode added: $(cat "$(pl_file four)")"
+grep -q '^  - pypi.org       # package index$' "$(pl_file four)" || fail "prune removed a host it did not add"
+
 # --- validate refuses: nothing changes; exec driver; owed reload after a crash -
 cat >"$BR_TMP/refuse.sh" <<'SH'
 #!/bin/sh
@@ -187,6 +206,20 @@ out=$(br once three) || fail "once with an empty reload file failed: $out"
 [[ $out == *"0 files written, 2 reloads"* ]] || fail "once with an empty reload file: $out"
 wait_for sidecar_count_ge $((lines + 1)) "$(eg_log three)" reload
 [[ $(grep -c ' reload done ' "$reloads") == 2 ]] || fail "owed reloads not cleared: $(cat "$reloads")"
+# A symlink in its place: the bottle is invalid, and says why; plan goes on
+# without it and warns.
+mv "$reloads" "$BR_TMP/reloads.three"
+ln -s "$BR_TMP/reloads.three" "$reloads"
+rc=0
+out=$(br once three 2>/dev/null) || rc=$?
+((rc == 1)) && [[ $out == *"three: invalid: cannot read its reload file $reloads: it is a symlink, expected a regular file; remove it"* ]] ||
+  fail "a symlinked reload file: rc $rc: $out"
+rc=0
+br plan three >"$BR_TMP/plan.out" 2>&1 || rc=$?
+((rc == 0)) && grep -q "reloads/three: cannot open: Too many levels of symbolic links" "$BR_TMP/plan.out" ||
+  fail "plan with a symlinked reload file: rc $rc: $(cat "$BR_TMP/plan.out")"
+rm "$reloads"
+mv "$BR_TMP/reloads.three" "$reloads"
 
 # --- a single-file bind mount makes rename fail with EBUSY (root only) --------
 if [[ $(id -u) == 0 ]] && unshare --mount true 2>/dev/null; then

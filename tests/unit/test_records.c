@@ -102,6 +102,35 @@ int main(void) {
                                      "egress   settle done 0000000000000000000\n");
   }
 
+  /* One bad byte in any field of a full file makes that line unreadable,
+   * and only that line. */
+  static const char good[] = "pipelock reload done 0000000000000000000\n";
+  for (size_t at = 0; at < sizeof good - 1; at++) {
+    char text[4 * 41 + 1];
+    snprintf(text, sizeof text, "%s%s", good,
+             "egress   reload done 0000000000000000000\n"
+             "pipelock settle done 0000000000000000000\n"
+             "egress   settle done 0000000000000000000\n");
+    text[at] = at == 8 ? 'x' : good[at] == ' ' ? '_' : good[at] == '0' ? 'x' : good[at] == '\n' ? ' ' : '0';
+    put("reloads/alpha", text);
+    CHECK(br_reloads_open(&r, state, "alpha", true, &err) == 0);
+    bool owed = br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns);
+    if (!owed || ns != 0 || br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns))
+      fprintf(stderr, "a bad byte at %zu of the first line: read as owed %d\n", at, owed);
+    CHECK(owed && ns == 0);
+    CHECK(!br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns));
+    br_reloads_close(&r);
+  }
+
+  /* A change that cannot be written leaves the marks as they were. */
+  put("reloads/alpha", "");
+  CHECK(br_reloads_open(&r, state, "alpha", false, &err) == 0);
+  CHECK(br_reloads_clear(&r, "pipelock", BR_MARK_RELOAD_OWED, &err) != 0);
+  CHECK(br_reloads_set(&r, "egress", BR_MARK_SETTLE_UNTIL, 5, &err) != 0);
+  CHECK(br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns));
+  CHECK(!br_reloads_get(&r, "egress", BR_MARK_SETTLE_UNTIL, &ns));
+  br_reloads_close(&r);
+
   /* A symlink is not followed. */
   snprintf(path, sizeof path, "%s/.reconciler/reloads/beta", state);
   CHECK(symlink("/etc/passwd", path) == 0);
@@ -138,6 +167,14 @@ int main(void) {
   br_strv_add(&hosts, "b.example.com");
   CHECK(br_record_added_set(state, "alpha", &hosts, false, &err) == 0);
   CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 2);
+  br_strv_free(&got);
+  br_strv_init(&got);
+  br_strv_free(&hosts);
+  br_strv_init(&hosts);
+  br_strv_add(&hosts, "d.example.com"); /* shorter: the old tail must go */
+  CHECK(br_record_added_set(state, "alpha", &hosts, false, &err) == 0);
+  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 &&
+        !strcmp(got.v[0], "d.example.com"));
   br_strv_free(&got);
   br_strv_init(&got);
   br_strv_free(&hosts);
