@@ -171,6 +171,39 @@ def proc_sample(pids):
     return ticks, switches, rss
 
 
+def disk_reads(pids):
+    """Bytes the processes (every thread) made the kernel read from the disk:
+    page cache misses, which make a round slower than its neighbours."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io") as f:
+                for line in f:
+                    if line.startswith("read_bytes:"):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def kdamond_ticks():
+    """CPU ticks of the kernel's DAMON threads, which compete with every
+    alternative on this VM; 0 where there are none."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                text = f.read()
+            if "(kdamond" in text:
+                fields = text.rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def wait_older_than(pids, age_s, timeout=60):
     """Waits until every pid has run for age_s seconds (from its start time in
     /proc), so a daemon's reload driver no longer holds it back by its
@@ -890,7 +923,7 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
             moves, expect = b.stage_change(f"r{r}{name.replace('-', '')}")
             settle_down([p.pid for p in b.sidecars[-2:]] + alt.pids(), 0.5)
             watch_ = LogWatch(expect)
-            cpu0 = proc_sample(alt.pids())[0]
+            cpu0, reads0, damon0 = proc_sample(alt.pids())[0], disk_reads(alt.pids()), kdamond_ticks()
             t0 = time.time_ns()
             for staged, target in moves:
                 os.rename(staged, target)
@@ -905,14 +938,19 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
                 b.resync_after_failure(alt, env)
                 continue
             times = sorted((t - t0) / 1e9 for t in seen.values())
+            damon = (kdamond_ticks() - damon0) / os.sysconf("SC_CLK_TCK")
             settle_down(alt.pids(), 0.5)
             cpu = (proc_sample(alt.pids())[0] - cpu0) / os.sysconf("SC_CLK_TCK")
+            reads = (disk_reads(alt.pids()) - reads0) / 1e6
             res[name]["bulk_s"].append(times[-1])
             res[name]["bulk_p50_s"].append(percentile(times, 50))
             res[name].setdefault("bulk_cpu_s", []).append(cpu)
+            res[name].setdefault("bulk_disk_read_mb", []).append(reads)
+            res[name].setdefault("bulk_kdamond_cpu_s", []).append(damon)
             extra = f", {alt.overflows()} queue overflow(s)" if isinstance(alt, Daemon) else ""
             log(f"  round {r + 1} {name}: start-up {up:.3f} s, bulk {times[-1]:.3f} s "
-                f"(CPU {cpu:.2f} s until quiet){extra}")
+                f"(CPU {cpu:.2f} s until quiet, {reads:.1f} MB read from the disk; kdamond CPU {damon:.2f} s "
+                f"meanwhile){extra}")
             last = shell_rounds if name == "inotify-shell" else rounds
             if r == last - 1 and name in ("daemon", "inotify-shell", "raw-limit", "daemon-b"):
                 idle[name] = measure_idle(alt, idle_s)
@@ -1244,7 +1282,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke test, not a measurement")
     ap.add_argument("--changes", type=int, help="latency: changes per alternative (default 200, quick 20)")
     ap.add_argument("--sizes", help="bottle counts for scenarios 2-4, comma-separated (default 1000,10000; quick 50)")
-    ap.add_argument("--rounds", type=int, help="rounds of scenarios 2-3 per size (default 3, quick 2)")
+    ap.add_argument("--rounds", type=int, help="rounds of scenarios 2-3 per size (default 5, quick 2)")
     ap.add_argument("--shell-rounds", type=int,
                     help="rounds of inotify-shell (default: as --rounds below 5,000 bottles, else 1: "
                          "it needs about 25 ms of jq per bottle)")
@@ -1262,7 +1300,7 @@ def main():
     q = args.quick
     changes = args.changes or (20 if q else 200)
     sizes = [int(x) for x in (args.sizes or ("50" if q else "1000,10000")).split(",")]
-    rounds = args.rounds or (2 if q else 3)
+    rounds = args.rounds or (2 if q else 5)
     idle_s = args.idle if args.idle is not None else (2 if q else 30)
     only = set((args.only or "1,2,3,4,5").split(","))
 
