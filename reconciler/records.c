@@ -248,16 +248,17 @@ void br_reloads_close(struct br_reloads *r) {
  * it), and removes the old file once the mark is safe. */
 static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug,
                          const char *sidecar, enum br_reload_mark mark) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", state_dir, slug);
-  int lockfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* absent: the bottle is gone */
-  if (lockfd >= 0)
-    flock(lockfd, LOCK_EX);
-  struct br_buf text, err;
+  struct br_buf path, text, err;
+  br_buf_init(&path, 4096);
   br_buf_init(&text, 64);
   br_buf_init(&err, 4096);
-  snprintf(path, sizeof path, "%s/%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR, name);
-  int rc = br_file_read(path, 64, true, &text);
+  br_buf_printf(&path, "%s/%s", state_dir, slug);
+  int lockfd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* absent: the bottle is gone */
+  if (lockfd >= 0)
+    flock(lockfd, LOCK_EX);
+  br_buf_reset(&path);
+  br_buf_printf(&path, "%s/%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR, name);
+  int rc = br_file_read(path.data, 64, true, &text);
   if (rc != -ENOENT) { /* else: cleared meanwhile */
     int64_t ns = rc ? 0 : strtoll(text.data, NULL, 10); /* unreadable: owed at an unknown time */
     struct br_reloads r;
@@ -265,11 +266,12 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
       rc = br_reloads_set(&r, sidecar, mark, ns, &err);
     br_reloads_close(&r);
     if (rc)
-      br_log(BR_LOG_WARN, slug, "cannot move %s into its reload file, left in place: %.*s", path,
+      br_log(BR_LOG_WARN, slug, "cannot move %s into its reload file, left in place: %.*s", path.data,
              (int)strcspn(err.data ? err.data : "", "\n"), err.data ? err.data : "");
     else if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-      br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path, strerror(errno));
+      br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path.data, strerror(errno));
   }
+  br_buf_free(&path);
   br_buf_free(&text);
   br_buf_free(&err);
   if (lockfd >= 0)
