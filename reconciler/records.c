@@ -245,7 +245,8 @@ void br_reloads_close(struct br_reloads *r) {
 
 /* Moves one mark of the earlier layout into the slug's reload file, under
  * the slug's lock (a daemon of the earlier version may still be converging
- * it), and removes the old file once the mark is safe. */
+ * it), and removes the old file once the mark is safe. A bottle that is
+ * gone owes nothing: its mark is only removed. */
 static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug,
                          const char *sidecar, enum br_reload_mark mark) {
   struct br_buf path, text, err;
@@ -253,13 +254,17 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
   br_buf_init(&text, 64);
   br_buf_init(&err, 4096);
   br_buf_printf(&path, "%s/%s", state_dir, slug);
-  int lockfd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* absent: the bottle is gone */
+  int lockfd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool gone = lockfd < 0 && errno == ENOENT;
   if (lockfd >= 0)
     flock(lockfd, LOCK_EX);
   br_buf_reset(&path);
   br_buf_printf(&path, "%s/%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR, name);
-  int rc = br_file_read(path.data, 64, true, &text);
-  if (rc != -ENOENT) { /* else: cleared meanwhile */
+  int rc = gone ? 0 : br_file_read(path.data, 64, true, &text);
+  if (gone) {
+    if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+      br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path.data, strerror(errno));
+  } else if (rc != -ENOENT) { /* else: cleared meanwhile */
     int64_t ns = rc ? 0 : strtoll(text.data, NULL, 10); /* unreadable: owed at an unknown time */
     struct br_reloads r;
     if (!(rc = br_reloads_open(&r, state_dir, slug, true, &err)))

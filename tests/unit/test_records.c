@@ -143,6 +143,12 @@ int main(void) {
    * dots), and the directory goes. */
   snprintf(path, sizeof path, "%s/.reconciler/pending", state);
   CHECK(mkdir(path, 0750) == 0);
+  const char *bottles[] = {"gamma", "d.e"}; /* gone: ghost */
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", state, bottles[i]);
+    CHECK(mkdir(path, 0750) == 0);
+  }
+  put("pending/ghost.egress", "5\n");
   put("pending/gamma.egress", "1795839967028330408\n");
   put("pending/gamma.pipelock.settle", "77\n");
   put("pending/.spare.gamma.pipelock", "5\n");
@@ -154,6 +160,7 @@ int main(void) {
                                    "egress   reload owed 1795839967028330408\n"
                                    "pipelock settle wait 0000000000000000077\n"
                                    "egress   settle done 0000000000000000000\n");
+  CHECK_STR(reloads_text("ghost"), "(unreadable)");
   CHECK_STR(reloads_text("d.e"), "pipelock reload owed 0000000000000000000\n"
                                  "egress   reload done 0000000000000000000\n"
                                  "pipelock settle done 0000000000000000000\n"
