@@ -231,6 +231,9 @@ if [[ $(id -u) == 0 ]] && unshare --mount true 2>/dev/null; then
   grep -q "EBUSY: the file is itself a mount point (a single-file bind mount); bind-mount its directory instead" <<<"$out" ||
     fail "EBUSY not explained: $out"
   grep -q "rc=1" <<<"$out" || fail "once did not fail on EBUSY: $out"
+  # The reload was marked owed before the rename was tried: a crash at that
+  # point could not have left a renamed file without the mark.
+  grep -q '^egress   reload owed ' "$reloads" || fail "no owed mark before the rename: $(cat "$reloads")"
 else
   echo "note: not root or no mount namespaces: the EBUSY case was not run"
 fi
