@@ -450,21 +450,19 @@ static int converge_locked(struct run *run) {
   }
 
   /* 3. Plan. */
+  /* A plan goes on without the reload file (its warning says so); a
+   * converge cannot know what it owes. Only an operator fixes a symlink or
+   * a directory in its place. */
   bool planning = run->mode == BR_CONVERGE_PLAN;
-  if ((rc = br_reloads_open(&run->reloads, cfg->state_dir, run->slug, !planning,
-                            planning ? &rep->warnings : &rep->errors))) {
-    /* A plan goes on without it (and says so); a converge cannot know
-     * what it owes. Only an operator fixes a symlink or a directory. */
-    if (!planning) {
-      finish(run, rc == -ELOOP || rc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
-             "cannot read its reload file %s: %s", run->reloads.path.data,
-             rc == -ELOOP ? "it is a symlink, expected a regular file; remove it"
-             : rc == -EISDIR ? "it is a directory, expected a regular file; remove it"
-                             : strerror(-rc));
-      rc = 0;
-      goto out;
-    }
-    rc = 0;
+  int orc = br_reloads_open(&run->reloads, cfg->state_dir, run->slug, !planning,
+                            planning ? &rep->warnings : &rep->errors);
+  if (orc && !planning) {
+    finish(run, orc == -ELOOP || orc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
+           "cannot read its reload file %s: %s", run->reloads.path.data,
+           orc == -ELOOP ? "it is a symlink, expected a regular file; remove it"
+           : orc == -EISDIR ? "it is a directory, expected a regular file; remove it"
+                            : strerror(-orc));
+    goto out;
   }
   int64_t pl_owed_at = 0, eg_owed_at = 0;
   bool pl_owed = br_reloads_get(&run->reloads, "pipelock", BR_MARK_RELOAD_OWED, &pl_owed_at);

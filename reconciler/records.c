@@ -398,10 +398,12 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
     json_array_append_new(list, json_string(hosts->v[i]));
   char *text = json_dumps(list, JSON_INDENT(2));
   int rc = text ? record_path(&path, state_dir, "added", slug, ".json") : -ENOMEM;
-  if (!rc && durable && !(rc = spare_path(&spare, state_dir, "added", slug, ".json")))
-    rc = swap_in_durably(path.data, spare.data, text, err);
-  else if (!rc)
+  if (!rc && durable) {
+    if (!(rc = spare_path(&spare, state_dir, "added", slug, ".json")))
+      rc = swap_in_durably(path.data, spare.data, text, err);
+  } else if (!rc) {
     rc = fill(path.data, text, strlen(text), false, err);
+  }
   free(text);
   json_decref(list);
   br_buf_free(&path);
