@@ -108,6 +108,8 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
   char *dup_dir = strdup(path), *dup_base = strdup(path);
   int dirfd = -1, fd = -1, rc = 0;
   char tmp[512] = "";
+  if (opts && opts->replaced)
+    *opts->replaced = -1;
   if (!dup_dir || !dup_base) {
     rc = -ENOMEM;
     goto out;
@@ -189,8 +191,13 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
   }
   if (opts && opts->before_rename && (rc = opts->before_rename(opts->arg)))
     goto out;
+  /* O_PATH: a reference, not an open file (a FIFO put there meanwhile
+   * cannot block it). Failing to get one only costs the time it saves. */
+  int replaced = opts && opts->replaced ? openat(dirfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
   if (renameat(dirfd, tmp, dirfd, base) < 0) {
     rc = -errno;
+    if (replaced >= 0)
+      close(replaced);
     if (rc == -EBUSY)
       br_buf_printf(err, "%s: rename failed with EBUSY: the file is itself a mount point (a "
                          "single-file bind mount); bind-mount its directory instead\n", path);
@@ -199,6 +206,8 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
     goto out;
   }
   tmp[0] = '\0';
+  if (replaced >= 0)
+    *opts->replaced = replaced;
   /* The rename is durable only once the directory entry is on disk. */
   if (!(opts && opts->no_sync) && fsync(dirfd) < 0)
     rc = fail(err, -errno, dir, "fsync of directory");

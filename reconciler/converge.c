@@ -80,6 +80,10 @@ struct run {
   struct br_buf pipelock_file;
   struct br_buf egress_file;
   struct br_reloads reloads; /* reloads owed and settle times, read under the lock */
+  /* The live files this converge replaced, held until it is over (see
+   * br_write_opts.replaced): up to three writes, pipelock twice in prune mode. */
+  int replaced[3];
+  size_t n_replaced;
 };
 
 static int64_t realtime_ns(void) {
@@ -257,10 +261,14 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
   if (new_bytes) {
     struct br_buf err;
     br_buf_init(&err, 4096);
+    int replaced = -1;
     struct br_write_opts opts = {.new_mode = 0644, .validate = validate_staged,
                                  .before_rename = before_rename, .arg = &st,
-                                 .staged = run->observer ? &st.staged : NULL};
+                                 .staged = run->observer ? &st.staged : NULL,
+                                 .replaced = run->n_replaced < 3 ? &replaced : NULL};
     int rc = br_file_write_atomic(file, new_bytes->data, new_bytes->len, &opts, &err);
+    if (replaced >= 0)
+      run->replaced[run->n_replaced++] = replaced;
     if (rc == -ECANCELED) {
       br_buf_free(&err);
       json_object_set_new(audit, "write", json_string("refused by validate"));
@@ -636,6 +644,10 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     goto out;
   rc = converge_locked(&run);
 out:
+  /* Freeing the replaced files' blocks waits for the disk: now that every
+   * sidecar was told, not on the way to telling them. */
+  for (size_t i = 0; i < run.n_replaced; i++)
+    close(run.replaced[i]);
   br_reloads_close(&run.reloads);
   if (lockfd >= 0)
     close(lockfd); /* releases the lock */

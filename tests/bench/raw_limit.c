@@ -86,8 +86,11 @@ static int read_file(const char *path, struct bytes *b) {
 }
 
 /* The durability br_file_write_atomic gives: the data is on disk before the
- * rename, the rename is on disk before we return. */
-static int write_atomic(const char *dir, const char *base, const struct bytes *b) {
+ * rename, the rename is on disk before we return. Like the daemon, it holds
+ * the replaced file (*replaced, an O_PATH descriptor) so that freeing its
+ * blocks (a wait for the device on a file system mounted with discard)
+ * happens when the caller closes it, after the signals, not in rename(). */
+static int write_atomic(const char *dir, const char *base, const struct bytes *b, int *replaced) {
   int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dirfd < 0)
     return -errno;
@@ -111,6 +114,7 @@ static int write_atomic(const char *dir, const char *base, const struct bytes *b
   if (!rc && fsync(fd) < 0)
     rc = -errno;
   close(fd);
+  *replaced = rc ? -1 : openat(dirfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (!rc && renameat(dirfd, tmp, dirfd, base) < 0)
     rc = -errno;
   if (rc)
@@ -142,7 +146,7 @@ static int signal_pidfile(const char *path) {
 
 /* One sidecar: live file in STATE/SLUG/SUBDIR/BASE, pidfile STATE/SLUG/run/NAME.pid. */
 static int converge_file(const char *slug, const char *subdir, const char *base, const char *name,
-                         const struct bytes *want, struct bytes *scratch) {
+                         const struct bytes *want, struct bytes *scratch, int *replaced) {
   char dir[4096], path[8192];
   snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, slug, subdir);
   snprintf(path, sizeof path, "%s/%s", dir, base);
@@ -151,7 +155,7 @@ static int converge_file(const char *slug, const char *subdir, const char *base,
     return 0;
   if (rc && rc != -ENOENT)
     return rc;
-  if ((rc = write_atomic(dir, base, want)))
+  if ((rc = write_atomic(dir, base, want, replaced)))
     return rc;
   atomic_fetch_add(&writes, 1);
   snprintf(path, sizeof path, "%s/%s/run/%s.pid", state_dir, slug, name);
@@ -166,10 +170,14 @@ static void converge_slug(const char *slug, struct bytes *fragment, struct bytes
   if (!rc)
     rc = read_file(pipelock_bytes_file, pipelock);
   /* Pipelock first, then egress: the order the daemon keeps. */
+  int replaced[2] = {-1, -1};
   if (!rc)
-    rc = converge_file(slug, "pipelock", "pipelock.yaml", "pipelock", pipelock, scratch);
+    rc = converge_file(slug, "pipelock", "pipelock.yaml", "pipelock", pipelock, scratch, &replaced[0]);
   if (!rc)
-    rc = converge_file(slug, "egress", "egress_routes.yaml", "egress", fragment, scratch);
+    rc = converge_file(slug, "egress", "egress_routes.yaml", "egress", fragment, scratch, &replaced[1]);
+  for (int i = 0; i < 2; i++)
+    if (replaced[i] >= 0)
+      close(replaced[i]);
   if (rc) {
     atomic_fetch_add(&errors, 1);
     fprintf(stderr, "br-bench-raw-limit: %s: %s\n", slug, strerror(-rc));

@@ -1,10 +1,12 @@
 /* Unit tests for common/fileio: reads that stop at a short read only when
- * the size is known, and stale temp files told from live writers' ones. */
+ * the size is known, the replaced file handed to the caller, and stale temp
+ * files told from live writers' ones. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +45,27 @@ int main(void) {
   CHECK(br_file_read(path, out.max, true, &out) == 0);
   CHECK(out.len == big && memcmp(out.data, bytes, big) == 0);
   free(bytes);
+
+  /* The replaced file, held: the caller's descriptor is the old inode, now
+   * unlinked (its blocks are freed when the caller closes it); the path
+   * has the new bytes. No old file: -1. */
+  struct stat before, held;
+  CHECK(stat(path, &before) == 0);
+  int replaced = -2;
+  CHECK(br_file_write_atomic(path, "new\n", 4, &(struct br_write_opts){.replaced = &replaced}, &out) == 0);
+  CHECK(replaced >= 0);
+  if (replaced >= 0) {
+    CHECK(fstat(replaced, &held) == 0);
+    CHECK(held.st_ino == before.st_ino && held.st_nlink == 0);
+    close(replaced);
+  }
+  CHECK(br_file_read(path, out.max, true, &out) == 0);
+  CHECK(out.len == 4 && memcmp(out.data, "new\n", 4) == 0);
+  char fresh[512];
+  snprintf(fresh, sizeof fresh, "%s/fresh", dir);
+  replaced = -2;
+  CHECK(br_file_write_atomic(fresh, "x", 1, &(struct br_write_opts){.replaced = &replaced}, &out) == 0);
+  CHECK(replaced == -1);
 
   /* /proc files show size 0 and read a page at a time: read to the end,
    * not to the first short read (smaps is many pages). */
