@@ -17,6 +17,7 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
+#include "common/strmap.h"
 
 static int record_path(struct br_buf *out, const char *state_dir, const char *kind, const char *slug,
                        const char *suffix) {
@@ -340,10 +341,17 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
     size_t i;
     json_t *item;
     if (json_is_array(list)) {
+      /* Duplicates only come from a hand edit; a set finds them without
+       * comparing every host with every other (the list only grows in
+       * additive mode). */
+      struct br_strmap seen;
+      br_strmap_init(&seen);
       json_array_foreach(list, i, item) {
-        if (json_is_string(item) && !rc)
-          rc = br_strv_add_unique(hosts, json_string_value(item));
+        const char *host = json_string_value(item);
+        if (host && !rc && !br_strmap_get(&seen, host) && !(rc = br_strmap_put(&seen, host, hosts)))
+          rc = br_strv_add(hosts, host);
       }
+      br_strmap_free(&seen);
     } else {
       br_buf_printf(warnings, "%s is not a JSON list of hosts; treated as empty: prune mode will leave the "
                               "hosts it listed in pipelock\n", path.data);
