@@ -192,7 +192,8 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
   if (opts && opts->before_rename && (rc = opts->before_rename(opts->arg)))
     goto out;
   /* O_PATH: a reference, not an open file (a FIFO put there meanwhile
-   * cannot block it). Failing to get one only costs the time it saves. */
+   * cannot block it). If it cannot be had (no file yet, EMFILE), rename()
+   * frees the old file's blocks itself, as without the option. */
   int replaced = opts && opts->replaced ? openat(dirfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
   if (renameat(dirfd, tmp, dirfd, base) < 0) {
     rc = -errno;

@@ -48,11 +48,12 @@ struct br_write_opts {
    * For records whose only reader is this tool while the machine stays up. */
   bool no_sync;
   /* When not NULL, receives an O_PATH descriptor on the file the rename
-   * replaced (-1 if none), which the caller closes when it suits. The last
-   * reference to a replaced file frees its blocks, and on a file system
-   * mounted with `discard` that waits for the device: about 0.15 ms inside
-   * rename() on the machine of tests/bench. Held, it happens at the close,
-   * e.g. once the sidecar has been told. */
+   * replaced, or -1. A descriptor is the caller's to close whatever this
+   * returns (the rename may be done and the directory fsync fail). The last
+   * reference to a replaced file frees its blocks, and on ext4 without a
+   * journal, mounted with `discard`, that waits for the device: about
+   * 0.15 ms inside rename() on the machine of tests/bench. Held, it happens
+   * at the close, e.g. once the sidecar has been told. */
   int *replaced;
 };
 

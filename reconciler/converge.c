@@ -105,6 +105,13 @@ static const char *project_of(struct run *run) {
   return run->project_rc ? NULL : run->project.data;
 }
 
+/* Lets go of the live files this converge replaced (see run.replaced). */
+static void release_replaced(struct run *run) {
+  for (size_t i = 0; i < run->n_replaced; i++)
+    close(run->replaced[i]);
+  run->n_replaced = 0;
+}
+
 static void sleep_ms(unsigned ms) {
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -215,11 +222,16 @@ enum step_result {
  * WAIT mode sleeps; ASYNC mode records when the wait ends and hands it back. */
 static enum step_result settle(struct run *run, const struct br_sidecar_config *sc, const char *sidecar) {
   if (run->mode != BR_CONVERGE_ASYNC) {
+    /* Before the wait, not after: a sidecar that watches the file itself
+     * (not its directory) hears of the replacement only when the old file
+     * is gone. */
+    release_replaced(run);
     sleep_ms(sc->settle_ms);
     return STEP_DONE;
   }
   int64_t until = realtime_ns() + (int64_t)sc->settle_ms * 1000000;
   if (br_reloads_set(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, until, &run->rep->errors)) {
+    release_replaced(run);
     sleep_ms(sc->settle_ms); /* cannot record it: wait here rather than not at all */
     return STEP_DONE;
   }
@@ -644,10 +656,9 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     goto out;
   rc = converge_locked(&run);
 out:
-  /* Freeing the replaced files' blocks waits for the disk: now that every
-   * sidecar was told, not on the way to telling them. */
-  for (size_t i = 0; i < run.n_replaced; i++)
-    close(run.replaced[i]);
+  /* Freeing the replaced files' blocks waits for the disk: once this
+   * converge is over, not on the way to telling the sidecars. */
+  release_replaced(&run);
   br_reloads_close(&run.reloads);
   if (lockfd >= 0)
     close(lockfd); /* releases the lock */

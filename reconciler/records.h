@@ -70,7 +70,7 @@ int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_m
 void br_reloads_close(struct br_reloads *r);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only
- * those). A missing record is an empty list; so is one that cannot be
+ * those), appended to hosts, which must be empty. A missing record is an empty list; so is one that cannot be
  * parsed (a machine crash can leave a record that was not written durably
  * empty), with a line in warnings: forgetting a host only means prune
  * leaves it in place, never that it removes one it did not add. */

@@ -117,6 +117,10 @@ static int write_atomic(const char *dir, const char *base, const struct bytes *b
   *replaced = rc ? -1 : openat(dirfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (!rc && renameat(dirfd, tmp, dirfd, base) < 0)
     rc = -errno;
+  if (rc && *replaced >= 0) {
+    close(*replaced);
+    *replaced = -1;
+  }
   if (rc)
     unlinkat(dirfd, tmp, 0);
   else if (fsync(dirfd) < 0)
