@@ -186,19 +186,29 @@ def disk_reads(pids):
     return total
 
 
+KDAMOND_PIDS = None
+
+
 def kdamond_ticks():
     """CPU ticks of the kernel's DAMON threads, which compete with every
-    alternative on this VM; 0 where there are none."""
+    alternative on this VM; 0 where there are none. The threads are found
+    once: a scan of /proc with 20,000 sidecars takes a while."""
+    global KDAMOND_PIDS
+    if KDAMOND_PIDS is None:
+        KDAMOND_PIDS = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().startswith("kdamond"):
+                        KDAMOND_PIDS.append(pid)
+            except OSError:
+                pass
     total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in KDAMOND_PIDS:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                text = f.read()
-            if "(kdamond" in text:
-                fields = text.rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
     return total
@@ -929,6 +939,7 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
             os.sync()
             if not wait_machine_quiet():
                 log(f"  round {r + 1} {name}: the machine did not become quiet within 20 s; starting anyway")
+            damon0 = kdamond_ticks()
             try:
                 up = alt.start(timeout)
             except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as e:
@@ -936,9 +947,14 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
                 failed[name] = f"did not start: {e}"
                 alt.stop_quietly()
                 continue
+            # What a slow start-up had against it: page cache misses, kdamond.
+            up_reads = disk_reads(alt.pids()) / 1e6
+            up_damon = (kdamond_ticks() - damon0) / os.sysconf("SC_CLK_TCK")
             time.sleep(0.5)
             logs, files = b.changed_since(snap)
             res[name]["startup_s"].append(up)
+            res[name].setdefault("startup_disk_read_mb", []).append(up_reads)
+            res[name].setdefault("startup_kdamond_cpu_s", []).append(up_damon)
             res[name]["startup_dirty"].append(logs + files)
             if logs or files:
                 log(f"  {name}: start-up touched {logs} sidecar log(s) and {files} live file(s)")
@@ -970,7 +986,8 @@ def scenario_bulk(env, table, results, n, rounds, shell_rounds, idle_s, workers,
             res[name].setdefault("bulk_disk_read_mb", []).append(reads)
             res[name].setdefault("bulk_kdamond_cpu_s", []).append(damon)
             extra = f", {alt.overflows()} queue overflow(s)" if isinstance(alt, Daemon) else ""
-            log(f"  round {r + 1} {name}: start-up {up:.3f} s, bulk {times[-1]:.3f} s "
+            log(f"  round {r + 1} {name}: start-up {up:.3f} s ({up_reads:.1f} MB read, kdamond {up_damon:.2f} s), "
+                f"bulk {times[-1]:.3f} s "
                 f"(CPU {cpu:.2f} s until quiet, {reads:.1f} MB read from the disk; kdamond CPU {damon:.2f} s "
                 f"meanwhile){extra}")
             last = shell_rounds if name == "inotify-shell" else rounds
