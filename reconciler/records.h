@@ -70,10 +70,11 @@ int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_m
 void br_reloads_close(struct br_reloads *r);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only
- * those), appended to hosts, which must be empty. A missing record is an empty list; so is one that cannot be
- * parsed (a machine crash can leave a record that was not written durably
- * empty), with a line in warnings: forgetting a host only means prune
- * leaves it in place, never that it removes one it did not add. */
+ * those), appended to hosts, which must be empty. A missing record is an
+ * empty list; so is one that cannot be parsed (a machine crash can leave a
+ * record that was not written durably empty), with a line in warnings:
+ * forgetting a host only means prune leaves it in place, never that it
+ * removes one it did not add. */
 int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,
                         struct br_buf *warnings);
 /* Replaces the list. durable: fsync'd before this returns, as prune mode
