@@ -7,10 +7,10 @@
 #include <stddef.h>
 
 struct br_buf {
-  char *data;  /* always NUL-terminated when non-NULL; owned by the buffer */
-  size_t len;  /* bytes used, excluding the NUL */
-  size_t cap;  /* bytes allocated */
-  size_t max;  /* largest len allowed */
+  char *data; /* always NUL-terminated when non-NULL; owned by the buffer */
+  size_t len; /* bytes used, excluding the NUL */
+  size_t cap; /* bytes allocated */
+  size_t max; /* largest len allowed */
 };
 
 /* Initialises an empty buffer that may grow to max bytes. Allocates nothing. */
@@ -23,10 +23,8 @@ void br_buf_reset(struct br_buf *b);
  * (the buffer is then unchanged). */
 int br_buf_add(struct br_buf *b, const void *bytes, size_t n);
 int br_buf_adds(struct br_buf *b, const char *s);
-int br_buf_printf(struct br_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-int br_buf_vprintf(struct br_buf *b, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
+int br_buf_printf(struct br_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int br_buf_vprintf(struct br_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Takes the data out of the buffer; the caller frees it. Never NULL on
  * success (an empty buffer yields ""), NULL on allocation failure. */
 char *br_buf_steal(struct br_buf *b);

@@ -102,8 +102,8 @@ static int fail(struct br_buf *err, int rc, const char *path, const char *step) 
   return rc;
 }
 
-int br_file_write_atomic(const char *path, const void *bytes, size_t len,
-                         const struct br_write_opts *opts, struct br_buf *err) {
+int br_file_write_atomic(const char *path, const void *bytes, size_t len, const struct br_write_opts *opts,
+                         struct br_buf *err) {
   static atomic_uint counter;
   char *dup_dir = strdup(path), *dup_base = strdup(path);
   int dirfd = -1, fd = -1, rc = 0;
@@ -145,8 +145,8 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
     goto out;
   }
 
-  int n = snprintf(tmp, sizeof tmp, "%s%ld.%u.%s", BR_TMP_PREFIX, (long)getpid(),
-                   atomic_fetch_add(&counter, 1), base);
+  int n =
+      snprintf(tmp, sizeof tmp, "%s%ld.%u.%s", BR_TMP_PREFIX, (long)getpid(), atomic_fetch_add(&counter, 1), base);
   if (n < 0 || (size_t)n >= sizeof tmp) {
     rc = fail(err, -ENAMETOOLONG, path, "temp file name");
     tmp[0] = '\0';
@@ -200,8 +200,10 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len,
     if (replaced >= 0)
       close(replaced);
     if (rc == -EBUSY)
-      br_buf_printf(err, "%s: rename failed with EBUSY: the file is itself a mount point (a "
-                         "single-file bind mount); bind-mount its directory instead\n", path);
+      br_buf_printf(err,
+                    "%s: rename failed with EBUSY: the file is itself a mount point (a "
+                    "single-file bind mount); bind-mount its directory instead\n",
+                    path);
     else
       fail(err, rc, path, "rename");
     goto out;

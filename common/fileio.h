@@ -32,7 +32,7 @@ int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf
 int br_dir_each(const char *path, int (*each)(const char *name, unsigned char type, void *arg), void *arg);
 
 struct br_write_opts {
-  mode_t new_mode;  /* mode when the target does not exist yet */
+  mode_t new_mode; /* mode when the target does not exist yet */
   /* Called with the staged temp file's path after it is written and
    * fsync'd; non-zero refuses the write (the temp file is removed). */
   int (*validate)(const char *staged_path, void *arg);
@@ -65,8 +65,8 @@ struct br_write_opts {
  * symlink (-ELOOP). A rename that fails because the target is a mount point
  * returns -EBUSY. On error a line for the operator is appended to err and no
  * temp file is left behind. */
-int br_file_write_atomic(const char *path, const void *bytes, size_t len,
-                         const struct br_write_opts *opts, struct br_buf *err);
+int br_file_write_atomic(const char *path, const void *bytes, size_t len, const struct br_write_opts *opts,
+                         struct br_buf *err);
 
 /* Removes this tool's temp files in dir whose writer process is gone (never
  * this process's own: they may be in the middle of a write).

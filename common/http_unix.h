@@ -39,16 +39,16 @@ enum br_http_event {
 
 struct br_http_parser {
   enum br_http_phase phase;
-  int status;              /* the final status (1xx answers are skipped), once the head is complete */
-  int minor_version;       /* HTTP/1.x */
-  bool chunked;            /* Transfer-Encoding: chunked */
-  bool has_length;         /* a Content-Length header was given */
+  int status;        /* the final status (1xx answers are skipped), once the head is complete */
+  int minor_version; /* HTTP/1.x */
+  bool chunked;      /* Transfer-Encoding: chunked */
+  bool has_length;   /* a Content-Length header was given */
   uint64_t content_length;
-  uint64_t left;           /* bytes left of the Content-Length body or of the current chunk */
-  size_t head_len;         /* bytes of the head (or of the trailers) so far */
-  bool started;            /* any byte has arrived */
-  int error;               /* the negative errno, once failed */
-  const char *why;         /* once failed: what was wrong, a static phrase */
+  uint64_t left;   /* bytes left of the Content-Length body or of the current chunk */
+  size_t head_len; /* bytes of the head (or of the trailers) so far */
+  bool started;    /* any byte has arrived */
+  int error;       /* the negative errno, once failed */
+  const char *why; /* once failed: what was wrong, a static phrase */
   size_t line_len;
   char line[BR_HTTP_LINE_MAX + 1]; /* the line being read, NUL-terminated once complete */
 };

@@ -3,7 +3,6 @@
  * call this. */
 #include "common/proc.h"
 
-
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

@@ -10,10 +10,10 @@
 #include "common/buf.h"
 
 struct br_proc_result {
-  int exit_status;   /* valid when exited */
-  int term_signal;   /* valid when killed by a signal */
+  int exit_status; /* valid when exited */
+  int term_signal; /* valid when killed by a signal */
   bool exited;
-  bool timed_out;    /* the deadline passed; the whole process group was killed */
+  bool timed_out;       /* the deadline passed; the whole process group was killed */
   struct br_buf output; /* stdout and stderr, the first 4 KiB; caller frees */
 };
 

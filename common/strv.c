@@ -69,9 +69,7 @@ bool br_strv_same_set(const struct br_strv *a, const struct br_strv *b) {
   return true;
 }
 
-static int cmp(const void *x, const void *y) {
-  return strcmp(*(char *const *)x, *(char *const *)y);
-}
+static int cmp(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
 void br_strv_sort(struct br_strv *s) {
   if (s->n > 1)

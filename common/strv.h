@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 struct br_strv {
-  char **v;   /* v[n] is NULL, so v can be passed as an argv; owns each string */
+  char **v; /* v[n] is NULL, so v can be passed as an argv; owns each string */
   size_t n;
   size_t cap;
 };
@@ -23,9 +23,7 @@ int br_strv_addn(struct br_strv *s, const char *str, size_t n);
 int br_strv_add_unique(struct br_strv *s, const char *str);
 /* Index of str, or -1. */
 long br_strv_find(const struct br_strv *s, const char *str);
-static inline bool br_strv_contains(const struct br_strv *s, const char *str) {
-  return br_strv_find(s, str) >= 0;
-}
+static inline bool br_strv_contains(const struct br_strv *s, const char *str) { return br_strv_find(s, str) >= 0; }
 /* Deep copy into dst (initialised by this call). */
 int br_strv_copy(struct br_strv *dst, const struct br_strv *src);
 /* Same strings regardless of order (both lists free of duplicates). */

@@ -8,8 +8,7 @@
 #include "common/yamldoc.h"
 
 /* The index of the name spelled by the n bytes at s, or -1. */
-static long find_name(const char *s, size_t len, const char *const *names,
-                      const char *const *values, size_t n) {
+static long find_name(const char *s, size_t len, const char *const *names, const char *const *values, size_t n) {
   for (size_t i = 0; i < n; i++)
     if ((!values || values[i]) && strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
       return (long)i;
@@ -42,8 +41,8 @@ static int scan(const char *tmpl, const char *const *names, const char *const *v
   return out ? br_buf_adds(out, lit) : 0;
 }
 
-int br_template_expand(const char *tmpl, const char *const *names, const char *const *values,
-                       size_t n, struct br_buf *out, const char **unknown_name_out) {
+int br_template_expand(const char *tmpl, const char *const *names, const char *const *values, size_t n,
+                       struct br_buf *out, const char **unknown_name_out) {
   const char *bad;
   int rc = scan(tmpl, names, values, n, out, &bad);
   if (unknown_name_out)

@@ -18,8 +18,8 @@
  * -EINVAL when a "{" does not open a known name (then *unknown_name_out, if
  * not NULL, points at that "{" inside tmpl), or -EFBIG/-ENOMEM from out.
  * On error out holds a partial expansion the caller should discard. */
-int br_template_expand(const char *tmpl, const char *const *names, const char *const *values,
-                       size_t n, struct br_buf *out, const char **unknown_name_out);
+int br_template_expand(const char *tmpl, const char *const *names, const char *const *values, size_t n,
+                       struct br_buf *out, const char **unknown_name_out);
 
 /* Checks tmpl against the n names without expanding it. Returns 0, or
  * -EINVAL after appending to why a message such as

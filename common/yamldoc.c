@@ -14,7 +14,7 @@ struct loader {
   struct br_buf *err;
   struct br_buf path; /* field path of the node being built, for messages */
   size_t nodes;
-  size_t bom; /* bytes of a UTF-8 byte-order mark not shown to libyaml */
+  size_t bom;        /* bytes of a UTF-8 byte-order mark not shown to libyaml */
   int node_error;    /* why new_node last returned NULL: -E2BIG or -ENOMEM */
   const char *bytes; /* the input, to place reader errors */
   size_t len;
@@ -39,8 +39,8 @@ static void fail_parser(struct loader *ld) {
       else if (((unsigned char)ld->bytes[i] & 0xC0) != 0x80)
         column++;
     }
-    br_buf_printf(ld->err, "%s:%zu:%zu: encoding: %s at byte %zu, expected UTF-8 text\n", ld->name,
-                  line, column, p->problem ? p->problem : "unreadable input", p->problem_offset + ld->bom);
+    br_buf_printf(ld->err, "%s:%zu:%zu: encoding: %s at byte %zu, expected UTF-8 text\n", ld->name, line, column,
+                  p->problem ? p->problem : "unreadable input", p->problem_offset + ld->bom);
     return;
   }
   struct br_buf msg;
@@ -66,8 +66,7 @@ static int next_event(struct loader *ld, yaml_event_t *ev) {
 static struct br_ynode *new_node(struct loader *ld, enum br_ynode_kind kind, const yaml_event_t *ev,
                                  size_t extra) {
   if (++ld->nodes > ld->opts->max_nodes) {
-    fail_at(ld, ev->start_mark.line + 1, ev->start_mark.column + 1,
-            "too many nodes, expected a smaller document");
+    fail_at(ld, ev->start_mark.line + 1, ev->start_mark.column + 1, "too many nodes, expected a smaller document");
     ld->node_error = -E2BIG;
     return NULL;
   }
@@ -132,7 +131,8 @@ static void path_push_key(struct loader *ld, size_t mark, const struct br_ynode 
     br_buf_adds(&ld->path, ".");
   if (key->kind != BR_YNODE_SCALAR)
     br_buf_adds(&ld->path, "<complex key>");
-  else if (key->len && strspn(key->value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == key->len)
+  else if (key->len &&
+           strspn(key->value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == key->len)
     br_buf_add(&ld->path, key->value, key->len);
   else
     br_quote_excerpt(&ld->path, key->value, key->len, 40);
@@ -185,8 +185,7 @@ static int build_collection(struct loader *ld, struct br_ynode *node, size_t dep
       if (prev->kind == BR_YNODE_SCALAR && prev->len == child->len &&
           memcmp(prev->value, child->value, child->len) == 0) {
         char what[128];
-        snprintf(what, sizeof what, "duplicate key (first at line %zu), expected each key once",
-                 prev->line);
+        snprintf(what, sizeof what, "duplicate key (first at line %zu), expected each key once", prev->line);
         fail_at(ld, child->line, child->column, what);
         return -EINVAL;
       }
@@ -279,8 +278,8 @@ static int load(struct loader *ld, struct br_ynode **root) {
     }
     if (type == YAML_DOCUMENT_START_EVENT)
       have_doc = true;
-    if (type == YAML_SCALAR_EVENT || type == YAML_SEQUENCE_START_EVENT ||
-        type == YAML_MAPPING_START_EVENT || type == YAML_ALIAS_EVENT) {
+    if (type == YAML_SCALAR_EVENT || type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT ||
+        type == YAML_ALIAS_EVENT) {
       rc = build(ld, &ev, 0, root);
       yaml_event_delete(&ev);
       if (rc)
@@ -393,8 +392,8 @@ static bool is_float(const char *s) {
 enum br_yscalar_type br_yscalar_type(const struct br_ynode *n) {
   static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
   static const char *const bools[] = {"true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes",
-                                      "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
-                                      "y", "Y", "n", "N"};
+                                      "YES",  "no",   "No",   "NO",    "on",    "On",    "ON",  "off",
+                                      "Off",  "OFF",  "y",    "Y",     "n",     "N"};
   if (n->kind != BR_YNODE_SCALAR || !n->plain || n->tagged)
     return BR_YSTR;
   /* Every null and bool word is at most 5 characters: skip 27 strcmp()s
@@ -440,8 +439,7 @@ const char *br_ynode_describe(const struct br_ynode *n) {
 }
 
 int br_yscalar_uint(const struct br_ynode *n, unsigned long long max, unsigned long long *out) {
-  if (!n || n->kind != BR_YNODE_SCALAR || n->len == 0 || n->len > 20 ||
-      strspn(n->value, "0123456789") != n->len)
+  if (!n || n->kind != BR_YNODE_SCALAR || n->len == 0 || n->len > 20 || strspn(n->value, "0123456789") != n->len)
     return -EINVAL;
   unsigned long long v = 0;
   for (size_t i = 0; i < n->len; i++) {

@@ -31,7 +31,7 @@ static const struct {
   int signo;
   const char *name;
 } signals[] = {
-    {SIGHUP, "HUP"}, {SIGUSR2, "USR2"}, {SIGTERM, "TERM"},  {SIGINT, "INT"},
+    {SIGHUP, "HUP"},   {SIGUSR2, "USR2"},   {SIGTERM, "TERM"}, {SIGINT, "INT"},
     {SIGQUIT, "QUIT"}, {SIGWINCH, "WINCH"}, {SIGUSR1, "USR1"},
 };
 #define SIGNAL_CHOICES "HUP, USR2, TERM, INT, QUIT or WINCH"
@@ -82,8 +82,7 @@ static void reload_free(struct br_reload_config *rl) {
 
 /* A driver's defaults; only docker has a default target, since a pidfile or
  * a command cannot be guessed. */
-static int reload_defaults(struct br_reload_config *rl, enum br_driver_kind driver,
-                           const char *sidecar) {
+static int reload_defaults(struct br_reload_config *rl, enum br_driver_kind driver, const char *sidecar) {
   memset(rl, 0, sizeof *rl);
   br_strv_init(&rl->argv);
   rl->driver = driver;
@@ -179,15 +178,13 @@ struct loader {
   const struct br_ynode *debounce, *max_wait, *backoff_initial, *backoff_max;
 };
 
-static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
+static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Appends "NAME:LINE:COLUMN: FIELD: message" and returns -EINVAL, so every
  * check can end with "return fail(...)". */
-static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt,
-                ...) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at ? at->line : 1, at ? at->column : 1,
-                field);
+static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
+  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at ? at->line : 1, at ? at->column : 1, field);
   va_list ap;
   va_start(ap, fmt);
   br_buf_vprintf(ld->err, fmt, ap);
@@ -197,10 +194,9 @@ static int fail(struct loader *ld, const struct br_ynode *at, const char *field,
 }
 
 /* The same with the node's value quoted in front: FIELD: "VALUE" message. */
-static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field,
-                      const char *fmt, ...) {
+static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
   br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at->line, at->column, field);
   br_quote_excerpt(ld->err, at->value, at->len, 40);
   br_buf_adds(ld->err, " ");
@@ -238,8 +234,8 @@ static void list_choices(struct br_buf *out, const char *const *keys) {
 
 /* Reports a key that is not in keys; the path shows the key the way yamldoc
  * does, and the message lists what the mapping accepts. */
-static int fail_key(struct loader *ld, const struct br_ynode *key, const char *prefix,
-                    const char *what, const char *const *keys) {
+static int fail_key(struct loader *ld, const struct br_ynode *key, const char *prefix, const char *what,
+                    const char *const *keys) {
   struct br_buf field, choices;
   br_buf_init(&field, 512);
   br_buf_init(&choices, 512);
@@ -252,8 +248,8 @@ static int fail_key(struct loader *ld, const struct br_ynode *key, const char *p
   else
     br_quote_excerpt(&field, key->value, key->len, 40);
   list_choices(&choices, keys);
-  int rc = fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what,
-                choices.data ? choices.data : "");
+  int rc =
+      fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what, choices.data ? choices.data : "");
   br_buf_free(&field);
   br_buf_free(&choices);
   return rc;
@@ -266,8 +262,7 @@ static bool in_list(const struct br_ynode *key, const char *const *keys) {
   return false;
 }
 
-static int want_map(struct loader *ld, const struct br_ynode *node, const char *field,
-                    const char *expected) {
+static int want_map(struct loader *ld, const struct br_ynode *node, const char *field, const char *expected) {
   if (node->kind == BR_YNODE_MAP)
     return 0;
   return fail(ld, node, field, "got %s, expected %s", br_ynode_describe(node), expected);
@@ -275,8 +270,8 @@ static int want_map(struct loader *ld, const struct br_ynode *node, const char *
 
 /* A whole decimal number in [lo, hi]. YAML 1.1 readers take 010 as octal and
  * 1_000 as a thousand; only plain digits mean the same to every reader. */
-static int get_uint(struct loader *ld, const struct br_ynode *node, const char *field,
-                    unsigned long long lo, unsigned long long hi, unsigned long long *out) {
+static int get_uint(struct loader *ld, const struct br_ynode *node, const char *field, unsigned long long lo,
+                    unsigned long long hi, unsigned long long *out) {
   enum br_yscalar_type type = br_yscalar_type(node);
   if (node->kind != BR_YNODE_SCALAR || (type != BR_YINT && type != BR_YFLOAT))
     return fail(ld, node, field, "got %s, expected a number", br_ynode_describe(node));
@@ -302,8 +297,8 @@ static int get_uint(struct loader *ld, const struct br_ynode *node, const char *
   return 0;
 }
 
-static int get_unsigned(struct loader *ld, const struct br_ynode *node, const char *field,
-                        unsigned lo, unsigned hi, unsigned *out) {
+static int get_unsigned(struct loader *ld, const struct br_ynode *node, const char *field, unsigned lo,
+                        unsigned hi, unsigned *out) {
   unsigned long long v;
   int rc = get_uint(ld, node, field, lo, hi, &v);
   if (!rc)
@@ -311,8 +306,8 @@ static int get_unsigned(struct loader *ld, const struct br_ynode *node, const ch
   return rc;
 }
 
-static int get_size(struct loader *ld, const struct br_ynode *node, const char *field, size_t lo,
-                    size_t hi, size_t *out) {
+static int get_size(struct loader *ld, const struct br_ynode *node, const char *field, size_t lo, size_t hi,
+                    size_t *out) {
   unsigned long long v;
   int rc = get_uint(ld, node, field, lo, hi, &v);
   if (!rc)
@@ -322,16 +317,15 @@ static int get_size(struct loader *ld, const struct br_ynode *node, const char *
 
 /* A string scalar, or NULL for null when nullable. The value stays owned by
  * the node. */
-static int get_string(struct loader *ld, const struct br_ynode *node, const char *field,
-                      bool nullable, const char **out) {
+static int get_string(struct loader *ld, const struct br_ynode *node, const char *field, bool nullable,
+                      const char **out) {
   enum br_yscalar_type type = br_yscalar_type(node);
   *out = NULL;
   if (nullable && node->kind == BR_YNODE_SCALAR && type == BR_YNULL)
     return 0;
   /* An unquoted "{state_dir}" is a YAML flow mapping; say how to fix it. */
   if (node->kind == BR_YNODE_MAP && node->flow)
-    return fail(ld, node, field,
-                "got a mapping, expected a string (quote a template that starts with \"{\")");
+    return fail(ld, node, field, "got a mapping, expected a string (quote a template that starts with \"{\")");
   if (node->kind != BR_YNODE_SCALAR || type != BR_YSTR)
     return fail(ld, node, field, "got %s, expected a string%s", br_ynode_describe(node),
                 nullable ? " or null" : "");
@@ -341,8 +335,8 @@ static int get_string(struct loader *ld, const struct br_ynode *node, const char
   return 0;
 }
 
-static int check_template(struct loader *ld, const struct br_ynode *node, const char *field,
-                          const char *value, struct names names) {
+static int check_template(struct loader *ld, const struct br_ynode *node, const char *field, const char *value,
+                          struct names names) {
   struct br_buf why;
   br_buf_init(&why, 512);
   int rc = br_template_check(value, names.v, names.n, &why);
@@ -354,8 +348,7 @@ static int check_template(struct loader *ld, const struct br_ynode *node, const 
 
 /* Relative paths would resolve against whatever directory the daemon was
  * started in, which under systemd is "/": refuse them rather than guess. */
-static int check_path(struct loader *ld, const struct br_ynode *node, const char *field,
-                      const char *value) {
+static int check_path(struct loader *ld, const struct br_ynode *node, const char *field, const char *value) {
   if (value[0] == '/' || strncmp(value, "{state_dir}", strlen("{state_dir}")) == 0)
     return 0;
   return fail_value(ld, node, field,
@@ -374,9 +367,8 @@ static int set_string(char **dst, const char *value) {
 
 /* A non-empty string template with the given names; path templates must be
  * absolute. expected says what the value is, for the empty-string message. */
-static int get_template(struct loader *ld, const struct br_ynode *node, const char *field,
-                        struct names names, bool path, bool nullable, const char *expected,
-                        char **dst) {
+static int get_template(struct loader *ld, const struct br_ynode *node, const char *field, struct names names,
+                        bool path, bool nullable, const char *expected, char **dst) {
   const char *value;
   int rc = get_string(ld, node, field, nullable, &value);
   if (rc)
@@ -392,8 +384,8 @@ static int get_template(struct loader *ld, const struct br_ynode *node, const ch
 
 /* A list of argv templates. Only the program may not be empty: an empty
  * argument is a legitimate word of a command line. */
-static int get_argv(struct loader *ld, const struct br_ynode *node, const char *field,
-                    struct names names, struct br_strv *dst) {
+static int get_argv(struct loader *ld, const struct br_ynode *node, const char *field, struct names names,
+                    struct br_strv *dst) {
   if (node->kind != BR_YNODE_SEQ)
     return fail(ld, node, field, "got %s, expected a list of strings", br_ynode_describe(node));
   if (node->n > CONFIG_MAX_ARGV)
@@ -422,14 +414,13 @@ static int get_argv(struct loader *ld, const struct br_ynode *node, const char *
   return 0;
 }
 
-static const char *const reload_keys_docker[] = {"driver",   "container", "signal", "grace_ms",
-                                                 "verify",   "confirm",   NULL};
+static const char *const reload_keys_docker[] = {"driver", "container", "signal", "grace_ms",
+                                                 "verify", "confirm",   NULL};
 static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", NULL};
 static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", NULL};
 static const char *const reload_keys_none[] = {"driver", NULL};
-static const char *const reload_keys_all[] = {"driver",   "container", "pidfile",    "signal",
-                                              "grace_ms", "argv",      "timeout_ms", "verify",
-                                              "confirm",  NULL};
+static const char *const reload_keys_all[] = {"driver", "container",  "pidfile", "signal",  "grace_ms",
+                                              "argv",   "timeout_ms", "verify",  "confirm", NULL};
 static const char *const confirm_keys[] = {"timeout_ms", NULL};
 #define CONFIRM_DEFAULT_TIMEOUT_MS 5000
 
@@ -463,8 +454,7 @@ static int get_bool(struct loader *ld, const struct br_ynode *node, const char *
 
 /* confirm: {timeout_ms: N}; the mapping itself turns confirmation on, so {}
  * means "confirm, with the default timeout". */
-static int get_confirm(struct loader *ld, const struct br_ynode *node, const char *field,
-                       unsigned *timeout_ms) {
+static int get_confirm(struct loader *ld, const struct br_ynode *node, const char *field, unsigned *timeout_ms) {
   int rc = want_map(ld, node, field, "a mapping such as {timeout_ms: 5000}");
   unsigned ms = CONFIRM_DEFAULT_TIMEOUT_MS;
   for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
@@ -501,8 +491,7 @@ static int parse_reload(struct loader *ld, const struct br_ynode *node, const ch
       if (strcmp(value, driver_names[i]) == 0)
         break;
     if (i == sizeof driver_names / sizeof *driver_names)
-      return fail_value(ld, driver_node, field,
-                        "is not a driver, expected docker, signal, exec or none");
+      return fail_value(ld, driver_node, field, "is not a driver, expected docker, signal, exec or none");
     driver = (enum br_driver_kind)i;
   }
   const char *const *keys = driver == BR_DRIVER_DOCKER   ? reload_keys_docker
@@ -546,8 +535,9 @@ static int parse_reload(struct loader *ld, const struct br_ynode *node, const ch
     }
   }
   if (!rc && driver == BR_DRIVER_SIGNAL && !rl.pidfile)
-    rc = fail(ld, node, prefix, "driver signal needs pidfile, expected the path of the "
-                                "sidecar's pidfile");
+    rc = fail(ld, node, prefix,
+              "driver signal needs pidfile, expected the path of the "
+              "sidecar's pidfile");
   if (!rc && driver == BR_DRIVER_EXEC && rl.argv.n == 0)
     rc = fail(ld, node, prefix, "driver exec needs argv, expected the program and its arguments");
   if (rc) {
@@ -574,13 +564,11 @@ static int parse_sidecar(struct loader *ld, const struct br_ynode *node, const c
   for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
     const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
     if (!in_list(key, keys))
-      return fail_key(ld, key, name,
-                      key_is(key, "mirror") ? "only pipelock has a mirror mode" : "unknown key",
+      return fail_key(ld, key, name, key_is(key, "mirror") ? "only pipelock has a mirror mode" : "unknown key",
                       keys);
     join(field, sizeof field, name, key->value);
     if (key_is(key, "file")) {
-      rc = get_template(ld, value, field, names_sidecar, true, false, "the path of the live file",
-                        &sc->file);
+      rc = get_template(ld, value, field, names_sidecar, true, false, "the path of the live file", &sc->file);
     } else if (key_is(key, "mirror")) {
       const char *mode;
       if ((rc = get_string(ld, value, field, false, &mode)))
@@ -602,8 +590,7 @@ static int parse_sidecar(struct loader *ld, const struct br_ynode *node, const c
       for (size_t w = 0; w < sc->validate.n && !names_file; w++)
         names_file = strstr(sc->validate.v[w], "{file}") != NULL;
       if (!names_file)
-        rc = fail(ld, value, field,
-                  "no argument contains {file}, expected the staged file's path as \"{file}\"");
+        rc = fail(ld, value, field, "no argument contains {file}, expected the staged file's path as \"{file}\"");
     } else if (key_is(key, "reload")) {
       rc = parse_reload(ld, value, field, name, &sc->reload);
     }
@@ -649,13 +636,11 @@ static int parse_limits(struct loader *ld, const struct br_ynode *node, struct b
 
 static int parse_sources(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
   if (node->kind != BR_YNODE_SEQ)
-    return fail(ld, node, "sources", "got %s, expected a list of directory templates",
-                br_ynode_describe(node));
+    return fail(ld, node, "sources", "got %s, expected a list of directory templates", br_ynode_describe(node));
   if (node->n == 0)
     return fail(ld, node, "sources", "empty list, expected at least one source directory");
   if (node->n > CONFIG_MAX_SOURCES)
-    return fail(ld, node, "sources", "%zu sources, expected at most %d", node->n,
-                CONFIG_MAX_SOURCES);
+    return fail(ld, node, "sources", "%zu sources, expected at most %d", node->n, CONFIG_MAX_SOURCES);
   struct br_strv sources;
   br_strv_init(&sources);
   int rc = 0;
@@ -703,10 +688,9 @@ static int parse_state_dir(struct loader *ld, const struct br_ynode *node, struc
   return 0;
 }
 
-static const char *const top_keys[] = {
-    "state_dir", "sources",    "debounce_ms",  "max_wait_ms", "resync_interval_s",
-    "workers",   "backoff",    "limits",       "audit_log",   "metrics_file",
-    "pipelock",  "egress",     NULL};
+static const char *const top_keys[] = {"state_dir", "sources", "debounce_ms", "max_wait_ms", "resync_interval_s",
+                                       "workers",   "backoff", "limits",      "audit_log",   "metrics_file",
+                                       "pipelock",  "egress",  NULL};
 
 static int apply(struct loader *ld, const struct br_ynode *root, struct br_config *cfg) {
   for (size_t i = 0; i + 1 < root->n; i += 2) {
@@ -748,20 +732,18 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
   if (cfg->backoff_initial_ms > cfg->backoff_max_ms) {
     if (ld->backoff_initial)
       return fail_value(ld, ld->backoff_initial, "backoff.initial_ms",
-                        "is larger than backoff.max_ms (%u), expected at most %u",
-                        cfg->backoff_max_ms, cfg->backoff_max_ms);
+                        "is larger than backoff.max_ms (%u), expected at most %u", cfg->backoff_max_ms,
+                        cfg->backoff_max_ms);
     return fail_value(ld, ld->backoff_max, "backoff.max_ms",
-                      "is smaller than backoff.initial_ms (%u), expected at least %u",
-                      cfg->backoff_initial_ms, cfg->backoff_initial_ms);
+                      "is smaller than backoff.initial_ms (%u), expected at least %u", cfg->backoff_initial_ms,
+                      cfg->backoff_initial_ms);
   }
   if (cfg->max_wait_ms < cfg->debounce_ms) {
     if (ld->max_wait)
-      return fail_value(ld, ld->max_wait, "max_wait_ms",
-                        "is less than debounce_ms (%u), expected at least %u", cfg->debounce_ms,
-                        cfg->debounce_ms);
-    return fail_value(ld, ld->debounce, "debounce_ms",
-                      "is more than max_wait_ms (%u), expected at most %u", cfg->max_wait_ms,
-                      cfg->max_wait_ms);
+      return fail_value(ld, ld->max_wait, "max_wait_ms", "is less than debounce_ms (%u), expected at least %u",
+                        cfg->debounce_ms, cfg->debounce_ms);
+    return fail_value(ld, ld->debounce, "debounce_ms", "is more than max_wait_ms (%u), expected at most %u",
+                      cfg->max_wait_ms, cfg->max_wait_ms);
   }
   return 0;
 }
@@ -771,8 +753,8 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
 static int read_config(const char *path, struct br_buf *text, struct br_buf *err) {
   int rc = br_file_read(path, CONFIG_MAX_BYTES, false, text);
   if (rc == -EFBIG)
-    br_buf_printf(err, "%s:1:1: (file): more than %d bytes, expected at most %d\n", path,
-                  CONFIG_MAX_BYTES, CONFIG_MAX_BYTES);
+    br_buf_printf(err, "%s:1:1: (file): more than %d bytes, expected at most %d\n", path, CONFIG_MAX_BYTES,
+                  CONFIG_MAX_BYTES);
   else if (rc == -EINVAL || rc == -EISDIR)
     br_buf_printf(err, "%s: not a regular file, expected a YAML file\n", path);
   else if (rc && rc != -ENOMEM)
@@ -797,8 +779,7 @@ int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) 
   if (!rc && !empty) {
     struct loader ld = {.name = path, .err = err};
     if (root->kind != BR_YNODE_MAP)
-      rc = fail(&ld, root, "(document)", "got %s, expected a mapping of settings",
-                br_ynode_describe(root));
+      rc = fail(&ld, root, "(document)", "got %s, expected a mapping of settings", br_ynode_describe(root));
     else
       rc = apply(&ld, root, cfg);
   }
@@ -886,8 +867,8 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
                        "limits: {max_file_bytes: %zu, max_routes: %zu, max_paths: %zu}\n"
                        "audit_log: ",
                        cfg->debounce_ms, cfg->max_wait_ms, cfg->resync_interval_s, cfg->workers,
-                       cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->max_file_bytes,
-                       cfg->max_routes, cfg->max_paths);
+                       cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->max_file_bytes, cfg->max_routes,
+                       cfg->max_paths);
   if (!rc)
     rc = add_quoted(out, cfg->audit_log);
   if (!rc)
@@ -919,9 +900,8 @@ const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_
   return NULL;
 }
 
-static int expand(const struct br_config *cfg, const char *tmpl, const char *slug,
-                  const char *project, const char *sidecar_name, const char *file,
-                  struct br_buf *out) {
+static int expand(const struct br_config *cfg, const char *tmpl, const char *slug, const char *project,
+                  const char *sidecar_name, const char *file, struct br_buf *out) {
   /* "" is never a slug or a project, so it means "not given", like NULL. */
   if (slug && !*slug)
     slug = NULL;
@@ -940,14 +920,13 @@ bool br_config_paths_use_project(const struct br_config *cfg) {
   return strstr(cfg->pipelock.file, "{project}") || strstr(cfg->egress.file, "{project}");
 }
 
-int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug,
-                     const char *project, struct br_buf *out) {
+int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug, const char *project,
+                     struct br_buf *out) {
   return expand(cfg, tmpl, slug, project, NULL, NULL, out);
 }
 
-int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc,
-                             const char *tmpl, const char *slug, const char *project,
-                             const char *file, struct br_buf *out) {
+int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc, const char *tmpl,
+                             const char *slug, const char *project, const char *file, struct br_buf *out) {
   const char *name = br_config_sidecar_name(cfg, sc);
   if (!name)
     return -EINVAL;

@@ -20,17 +20,17 @@ enum br_driver_kind {
 
 struct br_reload_config {
   enum br_driver_kind driver;
-  char *pidfile;        /* signal: template; owned */
-  int signo;            /* signal, docker: default SIGHUP */
-  struct br_strv argv;  /* exec: templates, argv[0] is the program */
-  unsigned timeout_ms;  /* exec: default 5000; the process group is killed after it */
-  char *container;      /* docker: template, default "{project}-<sidecar>-1"; owned;
-                           NULL for the other drivers, as pidfile is unless signal */
-  unsigned grace_ms;    /* signal, docker: a sidecar younger than this is not
-                           signalled yet (it may not have its SIGHUP handler);
-                           default 2000 */
-  bool verify;          /* docker: after the reload, read the file as the
-                           container sees it and compare; default false */
+  char *pidfile;               /* signal: template; owned */
+  int signo;                   /* signal, docker: default SIGHUP */
+  struct br_strv argv;         /* exec: templates, argv[0] is the program */
+  unsigned timeout_ms;         /* exec: default 5000; the process group is killed after it */
+  char *container;             /* docker: template, default "{project}-<sidecar>-1"; owned;
+                                  NULL for the other drivers, as pidfile is unless signal */
+  unsigned grace_ms;           /* signal, docker: a sidecar younger than this is not
+                                  signalled yet (it may not have its SIGHUP handler);
+                                  default 2000 */
+  bool verify;                 /* docker: after the reload, read the file as the
+                                  container sees it and compare; default false */
   unsigned confirm_timeout_ms; /* docker: after the reload, wait this long for a
                                   container log line holding the file's SHA-256;
                                   0 (the default) = do not wait */
@@ -42,30 +42,30 @@ enum br_mirror_mode {
 };
 
 struct br_sidecar_config {
-  char *file;                  /* live file template; owned */
-  unsigned settle_ms;          /* wait after a reload before the next step */
+  char *file;         /* live file template; owned */
+  unsigned settle_ms; /* wait after a reload before the next step */
   struct br_reload_config reload;
-  struct br_strv validate;     /* optional argv run on the staged temp file;
-                                  "{file}" is replaced by its path; empty = none */
+  struct br_strv validate; /* optional argv run on the staged temp file;
+                              "{file}" is replaced by its path; empty = none */
 };
 
 struct br_config {
-  char *state_dir;             /* default /var/lib/bot-bottle/state; owned */
-  struct br_strv sources;      /* templates, merge order; default {state_dir}/{slug}/routes.d */
-  unsigned debounce_ms;        /* default 20 */
-  unsigned max_wait_ms;        /* default 1000 */
-  unsigned resync_interval_s;  /* default 300, 0 = off */
-  unsigned backoff_initial_ms; /* default 100 */
-  unsigned backoff_max_ms;     /* default 30000 */
-  unsigned workers;            /* slugs converged at once, default 4 */
-  size_t max_file_bytes;       /* fragment size limit, default 1 MiB */
-  size_t max_routes;           /* default 4096 */
-  size_t max_paths;            /* default 1024 per route */
-  enum br_mirror_mode mirror;  /* pipelock.mirror, default additive */
+  char *state_dir;                   /* default /var/lib/bot-bottle/state; owned */
+  struct br_strv sources;            /* templates, merge order; default {state_dir}/{slug}/routes.d */
+  unsigned debounce_ms;              /* default 20 */
+  unsigned max_wait_ms;              /* default 1000 */
+  unsigned resync_interval_s;        /* default 300, 0 = off */
+  unsigned backoff_initial_ms;       /* default 100 */
+  unsigned backoff_max_ms;           /* default 30000 */
+  unsigned workers;                  /* slugs converged at once, default 4 */
+  size_t max_file_bytes;             /* fragment size limit, default 1 MiB */
+  size_t max_routes;                 /* default 4096 */
+  size_t max_paths;                  /* default 1024 per route */
+  enum br_mirror_mode mirror;        /* pipelock.mirror, default additive */
   struct br_sidecar_config pipelock; /* default settle 150 ms, docker driver */
   struct br_sidecar_config egress;   /* default settle 0, docker driver */
-  char *audit_log;             /* default {state_dir}/.reconciler/audit.jsonl; owned */
-  char *metrics_file;          /* Prometheus textfile; default none (NULL); owned */
+  char *audit_log;                   /* default {state_dir}/.reconciler/audit.jsonl; owned */
+  char *metrics_file;                /* Prometheus textfile; default none (NULL); owned */
 };
 
 /* Template names by key, checked by br_config_load (any other "{name}" is an
@@ -112,14 +112,13 @@ bool br_config_paths_use_project(const struct br_config *cfg);
  * without a compose_project. A given slug or project must be a single path
  * component (no "/", not "." or ".."): -EINVAL otherwise, and for a template
  * naming a value not given. -EFBIG/-ENOMEM from out. */
-int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug,
-                     const char *project, struct br_buf *out);
+int br_config_expand(const struct br_config *cfg, const char *tmpl, const char *slug, const char *project,
+                     struct br_buf *out);
 /* The same for a template of the sidecar sc (&cfg->pipelock or &cfg->egress),
  * which may also name {sidecar}, and {file} when file is not NULL (the staged
  * path, for validate argv). */
-int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc,
-                             const char *tmpl, const char *slug, const char *project,
-                             const char *file, struct br_buf *out);
+int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sidecar_config *sc, const char *tmpl,
+                             const char *slug, const char *project, const char *file, struct br_buf *out);
 /* "pipelock" or "egress" for &cfg->pipelock or &cfg->egress, else NULL: the
  * value of {sidecar} and the word used in messages. */
 const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_sidecar_config *sc);

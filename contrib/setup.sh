@@ -4,8 +4,9 @@
 # prints the Debian package names and installs nothing.
 set -euo pipefail
 
-# build: compiler, CMake, pkg-config and the libraries found through it
-build_pkgs=(gcc make cmake pkg-config libuv1-dev libyaml-dev libjansson-dev nettle-dev)
+# build: compiler, CMake, pkg-config and the libraries found through it;
+# clang-format checks the code style (tests/lint)
+build_pkgs=(gcc make cmake pkg-config clang-format libuv1-dev libyaml-dev libjansson-dev nettle-dev)
 # tests and demo: sha256sum/awk/etc. come with coreutils; inotifywait and jq
 # are the shell alternative the benchmark compares against; python3 checks
 # canonical JSON; systemd gives systemd-analyze for the unit file check;

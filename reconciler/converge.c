@@ -73,7 +73,7 @@ struct run {
   enum br_converge_mode mode;
   const struct br_converge_observer *observer; /* may be NULL */
   struct br_converge_report *rep;
-  struct br_buf project;   /* read by project_of() */
+  struct br_buf project; /* read by project_of() */
   bool project_read;
   int project_rc;
   const char *paths_project; /* the project when a source or live file path names it, else NULL */
@@ -146,8 +146,7 @@ static json_t *audit_record(struct run *run, const char *sidecar, const char *fi
   gmtime_r(&now.tv_sec, &tm);
   size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
-  json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "slug", run->slug, "sidecar", sidecar,
-                          "file", file);
+  json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "slug", run->slug, "sidecar", sidecar, "file", file);
   json_array_append_new(run->rep->audit, rec);
   return rec; /* borrowed: the report's array holds the reference */
 }
@@ -158,7 +157,7 @@ struct stage {
   struct run *run;
   const struct br_sidecar_config *sc;
   const char *sidecar;
-  const char *file;   /* the live file */
+  const char *file; /* the live file */
   int64_t written_at_ns;
   struct stat staged; /* the new file, filled by br_file_write_atomic */
 };
@@ -266,16 +265,18 @@ static enum step_result settled(struct run *run, const struct br_sidecar_config 
  * new_bytes NULL it only delivers a reload owed from an earlier write
  * (written_at_ns from the record). */
 static enum step_result apply(struct run *run, const struct br_sidecar_config *sc, const char *sidecar,
-                              const char *file, const struct br_buf *new_bytes, int64_t written_at_ns,
-                              bool more, json_t *audit) {
+                              const char *file, const struct br_buf *new_bytes, int64_t written_at_ns, bool more,
+                              json_t *audit) {
   struct br_converge_report *rep = run->rep;
   struct stage st = {.run = run, .sc = sc, .sidecar = sidecar, .file = file, .written_at_ns = written_at_ns};
   if (new_bytes) {
     struct br_buf err;
     br_buf_init(&err, 4096);
     int replaced = -1;
-    struct br_write_opts opts = {.new_mode = 0644, .validate = validate_staged,
-                                 .before_rename = before_rename, .arg = &st,
+    struct br_write_opts opts = {.new_mode = 0644,
+                                 .validate = validate_staged,
+                                 .before_rename = before_rename,
+                                 .arg = &st,
                                  .staged = run->observer ? &st.staged : NULL,
                                  .replaced = run->n_replaced < 3 ? &replaced : NULL};
     int rc = br_file_write_atomic(file, new_bytes->data, new_bytes->len, &opts, &err);
@@ -304,8 +305,13 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
     return STEP_RETRY;
   }
   struct br_reload_request req = {
-      .config = run->cfg, .reload = &sc->reload, .sidecar = sidecar, .slug = run->slug,
-      .project = project_of(run), .file = file, .written_at_ns = st.written_at_ns,
+      .config = run->cfg,
+      .reload = &sc->reload,
+      .sidecar = sidecar,
+      .slug = run->slug,
+      .project = project_of(run),
+      .file = file,
+      .written_at_ns = st.written_at_ns,
   };
   struct br_reload_result res;
   br_reload_result_init(&res);
@@ -450,8 +456,8 @@ static int converge_locked(struct run *run) {
   int erc = br_file_read(run->egress_file.data, LIVE_FILE_MAX, true, &eg_bytes);
   bool egress_exists = erc == 0;
   if (erc && erc != -ENOENT) {
-    finish(run, erc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s",
-           run->egress_file.data, erc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-erc));
+    finish(run, erc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", run->egress_file.data,
+           erc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-erc));
     goto out;
   }
   bool egress_parsed = true;
@@ -479,7 +485,7 @@ static int converge_locked(struct run *run) {
   if (orc && !planning) {
     finish(run, orc == -ELOOP || orc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
            "cannot read its reload file %s: %s", run->reloads.path.data,
-           orc == -ELOOP ? "it is a symlink, expected a regular file; remove it"
+           orc == -ELOOP    ? "it is a symlink, expected a regular file; remove it"
            : orc == -EISDIR ? "it is a directory, expected a regular file; remove it"
                             : strerror(-orc));
     goto out;

@@ -46,7 +46,7 @@ struct br_converge_report {
   unsigned reloads;         /* sidecars told to reload */
   bool sidecar_not_running; /* converged, but a sidecar was absent and reads the file when it starts */
   char desired_hash[BR_SHA256_HEX_LEN + 1]; /* names the desired state; "" when invalid */
-  json_t *audit;            /* array: one object per write or reload, for the audit log */
+  json_t *audit;                            /* array: one object per write or reload, for the audit log */
 };
 
 /* Someone who wants to know about each live file a converge replaces, told

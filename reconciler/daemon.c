@@ -30,18 +30,18 @@
 #include "reconciler/slug.h"
 #include "reconciler/watch.h"
 
-#define DRAIN_DEADLINE_MS 30000   /* in-flight converges get this long after SIGTERM */
-#define OVERFLOW_MIN_GAP_MS 1000  /* at most one overflow resync a second */
-#define POLL_INTERVAL_MS 2000     /* slugs inotify cannot watch are looked at this often */
-#define METRICS_MIN_GAP_MS 1000   /* the textfile is rewritten at most once a second */
+#define DRAIN_DEADLINE_MS 30000  /* in-flight converges get this long after SIGTERM */
+#define OVERFLOW_MIN_GAP_MS 1000 /* at most one overflow resync a second */
+#define POLL_INTERVAL_MS 2000    /* slugs inotify cannot watch are looked at this often */
+#define METRICS_MIN_GAP_MS 1000  /* the textfile is rewritten at most once a second */
 /* Converges handed to the thread pool per worker thread. One each would
  * leave a worker that finishes idle until the loop thread gets round to
  * handing it the next slug (at start-up it is busy adding watches); a few
  * queued ahead keep it busy, while the queue still decides the order. */
 #define JOBS_PER_WORKER 4
-#define GIT_LOCK_RETRY_MS 50      /* while a git checkout holds its index.lock */
+#define GIT_LOCK_RETRY_MS 50       /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
-#define OWN_WRITES_MAX 65536     /* notes of own renames: one per live file; a bound against surprises */
+#define OWN_WRITES_MAX 65536       /* notes of own renames: one per live file; a bound against surprises */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -82,7 +82,7 @@ struct daemon {
   struct br_watch watch;
   struct br_control control;
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
-  struct br_strmap sidecar_absent; /* slug -> d: its last write found a sidecar container stopped */
+  struct br_strmap sidecar_absent;        /* slug -> d: its last write found a sidecar container stopped */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
@@ -91,18 +91,18 @@ struct daemon {
   struct own_writes own_writes;
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
-  size_t first_pass_left;      /* added slugs of the first pass not yet tried once */
-  uv_idle_t first_pass_adder;  /* active while first_pass is being added, a batch per loop turn */
-  struct br_strv first_pass;   /* the slugs listed at start */
-  size_t first_pass_next;      /* the next of them to add */
-  struct job *jobs;            /* handed to the thread pool, not yet done */
-  unsigned pool_threads;       /* the thread pool's size, fixed at start */
+  size_t first_pass_left;     /* added slugs of the first pass not yet tried once */
+  uv_idle_t first_pass_adder; /* active while first_pass is being added, a batch per loop turn */
+  struct br_strv first_pass;  /* the slugs listed at start */
+  size_t first_pass_next;     /* the next of them to add */
+  struct job *jobs;           /* handed to the thread pool, not yet done */
+  unsigned pool_threads;      /* the thread pool's size, fixed at start */
   bool ready;
   bool draining;
-  bool watch_warned;           /* the max_user_watches line is logged once */
+  bool watch_warned; /* the max_user_watches line is logged once */
   bool watching;
-  atomic_bool stop_cleanup;    /* draining: the post-READY temp file cleanup stops early */
-  unsigned polled;             /* slugs on polling */
+  atomic_bool stop_cleanup; /* draining: the post-READY temp file cleanup stops early */
+  unsigned polled;          /* slugs on polling */
   unsigned sigints;
   int exit_code;
 };
@@ -115,16 +115,16 @@ struct git_hold {
 
 struct job {
   uv_work_t req;
-  struct job *prev, *next;     /* in daemon.jobs */
+  struct job *prev, *next; /* in daemon.jobs */
   struct daemon *d;
   struct br_slot *slot;
   struct config_ref *config;
   char slug[BR_SLUG_MAX + 1];
   struct br_converge_report rep;
   int rc;
-  bool git_locked;             /* held back: a git checkout is mid-operation */
-  bool git_lock_stale;         /* set by dispatch: the lock outlived GIT_LOCK_DEADLINE_MS, converge anyway */
-  bool git_lock_found;         /* a source's checkout holds its index.lock (held back unless stale) */
+  bool git_locked;     /* held back: a git checkout is mid-operation */
+  bool git_lock_stale; /* set by dispatch: the lock outlived GIT_LOCK_DEADLINE_MS, converge anyway */
+  bool git_lock_found; /* a source's checkout holds its index.lock (held back unless stale) */
   char git_lock[PATH_MAX];
   double seconds;
 };
@@ -161,8 +161,8 @@ static double monotonic_s(void) {
 static void notify_status(struct daemon *d) {
   const unsigned *c = d->queue.counts;
   br_notify("STATUS=%u converged, %u pending, %u converging, %u retrying, %u invalid, %u waiting, %u unmanaged",
-             c[BR_PHASE_CONVERGED], c[BR_PHASE_PENDING], c[BR_PHASE_CONVERGING], c[BR_PHASE_RETRYING],
-             c[BR_PHASE_INVALID], c[BR_PHASE_WAITING], c[BR_PHASE_UNMANAGED]);
+            c[BR_PHASE_CONVERGED], c[BR_PHASE_PENDING], c[BR_PHASE_CONVERGING], c[BR_PHASE_RETRYING],
+            c[BR_PHASE_INVALID], c[BR_PHASE_WAITING], c[BR_PHASE_UNMANAGED]);
 }
 
 struct metrics_write {
@@ -252,8 +252,8 @@ static void watch_slug(struct daemon *d, const char *slug) {
       br_strv_add(&live_files, path.data);
   }
   br_buf_printf(&slug_dir, "%s/%s", cfg->state_dir, slug);
-  struct br_watch_spec spec = {.slug = slug, .slug_dir = slug_dir.data, .sources = &sources,
-                               .live_files = &live_files};
+  struct br_watch_spec spec = {
+      .slug = slug, .slug_dir = slug_dir.data, .sources = &sources, .live_files = &live_files};
   if (br_watch_slug(&d->watch, &spec))
     br_log(BR_LOG_WARN, slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
   struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
@@ -321,8 +321,7 @@ static void cleanup_start(struct daemon *d) {
  * Converges that found nothing to do were logged at debug level: one line
  * here says how the first pass went instead of one per slug. */
 static void ready_if_done(struct daemon *d) {
-  if (!d->ready && !d->draining && d->first_pass_left == 0 &&
-      !uv_is_active((uv_handle_t *)&d->first_pass_adder)) {
+  if (!d->ready && !d->draining && d->first_pass_left == 0 && !uv_is_active((uv_handle_t *)&d->first_pass_adder)) {
     d->ready = true;
     const unsigned *c = d->queue.counts;
     br_log(BR_LOG_INFO, NULL,
@@ -414,7 +413,8 @@ static bool own_write_taken(struct own_writes *o, const char *live_file) {
     return false;
   struct stat st;
   bool ours = lstat(live_file, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == w->dev && st.st_ino == w->ino &&
-              st.st_size == w->size && st.st_mtim.tv_sec == w->mtime.tv_sec && st.st_mtim.tv_nsec == w->mtime.tv_nsec;
+              st.st_size == w->size && st.st_mtim.tv_sec == w->mtime.tv_sec &&
+              st.st_mtim.tv_nsec == w->mtime.tv_nsec;
   free(w);
   return ours;
 }
@@ -724,8 +724,7 @@ static void converge_work(uv_work_t *req) {
   job->seconds = monotonic_s() - start;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
-  if (!job->rc && json_array_size(job->rep.audit) &&
-      !br_config_expand(cfg, cfg->audit_log, NULL, NULL, &path)) {
+  if (!job->rc && json_array_size(job->rep.audit) && !br_config_expand(cfg, cfg->audit_log, NULL, NULL, &path)) {
     int rc = br_audit_append(path.data, job->rep.audit);
     if (rc)
       br_log(BR_LOG_WARN, job->slug, "audit log %s: %s", path.data, strerror(-rc));
@@ -767,12 +766,13 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
   bool same = slot->message && strcmp(slot->message, msg) == 0 && slot->settled == phase;
   switch (phase) {
   case BR_PHASE_CONVERGED:
-    if (rep->writes && slot->settled == BR_PHASE_CONVERGED &&
-        strcmp(slot->desired_hash, rep->desired_hash) == 0)
+    if (rep->writes && slot->settled == BR_PHASE_CONVERGED && strcmp(slot->desired_hash, rep->desired_hash) == 0)
       /* The desired state did not change since the last converge, yet the live
        * files had to be written: someone edited them by hand. */
-      br_log(BR_LOG_WARN, job->slug, "drift: live files no longer matched the unchanged desired state; "
-                                     "reverted: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
+      br_log(BR_LOG_WARN, job->slug,
+             "drift: live files no longer matched the unchanged desired state; "
+             "reverted: %s\n%s",
+             msg, rep->plan.data ? rep->plan.data : "");
     else if (rep->writes || rep->reloads)
       br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
     else /* the first pass's "no changes" are counted in the READY line instead */
@@ -1000,8 +1000,9 @@ static void finish_drain(struct daemon *d) {
 
 static void on_drain_deadline(uv_timer_t *t) {
   struct daemon *d = t->data;
-  br_log(BR_LOG_ERROR, NULL, "%u converge(s) still running after %d ms; exiting anyway (their temp files are "
-                             "removed and owed reloads delivered on the next start)",
+  br_log(BR_LOG_ERROR, NULL,
+         "%u converge(s) still running after %d ms; exiting anyway (their temp files are "
+         "removed and owed reloads delivered on the next start)",
          d->queue.in_flight, DRAIN_DEADLINE_MS);
   /* Not through the loop's shutdown: that would wait for the converges
    * still running, and their slots are freed on the way. */
@@ -1134,8 +1135,8 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_queue_init(&d->queue, d->loop, dispatch, d);
   br_queue_configure(&d->queue, c->debounce_ms, c->max_wait_ms, c->backoff_initial_ms, c->backoff_max_ms,
                      in_flight_cap(d, c->workers));
-  uv_timer_t *timers[] = {&d->resync_timer, &d->poll_timer, &d->overflow_timer, &d->metrics_timer,
-                          &d->drain_timer, &d->watchdog_timer};
+  uv_timer_t *timers[] = {&d->resync_timer,  &d->poll_timer,  &d->overflow_timer,
+                          &d->metrics_timer, &d->drain_timer, &d->watchdog_timer};
   for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
     uv_timer_init(d->loop, timers[i]);
     timers[i]->data = d;

@@ -153,8 +153,10 @@ static int resolve_fragment(const char *dir, char *source_real, const char *path
   }
   size_t n = strlen(source_real);
   if (strncmp(resolved, source_real, n) != 0 || resolved[n] != '/') {
-    br_buf_printf(errors, "%s: symlink leads outside its source directory (to %s), "
-                          "expected a link inside %s\n", path, resolved, source_real);
+    br_buf_printf(errors,
+                  "%s: symlink leads outside its source directory (to %s), "
+                  "expected a link inside %s\n",
+                  path, resolved, source_real);
     return -EINVAL;
   }
   return 0;
@@ -166,9 +168,8 @@ static int resolve_fragment(const char *dir, char *source_real, const char *path
  * goes through resolve_fragment(). Returns 0, -ENOENT (gone since the
  * listing), -EINVAL (bad input, reported in errors) or another -errno
  * (reported too; worth a retry). */
-static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real,
-                         const struct listed *f, const char *path, struct br_buf *bytes,
-                         struct br_buf *errors) {
+static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real, const struct listed *f,
+                         const char *path, struct br_buf *bytes, struct br_buf *errors) {
   int rc = -ELOOP;
   if (f->type == DT_REG)
     rc = br_file_read(path, cfg->max_file_bytes, true, bytes);
@@ -219,9 +220,10 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
     if (!frc && !d->errors.len) {
       frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
       if (frc == -E2BIG) {
-        br_buf_printf(&d->errors, "%s:1:1: routes: takes the slug past %zu distinct hosts, "
-                                  "expected fewer routes across its fragments\n", path.data,
-                      cfg->max_routes);
+        br_buf_printf(&d->errors,
+                      "%s:1:1: routes: takes the slug past %zu distinct hosts, "
+                      "expected fewer routes across its fragments\n",
+                      path.data, cfg->max_routes);
         frc = -EINVAL;
       }
     }
@@ -237,8 +239,7 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
   return rc;
 }
 
-int br_desired_load(const struct br_config *cfg, const char *slug, const char *project,
-                    struct br_desired *d) {
+int br_desired_load(const struct br_config *cfg, const char *slug, const char *project, struct br_desired *d) {
   struct br_buf dir;
   br_buf_init(&dir, PATH_MAX);
   int rc = 0;

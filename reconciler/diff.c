@@ -20,13 +20,10 @@ static int auth_text(const struct br_route *r, char **out) {
   return 0;
 }
 
-static bool same_text(const char *a, const char *b) {
-  return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
+static bool same_text(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
 /* Paths of from that to lacks, in from's order, appended to out. */
-static int paths_missing(const struct br_route *from, const struct br_route *to,
-                         struct br_strv *out) {
+static int paths_missing(const struct br_route *from, const struct br_route *to, struct br_strv *out) {
   if (!from)
     return 0;
   for (size_t i = 0; i < from->paths.n; i++) {
@@ -75,8 +72,7 @@ static int add_change(struct br_diff *d, size_t *cap, const struct br_route *bef
     return rc;
   }
   c.auth_changed = !same_text(c.auth_before, c.auth_after);
-  if (c.kind == BR_CHANGE_MODIFIED && !c.auth_changed && c.paths_added.n == 0 &&
-      c.paths_removed.n == 0) {
+  if (c.kind == BR_CHANGE_MODIFIED && !c.auth_changed && c.paths_added.n == 0 && c.paths_removed.n == 0) {
     change_free(&c);
     return 0;
   }
@@ -98,8 +94,7 @@ static int add_change(struct br_diff *d, size_t *cap, const struct br_route *bef
   return 0;
 }
 
-int br_diff_routes(const struct br_routes *live, const struct br_routes *desired,
-                   struct br_diff *out) {
+int br_diff_routes(const struct br_routes *live, const struct br_routes *desired, struct br_diff *out) {
   out->v = NULL;
   out->n = 0;
   size_t cap = 0;
@@ -143,8 +138,7 @@ static int put_name(struct br_buf *out, const char *s) {
   return rc;
 }
 
-static int put_list(struct br_buf *out, const char *label, const struct br_strv *paths,
-                    bool label_each) {
+static int put_list(struct br_buf *out, const char *label, const struct br_strv *paths, bool label_each) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < paths->n; i++) {
     if (i == 0 || label_each)
@@ -157,14 +151,10 @@ static int put_list(struct br_buf *out, const char *label, const struct br_strv 
   return rc;
 }
 
-static int put_auth(struct br_buf *out, const char *auth) {
-  return put_name(out, auth ? auth : "none");
-}
+static int put_auth(struct br_buf *out, const char *auth) { return put_name(out, auth ? auth : "none"); }
 
-static int format_change(const struct br_route_change *c, const char *indent,
-                         struct br_buf *out) {
-  static const char mark[] = {[BR_CHANGE_ADDED] = '+', [BR_CHANGE_REMOVED] = '-',
-                              [BR_CHANGE_MODIFIED] = '~'};
+static int format_change(const struct br_route_change *c, const char *indent, struct br_buf *out) {
+  static const char mark[] = {[BR_CHANGE_ADDED] = '+', [BR_CHANGE_REMOVED] = '-', [BR_CHANGE_MODIFIED] = '~'};
   int rc = br_buf_printf(out, "%s%c host ", indent ? indent : "", mark[c->kind]);
   if (rc == 0)
     rc = put_name(out, c->host);
@@ -229,22 +219,19 @@ static int change_json(json_t *j, const struct br_route_change *c) {
   if (c->kind == BR_CHANGE_REMOVED)
     fail |= json_array_append_new(json_object_get(j, "hosts_removed"), json_string(c->host));
   if (c->paths_added.n)
-    fail |= json_object_set_new(json_object_get(j, "paths_added"), c->host,
-                                strv_json(&c->paths_added));
+    fail |= json_object_set_new(json_object_get(j, "paths_added"), c->host, strv_json(&c->paths_added));
   if (c->paths_removed.n)
-    fail |= json_object_set_new(json_object_get(j, "paths_removed"), c->host,
-                                strv_json(&c->paths_removed));
+    fail |= json_object_set_new(json_object_get(j, "paths_removed"), c->host, strv_json(&c->paths_removed));
   if (c->auth_changed)
     fail |= json_array_append_new(json_object_get(j, "auth_changed"),
-                                  json_pack("{s:s, s:o, s:o}", "host", c->host, "before",
-                                            opt_json(c->auth_before), "after",
-                                            opt_json(c->auth_after)));
+                                  json_pack("{s:s, s:o, s:o}", "host", c->host, "before", opt_json(c->auth_before),
+                                            "after", opt_json(c->auth_after)));
   return fail ? -ENOMEM : 0;
 }
 
 json_t *br_diff_to_json(const struct br_diff *diff) {
-  json_t *j = json_pack("{s:[], s:[], s:{}, s:{}, s:[]}", "hosts_added", "hosts_removed",
-                        "paths_added", "paths_removed", "auth_changed");
+  json_t *j = json_pack("{s:[], s:[], s:{}, s:{}, s:[]}", "hosts_added", "hosts_removed", "paths_added",
+                        "paths_removed", "auth_changed");
   for (size_t i = 0; j && i < diff->n; i++) {
     if (change_json(j, &diff->v[i])) {
       json_decref(j);

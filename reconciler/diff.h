@@ -22,17 +22,17 @@ enum br_change_kind {
  * lists all its paths in paths_added, a removed one all of its live paths in
  * paths_removed. */
 struct br_route_change {
-  char *host;                 /* owned */
+  char *host; /* owned */
   enum br_change_kind kind;
   struct br_strv paths_added;   /* desired, not live; desired order */
   struct br_strv paths_removed; /* live, not desired; live order */
-  bool auth_changed;          /* auth_before and auth_after differ */
-  char *auth_before;          /* "Bearer $TOKEN_ENV" live, or NULL for none; owned */
-  char *auth_after;           /* the same for desired; owned */
+  bool auth_changed;            /* auth_before and auth_after differ */
+  char *auth_before;            /* "Bearer $TOKEN_ENV" live, or NULL for none; owned */
+  char *auth_after;             /* the same for desired; owned */
 };
 
 struct br_diff {
-  struct br_route_change *v;  /* owned */
+  struct br_route_change *v; /* owned */
   size_t n;
 };
 
@@ -45,8 +45,7 @@ struct br_diff {
  *
  * out is initialised by this call. Returns 0 or -ENOMEM (out is then empty).
  * Free out with br_diff_free. */
-int br_diff_routes(const struct br_routes *live, const struct br_routes *desired,
-                   struct br_diff *out);
+int br_diff_routes(const struct br_routes *live, const struct br_routes *desired, struct br_diff *out);
 void br_diff_free(struct br_diff *diff);
 bool br_diff_empty(const struct br_diff *diff);
 

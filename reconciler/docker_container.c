@@ -10,9 +10,7 @@
 
 /* ---- inspect ------------------------------------------------------------ */
 
-static const char *json_str(json_t *obj, const char *key) {
-  return json_string_value(json_object_get(obj, key));
-}
+static const char *json_str(json_t *obj, const char *key) { return json_string_value(json_object_get(obj, key)); }
 
 static int mounts_parse(json_t *list, struct br_docker_container *c) {
   size_t n = json_array_size(list);
@@ -38,8 +36,7 @@ static int mounts_parse(json_t *list, struct br_docker_container *c) {
   return 0;
 }
 
-int br_docker_container_parse(const char *text, size_t len, struct br_docker_container *c,
-                              struct br_buf *err) {
+int br_docker_container_parse(const char *text, size_t len, struct br_docker_container *c, struct br_buf *err) {
   memset(c, 0, sizeof *c);
   json_error_t jerr;
   json_t *doc = json_loadb(text, len, 0, &jerr);
@@ -121,10 +118,9 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
 
 int br_rfc3339_parse(const char *s, int64_t *ns) {
   int year, month, day, hour, minute, second;
-  if (!s || strlen(s) < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &month) ||
-      s[7] != '-' || !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') ||
-      !digits(s + 11, 2, &hour) || s[13] != ':' || !digits(s + 14, 2, &minute) || s[16] != ':' ||
-      !digits(s + 17, 2, &second))
+  if (!s || strlen(s) < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &month) || s[7] != '-' ||
+      !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hour) || s[13] != ':' ||
+      !digits(s + 14, 2, &minute) || s[16] != ':' || !digits(s + 17, 2, &second))
     return -EINVAL;
   static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -182,8 +178,8 @@ const struct br_docker_mount *br_docker_mount_for(const struct br_docker_contain
     size_t n = strlen(m->source);
     while (n > 1 && m->source[n - 1] == '/')
       n--;
-    bool holds = strncmp(file, m->source, n) == 0 &&
-                 (file[n] == '\0' || file[n] == '/' || (n == 1 && m->source[0] == '/'));
+    bool holds =
+        strncmp(file, m->source, n) == 0 && (file[n] == '\0' || file[n] == '/' || (n == 1 && m->source[0] == '/'));
     if (holds && (!best || n >= best_len)) {
       best = m;
       best_len = n;
@@ -212,8 +208,8 @@ static int unescape(const char *s, size_t n, struct br_buf *out) {
   br_buf_reset(out);
   int rc = br_buf_add(out, "", 0);
   for (size_t i = 0; i < n && !rc; i++) {
-    if (s[i] == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+    if (s[i] == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' &&
+        s[i + 3] >= '0' && s[i + 3] <= '7') {
       char c = (char)((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
       rc = br_buf_add(out, &c, 1);
       i += 3;

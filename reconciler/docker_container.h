@@ -27,12 +27,12 @@ struct br_docker_container {
   bool running;
   bool paused;
   bool restarting;
-  long pid;                /* State.Pid: the host pid of its first process, 0 when not running */
-  int64_t started_at_ns;   /* State.StartedAt, CLOCK_REALTIME ns; 0 = never started */
-  char stop_signal[32];    /* Config.StopSignal as written ("SIGTERM", "15"); "" when unset */
-  char restart_policy[32]; /* HostConfig.RestartPolicy.Name: "always", "unless-stopped",
-                              "on-failure"; "" for none ("no") */
-  bool tty;                /* Config.Tty: logs are a raw stream, not multiplexed frames */
+  long pid;                       /* State.Pid: the host pid of its first process, 0 when not running */
+  int64_t started_at_ns;          /* State.StartedAt, CLOCK_REALTIME ns; 0 = never started */
+  char stop_signal[32];           /* Config.StopSignal as written ("SIGTERM", "15"); "" when unset */
+  char restart_policy[32];        /* HostConfig.RestartPolicy.Name: "always", "unless-stopped",
+                                     "on-failure"; "" for none ("no") */
+  bool tty;                       /* Config.Tty: logs are a raw stream, not multiplexed frames */
   struct br_docker_mount *mounts; /* owned, n_mounts of them */
   size_t n_mounts;
 };
@@ -40,8 +40,7 @@ struct br_docker_container {
 /* Parses an inspect answer. Returns 0, or -EINVAL after appending what is
  * missing or malformed to err, or -ENOMEM. out is initialised either way and
  * must be freed with br_docker_container_free. */
-int br_docker_container_parse(const char *json, size_t len, struct br_docker_container *out,
-                              struct br_buf *err);
+int br_docker_container_parse(const char *json, size_t len, struct br_docker_container *out, struct br_buf *err);
 void br_docker_container_free(struct br_docker_container *c);
 
 /* RFC 3339 ("2024-05-01T12:00:00.123456789Z", an offset instead of Z, up to 9

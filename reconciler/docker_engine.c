@@ -23,8 +23,10 @@ int br_docker_socket(const char *docker_host, struct br_buf *path, struct br_buf
     return br_buf_adds(path, BR_DOCKER_DEFAULT_SOCKET);
   if (strncmp(docker_host, "unix://", 7) == 0 && docker_host[7] == '/')
     return br_buf_adds(path, docker_host + 7);
-  br_buf_printf(err, "DOCKER_HOST=%.200s: only unix:///PATH is supported (the daemon signals local "
-                     "containers through the engine's socket)", docker_host);
+  br_buf_printf(err,
+                "DOCKER_HOST=%.200s: only unix:///PATH is supported (the daemon signals local "
+                "containers through the engine's socket)",
+                docker_host);
   return -EINVAL;
 }
 
@@ -112,15 +114,15 @@ void br_docker_answer_describe(const struct br_docker_answer *ans, struct br_buf
 
 struct log_scan {
   bool tty;
-  const char *needle;      /* at most NEEDLE_MAX bytes, without a newline */
+  const char *needle; /* at most NEEDLE_MAX bytes, without a newline */
   size_t needle_len;
   bool found;
   char window[NEEDLE_MAX]; /* the last needle_len bytes of the stream */
   size_t window_len;
   unsigned char header[8]; /* a frame header being read, when multiplexed */
   size_t header_have;
-  size_t frame_left;       /* payload bytes left in the current frame */
-  struct br_buf refusal;   /* a non-200 answer's body */
+  size_t frame_left;     /* payload bytes left in the current frame */
+  struct br_buf refusal; /* a non-200 answer's body */
   int status;
 };
 

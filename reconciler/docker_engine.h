@@ -22,8 +22,8 @@
 int br_docker_socket(const char *docker_host, struct br_buf *path, struct br_buf *err);
 
 struct br_docker_answer {
-  long status;          /* HTTP status */
-  struct br_buf body;   /* at most 4 MiB */
+  long status;        /* HTTP status */
+  struct br_buf body; /* at most 4 MiB */
 };
 
 void br_docker_answer_init(struct br_docker_answer *ans);

@@ -37,23 +37,23 @@
 
 struct br_docker_events {
   uv_loop_t *loop;
-  uv_async_t async;            /* wakes the loop when names are pending */
+  uv_async_t async; /* wakes the loop when names are pending */
   br_docker_started_fn started;
   void *ctx;
   pthread_t thread;
   bool thread_running;
-  int wake_fd;                 /* an eventfd: stop makes it readable, which wakes the thread */
+  int wake_fd; /* an eventfd: stop makes it readable, which wakes the thread */
   atomic_bool stopping;
   char socket[PATH_MAX];
 
-  pthread_mutex_t lock;        /* guards pending and lost */
+  pthread_mutex_t lock; /* guards pending and lost */
   struct br_strv pending;
   bool lost;
 
   /* The thread's own. */
-  bool down;                   /* the last attempt failed or the stream was lost */
+  bool down; /* the last attempt failed or the stream was lost */
   struct br_buf line;
-  bool line_too_long;          /* skipping to the end of an oversize line */
+  bool line_too_long; /* skipping to the end of an oversize line */
 };
 
 static void push(struct br_docker_events *ev, const char *name) {

@@ -10,21 +10,21 @@
 #include "config/config.h"
 
 enum br_reload_status {
-  BR_RELOAD_OK,            /* the sidecar was told and re-reads the file now */
-  BR_RELOAD_NOT_NEEDED,    /* nothing to tell: driver none, or the sidecar
-                              started after the write and so read the new file */
-  BR_RELOAD_NOT_RUNNING,   /* no sidecar runs and none is expected to be told:
-                              it reads the file when it starts (docker) */
-  BR_RELOAD_DEFER,         /* the sidecar is too young to be signalled safely;
-                              try again after retry_after_ms */
-  BR_RELOAD_TRANSIENT,     /* failed (sidecar gone, timeout, I/O): retry with backoff */
-  BR_RELOAD_PERMANENT,     /* misconfigured: retrying cannot help until config changes */
+  BR_RELOAD_OK,          /* the sidecar was told and re-reads the file now */
+  BR_RELOAD_NOT_NEEDED,  /* nothing to tell: driver none, or the sidecar
+                            started after the write and so read the new file */
+  BR_RELOAD_NOT_RUNNING, /* no sidecar runs and none is expected to be told:
+                            it reads the file when it starts (docker) */
+  BR_RELOAD_DEFER,       /* the sidecar is too young to be signalled safely;
+                            try again after retry_after_ms */
+  BR_RELOAD_TRANSIENT,   /* failed (sidecar gone, timeout, I/O): retry with backoff */
+  BR_RELOAD_PERMANENT,   /* misconfigured: retrying cannot help until config changes */
 };
 
 struct br_reload_request {
   const struct br_config *config;
   const struct br_reload_config *reload; /* the sidecar's reload section */
-  const char *sidecar;   /* "pipelock" or "egress" */
+  const char *sidecar;                   /* "pipelock" or "egress" */
   const char *slug;
   const char *project;
   const char *file;      /* the live file, expanded */

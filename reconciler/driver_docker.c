@@ -115,8 +115,8 @@ struct target {
   struct br_buf socket;         /* the engine's unix socket */
   struct br_buf container_path; /* the live file inside the container, when a mount holds it */
   struct br_docker_container c;
-  int pidfd;                    /* the container's first process, when visible here; else -1 */
-  int64_t proc_started_ns;      /* its start time, when pidfd >= 0 */
+  int pidfd;               /* the container's first process, when visible here; else -1 */
+  int64_t proc_started_ns; /* its start time, when pidfd >= 0 */
 };
 
 static void say(struct target *t, enum br_reload_status status, const char *fmt, ...)
@@ -393,8 +393,7 @@ static int file_sha256(const char *path, char hex[BR_SHA256_HEX_LEN + 1]) {
  * lock, so nobody of ours rewrote them since). */
 static bool verify(struct target *t, const char *host_hash) {
   if (t->pidfd < 0 || !t->container_path.len) {
-    say(t, BR_RELOAD_PERMANENT,
-        "verify: cannot read the file as container %s sees it: %s", t->name.data,
+    say(t, BR_RELOAD_PERMANENT, "verify: cannot read the file as container %s sees it: %s", t->name.data,
         t->pidfd < 0 ? "its process is not visible to this daemon (run it in the host's pid namespace)"
                      : "no mount of the container holds the file");
     return true;
@@ -414,8 +413,8 @@ static bool verify(struct target *t, const char *host_hash) {
     return true;
   }
   if (rc) {
-    say(t, BR_RELOAD_TRANSIENT, "verify: cannot read %s in container %s: %s", t->container_path.data,
-        t->name.data, rc == -ESRCH ? "its process exited" : strerror(-rc));
+    say(t, BR_RELOAD_TRANSIENT, "verify: cannot read %s in container %s: %s", t->container_path.data, t->name.data,
+        rc == -ESRCH ? "its process exited" : strerror(-rc));
     return true;
   }
   if (strcmp(seen, host_hash) != 0) {
@@ -441,8 +440,9 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
   int64_t signalled_at = 0;
 
   if (br_driver_expand(req, rl->container, &t.name) || !t.name.data || !br_docker_name_valid(t.name.data)) {
-    say(&t, BR_RELOAD_PERMANENT, "container template \"%s\" does not give a Docker container name "
-                                 "([a-zA-Z0-9][a-zA-Z0-9_.-]*) for this bottle",
+    say(&t, BR_RELOAD_PERMANENT,
+        "container template \"%s\" does not give a Docker container name "
+        "([a-zA-Z0-9][a-zA-Z0-9_.-]*) for this bottle",
         rl->container);
     goto out;
   }
@@ -457,8 +457,10 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
     goto out;
   if (t.c.paused) {
     /* Docker's kill would unpause it; whoever paused it decides when it runs. */
-    say(&t, BR_RELOAD_DEFER, "container %s is paused; it is not signalled (that would unpause it) until "
-                             "it is unpaused", t.name.data);
+    say(&t, BR_RELOAD_DEFER,
+        "container %s is paused; it is not signalled (that would unpause it) until "
+        "it is unpaused",
+        t.name.data);
     goto out;
   }
   int64_t started = t.pidfd >= 0 ? t.proc_started_ns : t.c.started_at_ns - STARTED_AT_MARGIN_NS;

@@ -88,8 +88,8 @@ int br_driver_signal_reload(const struct br_reload_request *req, struct br_reloa
   if (started > pidfile_mtime + TICK_SLACK_NS) {
     /* A sidecar writes its pidfile after it starts; a process younger than
      * the pidfile is an unrelated one that got the pid recycled. */
-    br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)",
-                  pidfile.data, (long)pid);
+    br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)", pidfile.data,
+                  (long)pid);
     goto out;
   }
   if (req->written_at_ns && started > req->written_at_ns + TICK_SLACK_NS) {
@@ -102,8 +102,8 @@ int br_driver_signal_reload(const struct br_reload_request *req, struct br_reloa
     /* Real proxies die from a SIGHUP that arrives before their handler is in place. */
     res->status = BR_RELOAD_DEFER;
     res->retry_after_ms = (unsigned)(req->reload->grace_ms - age_ms);
-    br_buf_printf(&res->message, "pid %ld started %lld ms ago; signalling after its %u ms grace",
-                  (long)pid, (long long)age_ms, req->reload->grace_ms);
+    br_buf_printf(&res->message, "pid %ld started %lld ms ago; signalling after its %u ms grace", (long)pid,
+                  (long long)age_ms, req->reload->grace_ms);
     goto out;
   }
   if (syscall(SYS_pidfd_send_signal, pidfd, req->reload->signo, NULL, 0) < 0) {

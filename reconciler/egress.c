@@ -32,7 +32,7 @@ void br_egress_live_free(struct br_egress_live *live) {
  * irrelevant. */
 
 struct step {
-  const char *key;  /* object member, or NULL for an array index */
+  const char *key; /* object member, or NULL for an array index */
   size_t index;
 };
 
@@ -157,23 +157,30 @@ struct parse {
 
 static const char *type_name(const json_t *v) {
   switch (json_typeof(v)) {
-  case JSON_OBJECT: return "an object";
-  case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a number";
-  case JSON_TRUE: return "true";
-  case JSON_FALSE: return "false";
-  case JSON_NULL: return "null";
+  case JSON_OBJECT:
+    return "an object";
+  case JSON_ARRAY:
+    return "an array";
+  case JSON_STRING:
+    return "a string";
+  case JSON_INTEGER:
+    return "an integer";
+  case JSON_REAL:
+    return "a number";
+  case JSON_TRUE:
+    return "true";
+  case JSON_FALSE:
+    return "false";
+  case JSON_NULL:
+    return "null";
   }
   return "a value";
 }
 
 /* Appends "NAME:LINE:COLUMN: FIELD: <problem>" for the field at path and
  * returns -EINVAL, so callers can `return shape_error(...)`. */
-__attribute__((format(printf, 4, 5))) static int shape_error(const struct parse *p,
-                                                             const struct step *path, size_t depth,
-                                                             const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static int shape_error(const struct parse *p, const struct step *path,
+                                                             size_t depth, const char *fmt, ...) {
   if (!p->err)
     return -EINVAL;
   int line, column;
@@ -196,8 +203,7 @@ __attribute__((format(printf, 4, 5))) static int shape_error(const struct parse 
 }
 
 /* An optional string member: absent and null both give *out = NULL. */
-static int opt_string(const struct parse *p, json_t *route, struct step *path, const char *key,
-                      const char **out) {
+static int opt_string(const struct parse *p, json_t *route, struct step *path, const char *key, const char **out) {
   json_t *v = json_object_get(route, key);
   *out = NULL;
   if (!v || json_is_null(v))
@@ -217,8 +223,7 @@ static int set_opt(char **dst, const char *src) {
 
 /* Reads routes[i] into the model; a repeated host is folded into the route
  * that first named it. hosts maps each host to its index in out. */
-static int parse_route(const struct parse *p, json_t *route, size_t i, json_t *hosts,
-                       struct br_routes *out) {
+static int parse_route(const struct parse *p, json_t *route, size_t i, json_t *hosts, struct br_routes *out) {
   struct step path[4] = {{.key = "routes"}, {.index = i}};
   if (!json_is_object(route))
     return shape_error(p, path, 2, "is %s, expected an object with a \"host\"", type_name(route));
@@ -336,13 +341,11 @@ int br_egress_parse(const char *name, const char *bytes, size_t len, struct br_e
   if (!hosts)
     rc = -ENOMEM;
   else if (!json_is_object(doc))
-    rc = shape_error(&p, path, 0, "is %s, expected an object with a \"routes\" array",
-                     type_name(doc));
+    rc = shape_error(&p, path, 0, "is %s, expected an object with a \"routes\" array", type_name(doc));
   else if (!routes)
     rc = shape_error(&p, path, 1, "missing, expected an array of route objects");
   else if (!json_is_array(routes))
-    rc = shape_error(&p, path, 1, "is %s, expected an array of route objects",
-                     type_name(routes));
+    rc = shape_error(&p, path, 1, "is %s, expected an array of route objects", type_name(routes));
   else {
     rc = 0;
     for (size_t i = 0; i < json_array_size(routes) && rc == 0; i++)
@@ -415,14 +418,36 @@ static int put_string(struct br_buf *out, const char *str, size_t n) {
       continue;
     }
     switch (s[i]) {
-    case '"': rc = br_buf_adds(out, "\\\""); i++; continue;
-    case '\\': rc = br_buf_adds(out, "\\\\"); i++; continue;
-    case '\n': rc = br_buf_adds(out, "\\n"); i++; continue;
-    case '\r': rc = br_buf_adds(out, "\\r"); i++; continue;
-    case '\t': rc = br_buf_adds(out, "\\t"); i++; continue;
-    case '\b': rc = br_buf_adds(out, "\\b"); i++; continue;
-    case '\f': rc = br_buf_adds(out, "\\f"); i++; continue;
-    default: break;
+    case '"':
+      rc = br_buf_adds(out, "\\\"");
+      i++;
+      continue;
+    case '\\':
+      rc = br_buf_adds(out, "\\\\");
+      i++;
+      continue;
+    case '\n':
+      rc = br_buf_adds(out, "\\n");
+      i++;
+      continue;
+    case '\r':
+      rc = br_buf_adds(out, "\\r");
+      i++;
+      continue;
+    case '\t':
+      rc = br_buf_adds(out, "\\t");
+      i++;
+      continue;
+    case '\b':
+      rc = br_buf_adds(out, "\\b");
+      i++;
+      continue;
+    case '\f':
+      rc = br_buf_adds(out, "\\f");
+      i++;
+      continue;
+    default:
+      break;
     }
     long cp = utf8_next(s, n, &i);
     if (cp < 0)
@@ -580,12 +605,18 @@ static int put_value(struct br_buf *out, const json_t *v, int depth) {
     return -EINVAL;
   int rc = 0;
   switch (json_typeof(v)) {
-  case JSON_NULL: return br_buf_adds(out, "null");
-  case JSON_TRUE: return br_buf_adds(out, "true");
-  case JSON_FALSE: return br_buf_adds(out, "false");
-  case JSON_INTEGER: return br_buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-  case JSON_REAL: return put_real(out, json_real_value(v));
-  case JSON_STRING: return put_string(out, json_string_value(v), json_string_length(v));
+  case JSON_NULL:
+    return br_buf_adds(out, "null");
+  case JSON_TRUE:
+    return br_buf_adds(out, "true");
+  case JSON_FALSE:
+    return br_buf_adds(out, "false");
+  case JSON_INTEGER:
+    return br_buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  case JSON_REAL:
+    return put_real(out, json_real_value(v));
+  case JSON_STRING:
+    return put_string(out, json_string_value(v), json_string_length(v));
   case JSON_ARRAY: {
     if (json_array_size(v) == 0)
       return br_buf_adds(out, "[]");

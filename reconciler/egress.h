@@ -11,11 +11,11 @@
 
 /* What the egress sidecar currently runs. */
 struct br_egress_live {
-  json_t *doc;              /* the whole top-level object as parsed, so keys the
-                               daemon does not own survive a rewrite; NULL when
-                               there was no file; one reference, owned */
-  struct br_routes routes;  /* "routes" as a model: unique lowercase hosts,
-                               unique paths, origin NULL; owned */
+  json_t *doc;             /* the whole top-level object as parsed, so keys the
+                              daemon does not own survive a rewrite; NULL when
+                              there was no file; one reference, owned */
+  struct br_routes routes; /* "routes" as a model: unique lowercase hosts,
+                              unique paths, origin NULL; owned */
 };
 
 /* An empty live state, as for a bottle whose egress file does not exist yet. */

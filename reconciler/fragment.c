@@ -169,8 +169,7 @@ static int fail(struct parser *p, int rc, size_t line, size_t column, const char
 static int fail(struct parser *p, int rc, size_t line, size_t column, const char *fmt, ...) {
   struct br_buf msg;
   br_buf_init(&msg, strlen(p->name) + p->field.len + 4096);
-  br_buf_printf(&msg, "%s:%zu:%zu: %s: ", p->name, line, column,
-                p->field.len ? p->field.data : "(document)");
+  br_buf_printf(&msg, "%s:%zu:%zu: %s: ", p->name, line, column, p->field.len ? p->field.data : "(document)");
   va_list ap;
   va_start(ap, fmt);
   br_buf_vprintf(&msg, fmt, ap);
@@ -385,8 +384,7 @@ static int parse_routes(struct parser *p, const struct br_ynode *seq, struct br_
     if (seq->kind == BR_YNODE_SCALAR && seq->len == 0)
       return fail(p, -EINVAL, seq->line, seq->column,
                   "no value, expected a list of routes (\"routes: []\" for none)");
-    return fail(p, -EINVAL, seq->line, seq->column, "%s, expected a list of routes",
-                br_ynode_describe(seq));
+    return fail(p, -EINVAL, seq->line, seq->column, "%s, expected a list of routes", br_ynode_describe(seq));
   }
   if (seq->n > p->limits->max_routes)
     return fail(p, -E2BIG, seq->line, seq->column, "%zu routes, expected at most %zu per fragment", seq->n,
@@ -431,15 +429,14 @@ static int parse_document(struct parser *p, const struct br_ynode *root, struct 
  * node ("/x", or "- /x" and a newline, and keys are longer still). */
 static size_t node_budget(const struct br_limits *l) {
   size_t per_route = l->max_paths > SIZE_MAX / 2 ? SIZE_MAX / 2 : l->max_paths + 9;
-  size_t nodes = l->max_routes && per_route > (SIZE_MAX - 64) / l->max_routes
-                     ? SIZE_MAX
-                     : l->max_routes * per_route + 64;
+  size_t nodes =
+      l->max_routes && per_route > (SIZE_MAX - 64) / l->max_routes ? SIZE_MAX : l->max_routes * per_route + 64;
   size_t by_size = l->max_file_bytes / 4 + 64;
   return nodes < by_size ? nodes : by_size;
 }
 
-int br_fragment_parse(const char *name, const char *bytes, size_t len,
-                      const struct br_limits *limits, struct br_routes *out, struct br_buf *err) {
+int br_fragment_parse(const char *name, const char *bytes, size_t len, const struct br_limits *limits,
+                      struct br_routes *out, struct br_buf *err) {
   struct br_limits defaults;
   if (!limits) {
     br_limits_default(&defaults);

@@ -9,10 +9,10 @@
 #include "common/buf.h"
 #include "reconciler/routes.h"
 
-#define BR_HOST_MAX 253       /* characters in a host name (DNS) */
-#define BR_HOST_LABEL_MAX 63  /* characters in one label of it */
-#define BR_PATH_MAX 2048      /* characters in one allowlisted path */
-#define BR_TOKEN_ENV_MAX 128  /* characters in a token_env name */
+#define BR_HOST_MAX 253      /* characters in a host name (DNS) */
+#define BR_HOST_LABEL_MAX 63 /* characters in one label of it */
+#define BR_PATH_MAX 2048     /* characters in one allowlisted path */
+#define BR_TOKEN_ENV_MAX 128 /* characters in a token_env name */
 
 /* Parses the bytes of one fragment. name is what messages and origins call
  * the file (the caller decides: a base name or a path); limits may be NULL
@@ -39,8 +39,8 @@
  * where FIELD is a path such as routes[1].path_allowlist[0]. Values are
  * quoted only as a short excerpt, and auth values never, in case someone
  * pasted a secret where a name belongs. */
-int br_fragment_parse(const char *name, const char *bytes, size_t len,
-                      const struct br_limits *limits, struct br_routes *out, struct br_buf *err);
+int br_fragment_parse(const char *name, const char *bytes, size_t len, const struct br_limits *limits,
+                      struct br_routes *out, struct br_buf *err);
 
 /* The validators, for every reader of hosts and paths. Each returns 0 or
  * -EINVAL and then sets *why to a static "what is wrong, what was expected"

@@ -308,7 +308,8 @@ static int cmd_apply(struct cli *cli, int argc, char **argv) {
   br_buf_printf(&path, "%s/%s", dir.data, name);
   int rc = br_file_read(file, cli->cfg.max_file_bytes, false, &bytes);
   if (!rc)
-    rc = br_file_write_atomic(path.data, bytes.data, bytes.len, &(struct br_write_opts){.new_mode = 0644}, &errors);
+    rc =
+        br_file_write_atomic(path.data, bytes.data, bytes.len, &(struct br_write_opts){.new_mode = 0644}, &errors);
   if (rc) {
     fprintf(stderr, "bottle-reconciler: %s", errors.len ? errors.data : strerror(-rc));
     if (!errors.len)
@@ -331,10 +332,15 @@ int main(int argc, char **argv) {
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
-      {"config", required_argument, NULL, 'c'}, {"state-dir", required_argument, NULL, 's'},
-      {"log-level", required_argument, NULL, 'L'}, {"log-format", required_argument, NULL, 'F'},
-      {"name", required_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'},
+      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},
+      {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
   };
   bool help = false;
   int opt;
@@ -401,9 +407,9 @@ int main(int argc, char **argv) {
                     : (load_config(&cli, true) ? 1 : br_daemon_run(&cli.cfg, cli.config_path, cli.state_dir));
   else if (strcmp(cli.command, "status") == 0 || strcmp(cli.command, "resync") == 0)
     code = rest > 2 ? usage_error("%s takes at most one SLUG", cli.command)
-                    : (load_config(&cli, false) ? 1
-                                                : br_daemon_client(&cli.cfg, cli.command, rest > 1 ? args[1] : NULL,
-                                                                   cli.json));
+                    : (load_config(&cli, false)
+                           ? 1
+                           : br_daemon_client(&cli.cfg, cli.command, rest > 1 ? args[1] : NULL, cli.json));
   else
     return usage_error("unknown command \"%s\"", cli.command);
   br_config_free(&cli.cfg);

@@ -27,8 +27,8 @@ static size_t new_hosts(const struct br_routes *merged, const struct br_routes *
   return n;
 }
 
-static int warn_auth(struct br_buf *warnings, const struct br_route *kept,
-                     const struct br_route *ignored, const char *fragment_name) {
+static int warn_auth(struct br_buf *warnings, const struct br_route *kept, const struct br_route *ignored,
+                     const char *fragment_name) {
   if (!warnings)
     return 0;
   const char *where = ignored->origin ? ignored->origin : fragment_name;
@@ -40,11 +40,11 @@ static int warn_auth(struct br_buf *warnings, const struct br_route *kept,
   else if (rc == 0)
     rc = br_buf_adds(&line, "no auth ignored, ");
   if (rc == 0)
-    rc = br_buf_printf(&line,
-                       "%s already set by %s (the first fragment that names a host decides "
-                       "its auth)\n",
-                       kept->auth_scheme ? "auth" : "no auth",
-                       kept->origin ? kept->origin : "an earlier fragment");
+    rc =
+        br_buf_printf(&line,
+                      "%s already set by %s (the first fragment that names a host decides "
+                      "its auth)\n",
+                      kept->auth_scheme ? "auth" : "no auth", kept->origin ? kept->origin : "an earlier fragment");
   /* The line goes in whole or not at all, so a full buffer never ends in
    * half a message. */
   if (rc == 0)
@@ -53,8 +53,8 @@ static int warn_auth(struct br_buf *warnings, const struct br_route *kept,
   return rc == -EFBIG ? 0 : rc;
 }
 
-int br_merge_add(struct br_routes *merged, const struct br_routes *fragment,
-                 const char *fragment_name, size_t max_routes, struct br_buf *warnings) {
+int br_merge_add(struct br_routes *merged, const struct br_routes *fragment, const char *fragment_name,
+                 size_t max_routes, struct br_buf *warnings) {
   if (max_routes && merged->n + new_hosts(merged, fragment) > max_routes)
     return -E2BIG;
 

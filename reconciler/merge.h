@@ -42,7 +42,7 @@
  *
  * Returns 0, -E2BIG or -ENOMEM. After -ENOMEM merged may be partly updated
  * (it stays valid and must still be freed) and should be discarded. */
-int br_merge_add(struct br_routes *merged, const struct br_routes *fragment,
-                 const char *fragment_name, size_t max_routes, struct br_buf *warnings);
+int br_merge_add(struct br_routes *merged, const struct br_routes *fragment, const char *fragment_name,
+                 size_t max_routes, struct br_buf *warnings);
 
 #endif

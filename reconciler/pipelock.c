@@ -71,8 +71,7 @@ static int check_entries(const char *name, const struct br_ynode *list, struct b
       return fail_item(err, name, item, i,
                        "an anchor or tag, expected a plain host name (rewriting the list would drop it)");
     if (item->kind != BR_YNODE_SCALAR || br_yscalar_type(item) != BR_YSTR) {
-      snprintf(what, sizeof what, "%s, expected a host name (quote it if it is one)",
-               br_ynode_describe(item));
+      snprintf(what, sizeof what, "%s, expected a host name (quote it if it is one)", br_ynode_describe(item));
       return fail_item(err, name, item, i, what);
     }
     if (strlen(item->value) != item->len)
@@ -88,8 +87,7 @@ static int check_top_level(const char *name, struct parsed *doc, struct br_strv 
   const struct br_ynode *root = doc->root;
   char what[160];
   if (!root)
-    return fail_at(err, name, NULL, "(document)",
-                   "empty, expected one YAML document with pipelock's settings");
+    return fail_at(err, name, NULL, "(document)", "empty, expected one YAML document with pipelock's settings");
   if (root->kind != BR_YNODE_MAP) {
     snprintf(what, sizeof what, "%s, expected a mapping of pipelock settings", br_ynode_describe(root));
     return fail_at(err, name, root, "(document)", what);
@@ -100,8 +98,7 @@ static int check_top_level(const char *name, struct parsed *doc, struct br_strv 
     if (key->kind == BR_YNODE_ALIAS)
       return fail_at(err, name, key, "(document)", "an alias as a key, expected plain keys");
     if (key->kind == BR_YNODE_SCALAR && key->plain && strcmp(key->value, "<<") == 0)
-      return fail_at(err, name, key, "<<",
-                     "a merge key at the top level, expected every setting written out");
+      return fail_at(err, name, key, "<<", "a merge key at the top level, expected every setting written out");
     if (key->kind == BR_YNODE_SCALAR && key->len == strlen(ALLOWLIST_KEY) &&
         strcmp(key->value, ALLOWLIST_KEY) == 0) {
       doc->key = key;
@@ -113,8 +110,8 @@ static int check_top_level(const char *name, struct parsed *doc, struct br_strv 
 
 /* Parses and checks; on success the caller frees doc->root. hosts receives
  * the entries and is freed on error. */
-static int read_config(const char *name, const char *bytes, size_t len, struct parsed *doc,
-                       struct br_strv *hosts, struct br_buf *err) {
+static int read_config(const char *name, const char *bytes, size_t len, struct parsed *doc, struct br_strv *hosts,
+                       struct br_buf *err) {
   memset(doc, 0, sizeof *doc);
   br_strv_init(hosts);
   int rc = br_ydoc_parse(name, bytes, len, &pipelock_yopts, &doc->root, err);
@@ -224,9 +221,9 @@ static bool serves_a_needed_host(const char *entry, const struct br_strv *needed
   return false;
 }
 
-int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed,
-                     const struct br_strv *added_by_us, bool prune, struct br_strv *widened,
-                     struct br_strv *narrowed, struct br_strv *hosts_added, struct br_strv *hosts_removed) {
+int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed, const struct br_strv *added_by_us,
+                     bool prune, struct br_strv *widened, struct br_strv *narrowed, struct br_strv *hosts_added,
+                     struct br_strv *hosts_removed) {
   struct br_strv wide, narrow, added, removed;
   br_strv_init(&narrow);
   br_strv_init(&added);
@@ -422,11 +419,7 @@ static int add_host(struct br_buf *out, const char *host) {
 static bool is_utf8(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {
-    size_t n = *p < 0x80             ? 0
-               : (*p & 0xE0) == 0xC0 ? 1
-               : (*p & 0xF0) == 0xE0 ? 2
-               : (*p & 0xF8) == 0xF0 ? 3
-                                     : 9;
+    size_t n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : 9;
     if (n == 9 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4))
       return false;
     /* No overlong forms, no surrogates, nothing past U+10FFFF. */
@@ -754,8 +747,7 @@ static int splice_flow_list(struct splice *sp) {
     for (size_t k = 0; !rc && k < indent; k++)
       rc = br_buf_adds(&after_comment, " ");
     if (!rc)
-      rc = multi_line ? br_buf_add(&between, after_comment.data, after_comment.len)
-                      : br_buf_adds(&between, " ");
+      rc = multi_line ? br_buf_add(&between, after_comment.data, after_comment.len) : br_buf_adds(&between, " ");
   }
   if (!rc)
     rc = copy_to(sp, ent[0].start); /* '[' and what follows it */

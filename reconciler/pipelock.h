@@ -103,8 +103,8 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
  * All four outputs must be initialised; results are appended to them. Returns
  * 0 or -ENOMEM, after which the outputs are left as they were. Lookups are
  * linear (like br_strv's), which suits lists of a few thousand hosts. */
-int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed,
-                     const struct br_strv *added_by_us, bool prune, struct br_strv *widened,
-                     struct br_strv *narrowed, struct br_strv *hosts_added, struct br_strv *hosts_removed);
+int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed, const struct br_strv *added_by_us,
+                     bool prune, struct br_strv *widened, struct br_strv *narrowed, struct br_strv *hosts_added,
+                     struct br_strv *hosts_removed);
 
 #endif

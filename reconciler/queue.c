@@ -12,9 +12,7 @@ static const char *const phase_names[BR_PHASE_COUNT] = {
     "pending", "converging", "converged", "retrying", "invalid", "waiting", "unmanaged",
 };
 
-const char *br_phase_name(enum br_phase phase) {
-  return phase < BR_PHASE_COUNT ? phase_names[phase] : "?";
-}
+const char *br_phase_name(enum br_phase phase) { return phase < BR_PHASE_COUNT ? phase_names[phase] : "?"; }
 
 static int64_t wall_ms(void) {
   struct timespec ts;

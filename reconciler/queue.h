@@ -23,7 +23,7 @@ enum br_phase {
 };
 
 struct br_slot {
-  char *slug;               /* owned */
+  char *slug; /* owned */
   enum br_phase phase;
   enum br_phase settled;    /* the phase of the last finished converge;
                                PENDING until one has finished */
@@ -39,7 +39,7 @@ struct br_slot {
   int64_t last_converge_ms; /* wall clock of the last finished converge, 0 = never */
   int64_t next_try_ms;      /* wall clock of the scheduled retry (RETRYING) */
   char desired_hash[BR_SHA256_HEX_LEN + 1];
-  char *message;            /* the last outcome in words; owned, may be NULL */
+  char *message; /* the last outcome in words; owned, may be NULL */
   struct br_slot *next_ready;
 };
 
@@ -51,19 +51,19 @@ typedef void (*br_queue_dispatch_fn)(struct br_queue *q, struct br_slot *slot);
 
 struct br_queue {
   uv_loop_t *loop;
-  uv_timer_t timer;         /* armed only while a slot has a due time */
-  struct br_strmap slots;   /* slug -> struct br_slot* */
-  struct br_slot **heap;    /* min-heap on due_ms */
+  uv_timer_t timer;       /* armed only while a slot has a due time */
+  struct br_strmap slots; /* slug -> struct br_slot* */
+  struct br_slot **heap;  /* min-heap on due_ms */
   size_t heap_n, heap_cap;
   struct br_slot *ready_head, *ready_tail;
   size_t ready_n;
   unsigned in_flight;
   unsigned max_in_flight;
   unsigned debounce_ms, max_wait_ms, backoff_initial_ms, backoff_max_ms;
-  bool paused;              /* draining: nothing new is dispatched */
+  bool paused; /* draining: nothing new is dispatched */
   unsigned counts[BR_PHASE_COUNT];
   br_queue_dispatch_fn dispatch;
-  void *ctx;                /* the daemon */
+  void *ctx; /* the daemon */
   void (*on_closed)(struct br_queue *q);
 };
 
@@ -83,8 +83,8 @@ void br_queue_mark_all(struct br_queue *q, bool now);
  * exponentially with full jitter unless retry_after_ms gives the time; any
  * other phase with retry_after_ms runs again then (WAITING for a lock,
  * PENDING for the rest of a converge after a settle time). Takes over message. */
-void br_queue_done(struct br_queue *q, struct br_slot *slot, enum br_phase phase,
-                   unsigned retry_after_ms, char *message);
+void br_queue_done(struct br_queue *q, struct br_slot *slot, enum br_phase phase, unsigned retry_after_ms,
+                   char *message);
 /* The bottle is gone: forget its slot (at once, or when its converge ends). */
 void br_queue_remove(struct br_queue *q, const char *slug);
 void br_queue_pause(struct br_queue *q);

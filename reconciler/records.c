@@ -248,8 +248,8 @@ void br_reloads_close(struct br_reloads *r) {
  * the slug's lock (a daemon of the earlier version may still be converging
  * it), and removes the old file once the mark is safe. A bottle that is
  * gone owes nothing: its mark is only removed. */
-static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug,
-                         const char *sidecar, enum br_reload_mark mark) {
+static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug, const char *sidecar,
+                         enum br_reload_mark mark) {
   struct br_buf path, text, err;
   br_buf_init(&path, 4096);
   br_buf_init(&text, 64);
@@ -265,7 +265,7 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
   if (gone) {
     if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
       br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path.data, strerror(errno));
-  } else if (rc != -ENOENT) { /* else: cleared meanwhile */
+  } else if (rc != -ENOENT) {                           /* else: cleared meanwhile */
     int64_t ns = rc ? 0 : strtoll(text.data, NULL, 10); /* unreadable: owed at an unknown time */
     struct br_reloads r;
     if (!(rc = br_reloads_open(&r, state_dir, slug, true, &err)))
@@ -326,8 +326,7 @@ static void migrate_legacy(const char *state_dir) {
     br_log(BR_LOG_WARN, NULL, "%s: cannot remove: %s", dir, strerror(errno));
 }
 
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,
-                        struct br_buf *warnings) {
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *warnings) {
   struct br_buf path, text;
   br_buf_init(&path, 4096);
   br_buf_init(&text, 4 * 1024 * 1024);
@@ -353,8 +352,10 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
       }
       br_strmap_free(&seen);
     } else {
-      br_buf_printf(warnings, "%s is not a JSON list of hosts; treated as empty: prune mode will leave the "
-                              "hosts it listed in pipelock\n", path.data);
+      br_buf_printf(warnings,
+                    "%s is not a JSON list of hosts; treated as empty: prune mode will leave the "
+                    "hosts it listed in pipelock\n",
+                    path.data);
     }
     json_decref(list);
   }

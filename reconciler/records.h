@@ -49,8 +49,8 @@ enum br_reload_mark { BR_MARK_RELOAD_OWED, BR_MARK_SETTLE_UNTIL };
 
 struct br_reloads {
   struct br_buf path;
-  int fd;      /* -1 while the file does not exist */
-  bool whole;  /* the file has the four lines; otherwise a change rewrites it all */
+  int fd;     /* -1 while the file does not exist */
+  bool whole; /* the file has the four lines; otherwise a change rewrites it all */
   bool writable;
   bool set[4]; /* per line of the file, in its order */
   int64_t ns[4];
@@ -75,8 +75,7 @@ void br_reloads_close(struct br_reloads *r);
  * record that was not written durably empty), with a line in warnings:
  * forgetting a host only means prune leaves it in place, never that it
  * removes one it did not add. */
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts,
-                        struct br_buf *warnings);
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *warnings);
 /* Replaces the list. durable: fsync'd before this returns, as prune mode
  * needs (it must never forget a host it added). Additive mode never removes
  * a host, so there the record only serves a later switch to prune, and two

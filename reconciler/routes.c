@@ -78,9 +78,7 @@ struct br_route *br_routes_find(const struct br_routes *r, const char *host) {
   return NULL;
 }
 
-static bool same_opt(const char *a, const char *b) {
-  return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
+static bool same_opt(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
 bool br_routes_equal(const struct br_routes *a, const struct br_routes *b) {
   if (a->n != b->n)

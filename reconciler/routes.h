@@ -9,25 +9,25 @@
 #include "common/strv.h"
 
 struct br_route {
-  char *host;              /* lowercase, validated; owned */
-  struct br_strv paths;    /* path_allowlist, first-seen order, no duplicates */
-  char *auth_scheme;       /* NULL when the route has no auth; owned */
-  char *token_env;         /* NULL exactly when auth_scheme is NULL; owned */
-  char *origin;            /* "FILE:LINE" that declared it, for messages; owned, may be NULL */
+  char *host;           /* lowercase, validated; owned */
+  struct br_strv paths; /* path_allowlist, first-seen order, no duplicates */
+  char *auth_scheme;    /* NULL when the route has no auth; owned */
+  char *token_env;      /* NULL exactly when auth_scheme is NULL; owned */
+  char *origin;         /* "FILE:LINE" that declared it, for messages; owned, may be NULL */
 };
 
 struct br_routes {
-  struct br_route *v;      /* owned array; each element owns its strings */
+  struct br_route *v; /* owned array; each element owns its strings */
   size_t n;
   size_t cap;
 };
 
 /* Bounds on desired input, so a hostile file cannot exhaust memory. */
 struct br_limits {
-  size_t max_file_bytes;   /* default 1 MiB */
-  size_t max_routes;       /* default 4096 per fragment and per merged slug */
-  size_t max_paths;        /* default 1024 per route */
-  size_t max_depth;        /* YAML nesting, default 16 */
+  size_t max_file_bytes; /* default 1 MiB */
+  size_t max_routes;     /* default 4096 per fragment and per merged slug */
+  size_t max_paths;      /* default 1024 per route */
+  size_t max_depth;      /* YAML nesting, default 16 */
 };
 
 void br_limits_default(struct br_limits *l);

@@ -22,7 +22,6 @@ int br_slugs_list(const char *state_dir, struct br_strv *slugs, struct br_buf *w
 /* The compose project of a slug: "compose_project" from
  * STATE/SLUG/metadata.json when present and valid, else the slug. A present
  * but invalid file is reported in warnings and the slug is used. */
-int br_slug_project(const char *state_dir, const char *slug, struct br_buf *project,
-                    struct br_buf *warnings);
+int br_slug_project(const char *state_dir, const char *slug, struct br_buf *project, struct br_buf *warnings);
 
 #endif

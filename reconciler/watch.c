@@ -34,10 +34,14 @@ enum role {
 
 static uint32_t role_mask(enum role role) {
   switch (role) {
-  case ROLE_SLUG_FILE: return FILE_EVENTS | IN_CREATE | SELF_EVENTS;
-  case ROLE_SOURCE: return FILE_EVENTS | IN_CREATE | SELF_EVENTS;
-  case ROLE_PATH: return IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | SELF_EVENTS;
-  case ROLE_LIVE: return FILE_EVENTS | SELF_EVENTS;
+  case ROLE_SLUG_FILE:
+    return FILE_EVENTS | IN_CREATE | SELF_EVENTS;
+  case ROLE_SOURCE:
+    return FILE_EVENTS | IN_CREATE | SELF_EVENTS;
+  case ROLE_PATH:
+    return IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | SELF_EVENTS;
+  case ROLE_LIVE:
+    return FILE_EVENTS | SELF_EVENTS;
   }
   return 0;
 }
@@ -45,7 +49,7 @@ static uint32_t role_mask(enum role role) {
 /* One watch a slug needs; lives in its record's uses array. */
 struct use {
   struct br_watch_wd *wd;
-  uint32_t at;    /* index of our entry in wd->users */
+  uint32_t at; /* index of our entry in wd->users */
   enum role role;
   const char *name; /* interned (name_get); NULL for ROLE_SOURCE */
 };
@@ -55,7 +59,7 @@ struct use {
  * forgetting 10,000 slugs that share one wd from being quadratic. */
 struct user {
   struct br_watch_slugrec *slug;
-  uint32_t use;   /* index in slug->uses */
+  uint32_t use; /* index in slug->uses */
 };
 
 /* Memory matters here: a host with 10,000 bottles holds about 40,000 of
@@ -63,14 +67,14 @@ struct user {
  * inside, and arrays grow from their exact first size. */
 struct br_watch_wd {
   int wd;
-  bool root;      /* the state root's watch: never removed for lack of users */
-  bool gone;      /* the kernel already dropped it (IN_IGNORED): no rm_watch */
-  uint32_t mask;  /* every mask bit added so far (masks only grow: IN_MASK_ADD) */
+  bool root;     /* the state root's watch: never removed for lack of users */
+  bool gone;     /* the kernel already dropped it (IN_IGNORED): no rm_watch */
+  uint32_t mask; /* every mask bit added so far (masks only grow: IN_MASK_ADD) */
   uint32_t n_users, cap_users;
   struct user *users;
   struct br_watch_wd *next; /* hash chain */
-  char *path;     /* the path it was last added under, for lstat() and messages:
-                     first_path, or its own allocation after a rename */
+  char *path;               /* the path it was last added under, for lstat() and messages:
+                               first_path, or its own allocation after a rename */
   char first_path[];
 };
 
@@ -81,10 +85,10 @@ struct br_watch_slugrec {
   uint32_t n_sources, n_live;
   struct use *uses;
   uint32_t n_uses, cap_uses;
-  bool complete;  /* every watch in place; watch_failed fires when this turns false */
-  bool dead;      /* forgotten while callbacks run; freed when they return */
-  uint64_t seen;  /* generation of the last record that put it on the work list */
-  size_t work_at; /* its place on the work list for that record */
+  bool complete;                 /* every watch in place; watch_failed fires when this turns false */
+  bool dead;                     /* forgotten while callbacks run; freed when they return */
+  uint64_t seen;                 /* generation of the last record that put it on the work list */
+  size_t work_at;                /* its place on the work list for that record */
   struct br_watch_slugrec *next; /* hash chain, later the graveyard list */
   char name[];
 };
@@ -163,7 +167,6 @@ static struct br_watch_wd *wd_new(int wd, const char *path) {
   return e;
 }
 
-
 /* Forgets a wd nobody uses any more, and tells the kernel unless the kernel
  * told us first. Records already queued for it find no entry and are
  * skipped; the kernel allocates wds cyclically, so a new watch does not get
@@ -239,8 +242,7 @@ static int slug_insert(struct br_watch *w, struct br_watch_slugrec *s) {
 }
 
 static void slug_unlink(struct br_watch *w, struct br_watch_slugrec *s) {
-  for (struct br_watch_slugrec **p = &w->slugs[name_hash(s->name) & (w->slugs_cap - 1)]; *p;
-       p = &(*p)->next)
+  for (struct br_watch_slugrec **p = &w->slugs[name_hash(s->name) & (w->slugs_cap - 1)]; *p; p = &(*p)->next)
     if (*p == s) {
       *p = s->next;
       w->slugs_len--;
@@ -301,8 +303,8 @@ static int grow(void **v, uint32_t *cap, size_t need, size_t size) {
  * already added with every bit role needs (a slug dir serves four uses) is
  * not asked for again: its wd cannot have changed in between without a
  * record that re-resolves the slug anyway. */
-static int use_add(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new,
-                   const char *dir, enum role role, const char *name) {
+static int use_add(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new, const char *dir,
+                   enum role role, const char *name) {
   uint32_t mask = role_mask(role);
   struct br_watch_wd *e = NULL;
   for (size_t i = first_new; i < s->n_uses && !e; i++) {
@@ -372,8 +374,8 @@ static void note_failure(struct failure *f, int err, const char *path) {
 /* comp does not exist in dir (or is not a directory): watch dir for it to
  * appear. Not in the state root: its own watch reports directories
  * appearing there, and the caller answers with br_watch_slug(). */
-static void watch_missing(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new,
-                          const char *dir, const char *comp, struct failure *f) {
+static void watch_missing(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new, const char *dir,
+                          const char *comp, struct failure *f) {
   if (strcmp(dir, w->state_dir) == 0)
     return;
   int rc = use_add(w, s, first_new, dir, ROLE_PATH, comp);
@@ -392,9 +394,8 @@ static void watch_missing(struct br_watch *w, struct br_watch_slugrec *s, size_t
  * it. The walk starts at from, a directory resolved by an earlier walk, or
  * at "/" when from is NULL. resolved, if not NULL, receives the directory
  * reached ("" if none). */
-static void watch_path(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new,
-                       const char *from, const char *path, enum role role, const char *name,
-                       char *resolved, struct failure *f) {
+static void watch_path(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new, const char *from,
+                       const char *path, enum role role, const char *name, char *resolved, struct failure *f) {
   char done[PATH_MAX] = ""; /* resolved so far: real, existing; "" is "/" */
   char rest[PATH_MAX];      /* what is left to walk */
   char cand[PATH_MAX];
@@ -629,27 +630,26 @@ static void leave(struct br_watch *w) {
 static bool is_dir_at(const char *dir, const char *name) {
   char path[PATH_MAX];
   struct stat st;
-  return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
-         stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+  return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &st) == 0 &&
+         S_ISDIR(st.st_mode);
 }
 
 /* What one record means for the name in it, worked out once per record
  * however many slugs share the wd. */
 struct record {
   const struct inotify_event *ev;
-  const char *dir;   /* the wd's path */
-  const char *name;  /* NULL for records about the directory itself */
-  int lstat_done;    /* 0 not yet, 1 st valid, -1 failed */
+  const char *dir;  /* the wd's path */
+  const char *name; /* NULL for records about the directory itself */
+  int lstat_done;   /* 0 not yet, 1 st valid, -1 failed */
   struct stat st;
 };
 
 static const struct stat *record_lstat(struct record *r) {
   if (!r->lstat_done) {
     char path[PATH_MAX];
-    r->lstat_done = snprintf(path, sizeof path, "%s/%s", r->dir, r->name) < (int)sizeof path &&
-                            lstat(path, &r->st) == 0
-                        ? 1
-                        : -1;
+    r->lstat_done =
+        snprintf(path, sizeof path, "%s/%s", r->dir, r->name) < (int)sizeof path && lstat(path, &r->st) == 0 ? 1
+                                                                                                             : -1;
   }
   return r->lstat_done > 0 ? &r->st : NULL;
 }
@@ -697,9 +697,7 @@ static int match(const struct use *u, struct record *r) {
   case ROLE_SLUG_FILE:
     return (m & FILE_EVENTS) || ((m & IN_CREATE) && create_counts(r)) ? MATCH_DIRTY : MATCH_NONE;
   case ROLE_PATH:
-    return m & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
-               ? MATCH_DIRTY | MATCH_REFRESH
-               : MATCH_NONE;
+    return m & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) ? MATCH_DIRTY | MATCH_REFRESH : MATCH_NONE;
   case ROLE_LIVE:
     return m & FILE_EVENTS ? MATCH_DIRTY : MATCH_NONE;
   case ROLE_SOURCE:
@@ -738,8 +736,8 @@ static int work_add(struct br_watch *w, struct br_watch_slugrec *s, enum role ro
     return -ENOMEM;
   s->seen = w->generation;
   s->work_at = w->work_len;
-  w->work[w->work_len++] = (struct br_watch_work){
-      .slug = s, .role = role, .refresh = (found & MATCH_REFRESH) != 0};
+  w->work[w->work_len++] =
+      (struct br_watch_work){.slug = s, .role = role, .refresh = (found & MATCH_REFRESH) != 0};
   return 0;
 }
 
@@ -747,8 +745,7 @@ static int work_add(struct br_watch *w, struct br_watch_slugrec *s, enum role ro
 static void root_record(struct br_watch *w, struct br_watch_wd *e, const struct inotify_event *ev) {
   uint32_t m = ev->mask;
   if (m & SELF_EVENTS) {
-    br_log(BR_LOG_WARN, NULL,
-           "state root %s was %s; watching it again once it is back, resyncing every slug",
+    br_log(BR_LOG_WARN, NULL, "state root %s was %s; watching it again once it is back, resyncing every slug",
            w->state_dir, m & IN_MOVE_SELF ? "moved" : "deleted");
     /* A moved root keeps its wd but no longer lives at state_dir: drop it,
      * br_watch_rearm() adds the watch again. */
@@ -785,8 +782,7 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
   if (e->root) {
     if (ev->mask & IN_IGNORED) {
       /* Gone without a DELETE_SELF first: its filesystem was unmounted. */
-      br_log(BR_LOG_WARN, NULL, "state root %s is no longer watchable; resyncing every slug",
-             w->state_dir);
+      br_log(BR_LOG_WARN, NULL, "state root %s is no longer watchable; resyncing every slug", w->state_dir);
       e->root = false;
       w->root = NULL;
       if (w->cb->overflow)
@@ -817,8 +813,7 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
   size_t root_len = strlen(w->state_dir);
   if (strncmp(shown, w->state_dir, root_len) == 0 && shown[root_len] == '/')
     shown += root_len + 1;
-  snprintf(why, sizeof why, "%s%s%s %s", shown, r.name ? "/" : "", r.name ? r.name : "",
-           verb(ev->mask));
+  snprintf(why, sizeof why, "%s%s%s %s", shown, r.name ? "/" : "", r.name ? r.name : "", verb(ev->mask));
   char live[PATH_MAX] = ""; /* the live file a drift record names (e is gone after IN_IGNORED) */
   if (r.name && snprintf(live, sizeof live, "%s/%s", e->path, r.name) >= (int)sizeof live)
     live[0] = '\0';
@@ -870,8 +865,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   struct br_watch *w = handle->data;
   (void)events;
   if (status < 0) {
-    br_log(BR_LOG_ERROR, NULL, "inotify poll failed: %s; resyncing every slug",
-           uv_strerror(status));
+    br_log(BR_LOG_ERROR, NULL, "inotify poll failed: %s; resyncing every slug", uv_strerror(status));
     if (w->cb->overflow)
       w->cb->overflow(w->ctx);
     return;
@@ -889,8 +883,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN) {
-        br_log(BR_LOG_ERROR, NULL, "reading inotify events failed: %s; resyncing every slug",
-               strerror(errno));
+        br_log(BR_LOG_ERROR, NULL, "reading inotify events failed: %s; resyncing every slug", strerror(errno));
         if (w->cb->overflow)
           w->cb->overflow(w->ctx);
       }
@@ -927,8 +920,8 @@ static int add_root(struct br_watch *w) {
   return 0;
 }
 
-int br_watch_init(struct br_watch *w, uv_loop_t *loop, const char *state_dir,
-                  const struct br_watch_callbacks *cb, void *ctx) {
+int br_watch_init(struct br_watch *w, uv_loop_t *loop, const char *state_dir, const struct br_watch_callbacks *cb,
+                  void *ctx) {
   memset(w, 0, sizeof *w);
   w->loop = loop;
   w->cb = cb;

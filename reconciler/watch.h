@@ -54,11 +54,11 @@ struct br_watch_callbacks {
  * of them may go through symlinks. The watcher copies what it keeps. */
 struct br_watch_spec {
   const char *slug;
-  const char *slug_dir;              /* STATE/SLUG: metadata.json and the first component of
-                                        every path below that lives under it (routes.d, egress) */
-  const struct br_strv *sources;     /* source directories (merge order is not needed here) */
-  const struct br_strv *live_files;  /* live files: their directory is watched, events are
-                                        filtered by basename; a change is drift */
+  const char *slug_dir;             /* STATE/SLUG: metadata.json and the first component of
+                                       every path below that lives under it (routes.d, egress) */
+  const struct br_strv *sources;    /* source directories (merge order is not needed here) */
+  const struct br_strv *live_files; /* live files: their directory is watched, events are
+                                       filtered by basename; a change is drift */
 };
 
 struct br_watch_wd;
@@ -68,24 +68,24 @@ struct br_watch_work;
 /* One inotify instance for the daemon. Lives in memory the caller owns,
  * which must stay valid until on_closed runs. All fields are private. */
 struct br_watch {
-  uv_poll_t poll;    /* on fd; freed by libuv, then the close callback frees the rest */
+  uv_poll_t poll; /* on fd; freed by libuv, then the close callback frees the rest */
   uv_loop_t *loop;
-  int fd;            /* inotify_init1(IN_NONBLOCK | IN_CLOEXEC) */
-  char *state_dir;   /* realpath of the state root */
+  int fd;          /* inotify_init1(IN_NONBLOCK | IN_CLOEXEC) */
+  char *state_dir; /* realpath of the state root */
   struct br_watch_wd *root;
   const struct br_watch_callbacks *cb;
   void *ctx;
 
-  struct br_watch_wd **wds;   /* hash: wd -> entry, chained */
+  struct br_watch_wd **wds; /* hash: wd -> entry, chained */
   size_t wds_cap, wds_len;
   struct br_watch_slugrec **slugs; /* hash: slug name -> record, chained */
   size_t slugs_cap, slugs_len;
 
-  struct br_strmap names;       /* interned names events must carry -> uses of them */
-  struct br_watch_work *work;  /* per-record scratch list, reused */
+  struct br_strmap names;     /* interned names events must carry -> uses of them */
+  struct br_watch_work *work; /* per-record scratch list, reused */
   uint32_t work_cap, work_len;
-  uint64_t generation;         /* numbers inotify records, to mark each slug once per record */
-  unsigned dispatching;        /* > 0 while callbacks run from the poll callback */
+  uint64_t generation;                /* numbers inotify records, to mark each slug once per record */
+  unsigned dispatching;               /* > 0 while callbacks run from the poll callback */
   struct br_watch_slugrec *graveyard; /* forgotten during dispatch, freed after it */
   bool closing;
   void (*on_closed)(struct br_watch *w);
@@ -94,8 +94,8 @@ struct br_watch {
 /* Creates the inotify instance, watches state_dir for directories appearing
  * and disappearing, and starts polling on loop. Returns 0 or -errno; on
  * error nothing is left to close. */
-int br_watch_init(struct br_watch *w, uv_loop_t *loop, const char *state_dir,
-                  const struct br_watch_callbacks *cb, void *ctx);
+int br_watch_init(struct br_watch *w, uv_loop_t *loop, const char *state_dir, const struct br_watch_callbacks *cb,
+                  void *ctx);
 
 /* Adds a slug's watches, or replaces them when the slug is already known
  * (call again when its sources change). Every path is resolved one

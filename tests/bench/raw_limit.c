@@ -257,7 +257,7 @@ int main(int argc, char **argv) {
   pthread_mutex_unlock(&lock);
   for (long i = 0; i < threads; i++)
     pthread_join(tids[i], NULL);
-  fprintf(stderr, "%u slugs, %u writes, %u signals, %u errors\n", atomic_load(&slugs_done),
-          atomic_load(&writes), atomic_load(&signals_sent), atomic_load(&errors));
+  fprintf(stderr, "%u slugs, %u writes, %u signals, %u errors\n", atomic_load(&slugs_done), atomic_load(&writes),
+          atomic_load(&signals_sent), atomic_load(&errors));
   return atomic_load(&errors) ? 1 : 0;
 }

@@ -29,7 +29,7 @@ static void expect(int ok, const char *what) {
 }
 
 struct reading {
-  int rc;      /* BR_HTTP_END or a negative errno */
+  int rc; /* BR_HTTP_END or a negative errno */
   int status;
   int heads;
   size_t body_len;
@@ -104,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
     read_answer(data, size, steps[i], &cut);
     expect(cut.rc == whole.rc, "cut differently, the answer ends differently");
     expect(cut.status == whole.status && cut.heads == whole.heads, "cut differently, the head differs");
-    expect(cut.body_len == whole.body_len && cut.body_hash == whole.body_hash, "cut differently, the body differs");
+    expect(cut.body_len == whole.body_len && cut.body_hash == whole.body_hash,
+           "cut differently, the body differs");
   }
   return 0;
 }

@@ -8,10 +8,10 @@
 
 /* Hashing state; lives wherever the caller puts it, owns no memory. */
 struct sidecar_sha256 {
-  uint32_t h[8];            /* chaining value */
-  uint64_t len;             /* bytes hashed so far */
-  unsigned char block[64];  /* partial block not yet compressed */
-  size_t fill;              /* bytes used in block */
+  uint32_t h[8];           /* chaining value */
+  uint64_t len;            /* bytes hashed so far */
+  unsigned char block[64]; /* partial block not yet compressed */
+  size_t fill;             /* bytes used in block */
 };
 
 void sidecar_sha256_init(struct sidecar_sha256 *s);

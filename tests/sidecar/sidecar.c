@@ -48,20 +48,20 @@ struct options {
 struct sidecar {
   struct options opt;
   int log_fd;
-  int signal_fd;    /* SIGTERM and SIGINT always; SIGHUP once reloads are armed */
-  int inotify_fd;   /* -1 unless the pipelock watcher runs */
-  int timer_fd;     /* debounce; armed only between an event and its reload */
-  sigset_t signals; /* the set signal_fd reads, all of it blocked */
-  char *watch_dir;  /* owned; the config file's directory */
+  int signal_fd;          /* SIGTERM and SIGINT always; SIGHUP once reloads are armed */
+  int inotify_fd;         /* -1 unless the pipelock watcher runs */
+  int timer_fd;           /* debounce; armed only between an event and its reload */
+  sigset_t signals;       /* the set signal_fd reads, all of it blocked */
+  char *watch_dir;        /* owned; the config file's directory */
   const char *watch_name; /* points into opt.file: the basename events must carry */
-  bool loaded;      /* a valid config was loaded at least once */
+  bool loaded;            /* a valid config was loaded at least once */
   unsigned char loaded_sha[32];
   struct timespec loaded_at; /* CLOCK_MONOTONIC of that load */
 };
 
 /* One reading of the config file. */
 struct snapshot {
-  char *bytes;    /* owned; NULL when too_large */
+  char *bytes; /* owned; NULL when too_large */
   size_t len;
   bool too_large; /* more than MAX_CONFIG_BYTES; still hashed in full */
   unsigned char sha[32];
@@ -251,8 +251,8 @@ static int read_snapshot(const char *path, struct snapshot *snap) {
 
 /* One line per attempt, in one write(2) on an O_APPEND descriptor: the kernel
  * then appends it whole, so lines of processes sharing a log never mix. */
-static void log_attempt(const struct sidecar *sc, enum load_cause cause, const unsigned char *sha,
-                        bool ok, const char *reason) {
+static void log_attempt(const struct sidecar *sc, enum load_cause cause, const unsigned char *sha, bool ok,
+                        const char *reason) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   char hex[65];
@@ -272,9 +272,8 @@ static void log_attempt(const struct sidecar *sc, enum load_cause cause, const u
   if (!ok && !n)
     n = (size_t)snprintf(clean, sizeof clean, "invalid");
   char line[MAX_REASON + 128];
-  int len = snprintf(line, sizeof line, "%lld.%09ld %s %s %s%s%s\n", (long long)now.tv_sec,
-                     now.tv_nsec, cause_names[cause], hex, ok ? "ok" : "invalid",
-                     ok ? "" : " ", ok ? "" : clean);
+  int len = snprintf(line, sizeof line, "%lld.%09ld %s %s %s%s%s\n", (long long)now.tv_sec, now.tv_nsec,
+                     cause_names[cause], hex, ok ? "ok" : "invalid", ok ? "" : " ", ok ? "" : clean);
   ssize_t written = write(sc->log_fd, line, (size_t)len);
   if (written != len)
     fprintf(stderr, "br-test-sidecar: writing %s: %s\n", sc->opt.log,
@@ -308,8 +307,7 @@ static void load(struct sidecar *sc, enum load_cause cause) {
     snprintf(reason, sizeof reason, "too large: over %zu bytes", MAX_CONFIG_BYTES);
     rc = -EFBIG;
   } else {
-    rc = sidecar_validate(sc->opt.mode, snap.bytes ? snap.bytes : "", snap.len, reason,
-                          sizeof reason);
+    rc = sidecar_validate(sc->opt.mode, snap.bytes ? snap.bytes : "", snap.len, reason, sizeof reason);
   }
   free(snap.bytes);
   if (!rc) {
@@ -357,8 +355,8 @@ static int start_watch(struct sidecar *sc) {
     return -errno;
   /* The directory, not the file: producers replace the file by rename, and a
    * watch on the old inode would never hear of the new one. */
-  if (inotify_add_watch(sc->inotify_fd, sc->watch_dir,
-                        IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0 ||
+  if (inotify_add_watch(sc->inotify_fd, sc->watch_dir, IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) <
+          0 ||
       (sc->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
     int rc = -errno;
     close(sc->inotify_fd);

@@ -12,8 +12,7 @@
 #include <jansson.h>
 #include <yaml.h>
 
-static int reject(char *reason, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int reject(char *reason, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int reject(char *reason, size_t size, const char *fmt, ...) {
   va_list ap;
@@ -31,8 +30,7 @@ static int validate_egress(const char *bytes, size_t len, char *reason, size_t s
    * addon uses, keeps the last one instead of failing. */
   json_t *root = json_loadb(bytes, len, 0, &err);
   if (!root)
-    return reject(reason, size, "json: %s at line %d column %d", err.text, err.line,
-                  err.column);
+    return reject(reason, size, "json: %s at line %d column %d", err.text, err.line, err.column);
   int rc = 0;
   json_t *routes = json_object_get(root, "routes");
   if (!json_is_object(root)) {
@@ -93,8 +91,8 @@ static int next_event(struct yaml_walk *w) {
   w->have_event = false;
   if (!yaml_parser_parse(&w->parser, &w->event))
     return reject(w->reason, w->size, "yaml: %s at line %zu column %zu",
-                  w->parser.problem ? w->parser.problem : "parse error",
-                  w->parser.problem_mark.line + 1, w->parser.problem_mark.column + 1);
+                  w->parser.problem ? w->parser.problem : "parse error", w->parser.problem_mark.line + 1,
+                  w->parser.problem_mark.column + 1);
   w->have_event = true;
   return 0;
 }
@@ -131,16 +129,14 @@ static bool is_null_scalar(const yaml_event_t *ev) {
   if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
     return false;
   const char *v = (const char *)ev->data.scalar.value;
-  return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
-         !strcmp(v, "NULL");
+  return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
 }
 
 static int check_allowlist(struct yaml_walk *w) {
   if (is_null_scalar(&w->event))
     return 0;
   if (w->event.type != YAML_SEQUENCE_START_EVENT)
-    return reject(w->reason, w->size, "api_allowlist: not a sequence (line %zu)",
-                  event_line(w));
+    return reject(w->reason, w->size, "api_allowlist: not a sequence (line %zu)", event_line(w));
   for (size_t i = 0;; i++) {
     int rc = next_event(w);
     if (rc)
@@ -148,13 +144,12 @@ static int check_allowlist(struct yaml_walk *w) {
     if (w->event.type == YAML_SEQUENCE_END_EVENT)
       return 0;
     /* Block scalars (| and >) and nested nodes are not host names. */
-    bool entry_ok = w->event.type == YAML_SCALAR_EVENT &&
-                    (w->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
-                     w->event.data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-                     w->event.data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+    bool entry_ok =
+        w->event.type == YAML_SCALAR_EVENT && (w->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
+                                               w->event.data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                                               w->event.data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE);
     if (!entry_ok)
-      return reject(w->reason, w->size,
-                    "api_allowlist[%zu]: not a plain or quoted scalar (line %zu)", i,
+      return reject(w->reason, w->size, "api_allowlist[%zu]: not a plain or quoted scalar (line %zu)", i,
                     event_line(w));
   }
 }
@@ -198,8 +193,7 @@ static int walk_pipelock(struct yaml_walk *w, struct key_list *keys) {
     if (w->event.type == YAML_MAPPING_END_EVENT)
       break;
     if (w->event.type != YAML_SCALAR_EVENT)
-      return reject(w->reason, w->size, "top-level key is not a scalar (line %zu)",
-                    event_line(w));
+      return reject(w->reason, w->size, "top-level key is not a scalar (line %zu)", event_line(w));
     bool dup, allowlist = !strcmp((const char *)w->event.data.scalar.value, "api_allowlist");
     if ((rc = remember_key(keys, (const char *)w->event.data.scalar.value, &dup)))
       return reject(w->reason, w->size, "out of memory");
@@ -214,8 +208,7 @@ static int walk_pipelock(struct yaml_walk *w, struct key_list *keys) {
   if ((rc = next_event(w)) || (rc = next_event(w))) /* DOCUMENT_END, then... */
     return rc;
   if (w->event.type == YAML_DOCUMENT_START_EVENT)
-    return reject(w->reason, w->size, "more than one YAML document (line %zu)",
-                  event_line(w));
+    return reject(w->reason, w->size, "more than one YAML document (line %zu)", event_line(w));
   return 0;
 }
 
@@ -235,8 +228,7 @@ static int validate_pipelock(const char *bytes, size_t len, char *reason, size_t
   return rc;
 }
 
-int sidecar_validate(enum sidecar_mode mode, const char *bytes, size_t len, char *reason,
-                     size_t reason_size) {
+int sidecar_validate(enum sidecar_mode mode, const char *bytes, size_t len, char *reason, size_t reason_size) {
   reason[0] = '\0';
   if (mode == SIDECAR_EGRESS)
     return validate_egress(bytes, len, reason, reason_size);

@@ -13,7 +13,6 @@ enum sidecar_mode {
 
 /* Returns 0 when the bytes are a config the sidecar would load, or -EINVAL and
  * a one-line reason (no newline; truncated to fit) in reason. */
-int sidecar_validate(enum sidecar_mode mode, const char *bytes, size_t len,
-                     char *reason, size_t reason_size);
+int sidecar_validate(enum sidecar_mode mode, const char *bytes, size_t len, char *reason, size_t reason_size);
 
 #endif

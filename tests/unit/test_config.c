@@ -198,9 +198,8 @@ static void test_signals(void) {
   CHECK_STR(br_driver_name(BR_DRIVER_EXEC), "exec");
 }
 
-static void expect_expand(const struct br_config *cfg, const struct br_sidecar_config *sc,
-                          const char *tmpl, const char *slug, const char *project,
-                          const char *file, int want_rc, const char *want) {
+static void expect_expand(const struct br_config *cfg, const struct br_sidecar_config *sc, const char *tmpl,
+                          const char *slug, const char *project, const char *file, int want_rc, const char *want) {
   struct br_buf out;
   br_buf_init(&out, 4096);
   int rc = sc ? br_config_expand_sidecar(cfg, sc, tmpl, slug, project, file, &out)
@@ -214,15 +213,12 @@ static void expect_expand(const struct br_config *cfg, const struct br_sidecar_c
 static void test_expand(void) {
   struct br_config cfg;
   CHECK(br_config_defaults(&cfg) == 0);
-  expect_expand(&cfg, NULL, cfg.sources.v[0], "alpha", NULL, NULL, 0,
-                "/var/lib/bot-bottle/state/alpha/routes.d");
+  expect_expand(&cfg, NULL, cfg.sources.v[0], "alpha", NULL, NULL, 0, "/var/lib/bot-bottle/state/alpha/routes.d");
   /* project falls back to the slug, as DESIGN.md says */
-  expect_expand(&cfg, &cfg.egress, cfg.egress.reload.container, "alpha", NULL, NULL, 0,
-                "alpha-egress-1");
+  expect_expand(&cfg, &cfg.egress, cfg.egress.reload.container, "alpha", NULL, NULL, 0, "alpha-egress-1");
   expect_expand(&cfg, &cfg.pipelock, cfg.pipelock.reload.container, "alpha", "compose7", NULL, 0,
                 "compose7-pipelock-1");
-  expect_expand(&cfg, &cfg.pipelock, "{sidecar}:{file}", "a", NULL, "/tmp/.x", 0,
-                "pipelock:/tmp/.x");
+  expect_expand(&cfg, &cfg.pipelock, "{sidecar}:{file}", "a", NULL, "/tmp/.x", 0, "pipelock:/tmp/.x");
   expect_expand(&cfg, NULL, cfg.audit_log, NULL, NULL, NULL, 0,
                 "/var/lib/bot-bottle/state/.reconciler/audit.jsonl");
   /* values that are not given make their names unknown */
@@ -233,8 +229,7 @@ static void test_expand(void) {
   expect_expand(&cfg, NULL, "{slug}", "..", NULL, NULL, -EINVAL, NULL);
   /* "" is "not given", as NULL is */
   expect_expand(&cfg, NULL, "{slug}", "", NULL, NULL, -EINVAL, NULL);
-  expect_expand(&cfg, NULL, cfg.audit_log, "", "", NULL, 0,
-                "/var/lib/bot-bottle/state/.reconciler/audit.jsonl");
+  expect_expand(&cfg, NULL, cfg.audit_log, "", "", NULL, 0, "/var/lib/bot-bottle/state/.reconciler/audit.jsonl");
   expect_expand(&cfg, NULL, "{project}", "alpha", "", NULL, 0, "alpha");
   expect_expand(&cfg, NULL, "{project}", "alpha", ".", NULL, -EINVAL, NULL);
   expect_expand(&cfg, NULL, "{slug}", "a", "../etc", NULL, -EINVAL, NULL);
@@ -273,9 +268,10 @@ static void test_table(void) {
   size_t cases = 0;
   for (size_t i = 0; i < names.n; i++) {
     const char *name = names.v[i];
-    size_t stem = strlen(name) - (has_suffix(name, ".yaml") ? 5 : has_suffix(name, ".error") ? 6
-                                                            : has_suffix(name, ".ok")    ? 3
-                                                                                         : 0);
+    size_t stem = strlen(name) - (has_suffix(name, ".yaml")    ? 5
+                                  : has_suffix(name, ".error") ? 6
+                                  : has_suffix(name, ".ok")    ? 3
+                                                               : 0);
     char yaml[256], error[256], ok[256];
     snprintf(yaml, sizeof yaml, "%.*s.yaml", (int)stem, name);
     snprintf(error, sizeof error, "%.*s.error", (int)stem, name);
@@ -299,8 +295,8 @@ static void test_table(void) {
     cases++;
     if (want_error) {
       if (rc != -EINVAL || !err.data || strcmp(err.data, want_error) != 0) {
-        fprintf(stderr, "config/%s: rc %d\n  got  %s  want %s", yaml, rc,
-                err.data ? err.data : "(no message)\n", want_error);
+        fprintf(stderr, "config/%s: rc %d\n  got  %s  want %s", yaml, rc, err.data ? err.data : "(no message)\n",
+                want_error);
         check_failures++;
       }
     } else if (want_ok) {

@@ -23,8 +23,8 @@ static void add(struct br_routes *r, const char *host, const char *scheme, const
 #define PATHS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* The diff of live and desired as plan lines (indent "  ") and compact JSON. */
-static void check_diff(const struct br_routes *live, const struct br_routes *desired,
-                       const char *want_lines, const char *want_json) {
+static void check_diff(const struct br_routes *live, const struct br_routes *desired, const char *want_lines,
+                       const char *want_json) {
   struct br_diff d;
   struct br_buf out;
   br_buf_init(&out, 1 << 16);
@@ -42,8 +42,8 @@ static void check_diff(const struct br_routes *live, const struct br_routes *des
   br_buf_free(&out);
 }
 
-#define EMPTY_JSON                                                                                 \
-  "{\"hosts_added\":[],\"hosts_removed\":[],\"paths_added\":{},\"paths_removed\":{},"             \
+#define EMPTY_JSON                                                                                                \
+  "{\"hosts_added\":[],\"hosts_removed\":[],\"paths_added\":{},\"paths_removed\":{},"                             \
   "\"auth_changed\":[]}"
 
 static void test_order_alone_is_no_change(void) {

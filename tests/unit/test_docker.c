@@ -42,16 +42,16 @@ static void test_rfc3339(void) {
   /* Malformed. */
   expect_time("", -EINVAL, 0);
   expect_time("2024-05-01", -EINVAL, 0);
-  expect_time("2024-05-01T12:34:56", -EINVAL, 0);       /* no zone */
-  expect_time("2024-05-01 12:34:56Z", -EINVAL, 0);      /* RFC 3339 allows it; Docker never writes it */
-  expect_time("2024-05-01T12:34:56.Z", -EINVAL, 0);     /* a dot without digits */
+  expect_time("2024-05-01T12:34:56", -EINVAL, 0);             /* no zone */
+  expect_time("2024-05-01 12:34:56Z", -EINVAL, 0);            /* RFC 3339 allows it; Docker never writes it */
+  expect_time("2024-05-01T12:34:56.Z", -EINVAL, 0);           /* a dot without digits */
   expect_time("2024-05-01T12:34:56.1234567890Z", -EINVAL, 0); /* beyond nanoseconds */
   expect_time("2024-13-01T12:34:56Z", -EINVAL, 0);
   expect_time("2024-04-31T12:34:56Z", -EINVAL, 0);
   expect_time("2024-05-01T24:00:00Z", -EINVAL, 0);
   expect_time("2024-05-01T12:34:56+2:00", -EINVAL, 0);
   expect_time("2024-05-01T12:34:56Zjunk", -EINVAL, 0);
-  expect_time("2300-01-01T00:00:00Z", -EINVAL, 0);      /* past int64 nanoseconds */
+  expect_time("2300-01-01T00:00:00Z", -EINVAL, 0); /* past int64 nanoseconds */
   expect_time(NULL, -EINVAL, 0);
 }
 

@@ -132,8 +132,8 @@ static void test_hosts_lowercased(void) {
   struct br_egress_live live;
   struct br_buf err;
   br_buf_init(&err, 4096);
-  CHECK(parse_str("{\"routes\": [{\"host\": \"API.GitHub.COM\", \"path_allowlist\": [\"/A\"]}]}",
-                  &live, &err) == 0);
+  CHECK(parse_str("{\"routes\": [{\"host\": \"API.GitHub.COM\", \"path_allowlist\": [\"/A\"]}]}", &live, &err) ==
+        0);
   CHECK(live.routes.n == 1);
   CHECK_STR(live.routes.v[0].host, "api.github.com");
   CHECK_STR(live.routes.v[0].paths.v[0], "/A"); /* paths are case-sensitive */
@@ -163,8 +163,7 @@ static void test_null_auth_is_no_auth(void) {
   CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"auth_scheme\": null,"
                   " \"token_env\": null}]}",
                   &live, &err) == 0);
-  CHECK(live.routes.n == 1 && live.routes.v[0].auth_scheme == NULL &&
-        live.routes.v[0].token_env == NULL);
+  CHECK(live.routes.n == 1 && live.routes.v[0].auth_scheme == NULL && live.routes.v[0].token_env == NULL);
   br_egress_live_free(&live);
   br_buf_free(&err);
 }
@@ -210,8 +209,7 @@ static void test_unknown_route_keys_ignored(void) {
   struct br_buf err, out;
   br_buf_init(&err, 4096);
   br_buf_init(&out, 4096);
-  CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"note\": [1]}]}", &live, &err) ==
-        0);
+  CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"note\": [1]}]}", &live, &err) == 0);
   CHECK(br_egress_render(&live.routes, live.doc, &out) == 0);
   CHECK_STR(out.data, "{\n  \"routes\": [\n    {\n      \"host\": \"a.example.com\",\n"
                       "      \"path_allowlist\": []\n    }\n  ]\n}\n");

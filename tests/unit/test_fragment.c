@@ -200,7 +200,9 @@ static void test_host_check(void) {
       {"u@a.com", "user info"},
       {"a b.com", "whitespace or control"},
       {"a.com\n", "whitespace or control"},
-      {"b\xc3\xbc" "cher.de", "non-ASCII"},
+      {"b\xc3\xbc"
+       "cher.de",
+       "non-ASCII"},
       {"a_b.com", "a character other than"},
       {"a..b", "empty label"},
       {".a.com", "empty label"},

@@ -21,7 +21,7 @@
 /* ---- the parser ----------------------------------------------------------- */
 
 struct outcome {
-  int rc;              /* BR_HTTP_END or a negative errno */
+  int rc; /* BR_HTTP_END or a negative errno */
   int status;
   int heads;           /* BR_HTTP_HEAD events seen: one, or none on failure */
   bool end_before_eof; /* the framing ended the answer, not the close */
@@ -316,7 +316,8 @@ static void test_escape(void) {
   br_buf_init(&out, 1024);
   /* What the events filter must look like on the wire (as curl escaped it). */
   CHECK(br_http_escape("{\"type\":[\"container\"],\"event\":[\"start\",\"unpause\"]}", &out) == 0);
-  CHECK_STR(out.data, "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22unpause%22%5D%7D");
+  CHECK_STR(out.data,
+            "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22unpause%22%5D%7D");
   br_buf_reset(&out);
   CHECK(br_http_escape("a b/c?d=e&f~g-h_i.j\xc3\xa9+%", &out) == 0);
   CHECK_STR(out.data, "a%20b%2Fc%3Fd%3De%26f~g-h_i.j%C3%A9%2B%25");
@@ -428,7 +429,7 @@ struct received {
   int heads;
   int pieces;
   int status;
-  int stop_after;  /* pieces of body after which to return stop_with; 0: never */
+  int stop_after; /* pieces of body after which to return stop_with; 0: never */
   int stop_with;
   struct br_buf body;
 };
@@ -491,7 +492,11 @@ static void test_client_answers(void) {
   /* Chunked with extensions and trailers, arriving a byte at a time; the
    * last chunk ends it although the connection stays open. */
   const char *const slow[] = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                              "4;ext=1\r\nslow\r\n", "1\r\n,\r\n", "6\r\n bytes\r\n", "0\r\nX-T: 1\r\n\r\n", NULL};
+                              "4;ext=1\r\nslow\r\n",
+                              "1\r\n,\r\n",
+                              "6\r\n bytes\r\n",
+                              "0\r\nX-T: 1\r\n\r\n",
+                              NULL};
   server_start(&s, slow, 1, true, THEN_HOLD);
   req = request_to("/", 5000, &r);
   CHECK(br_http_unix_request(s.path, &req, &res) == 0);
@@ -540,12 +545,38 @@ static void test_client_stops(void) {
   struct server s;
   struct received r = {0};
   struct br_http_result res;
-  static const char *const stream[] = {
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n",
-      "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n",
-      "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n",
-      "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n",
-      "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", "2\r\n{}\r\n", NULL};
+  static const char *const stream[] = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       "2\r\n{}\r\n",
+                                       NULL};
 
   /* The callback has what it wanted: the stream is left at once. */
   server_start(&s, stream, 20, false, THEN_HOLD);

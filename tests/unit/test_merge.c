@@ -9,8 +9,8 @@
 #include "check.h"
 
 /* Appends a route; paths is a NULL-terminated list, scheme/env may be NULL. */
-static void add(struct br_routes *r, const char *host, const char *origin, const char *scheme,
-                const char *env, const char *const *paths) {
+static void add(struct br_routes *r, const char *host, const char *origin, const char *scheme, const char *env,
+                const char *const *paths) {
   struct br_route *route = br_routes_append(r, host);
   CHECK(route != NULL);
   if (!route)

@@ -51,16 +51,16 @@ static bool same_list(const struct br_strv *a, const char *const *want) {
   return n == a->n;
 }
 
-#define CHECK_LIST(got, ...)                                            \
-  do {                                                                  \
-    static const char *const want_[] = {__VA_ARGS__, NULL};             \
-    if (!same_list((got), want_)) {                                     \
-      fprintf(stderr, "%s:%d: list differs; got:", __FILE__, __LINE__); \
-      for (size_t k_ = 0; k_ < (got)->n; k_++)                          \
-        fprintf(stderr, " [%s]", (got)->v[k_]);                         \
-      fprintf(stderr, "\n");                                            \
-      check_failures++;                                                 \
-    }                                                                   \
+#define CHECK_LIST(got, ...)                                                                                      \
+  do {                                                                                                            \
+    static const char *const want_[] = {__VA_ARGS__, NULL};                                                       \
+    if (!same_list((got), want_)) {                                                                               \
+      fprintf(stderr, "%s:%d: list differs; got:", __FILE__, __LINE__);                                           \
+      for (size_t k_ = 0; k_ < (got)->n; k_++)                                                                    \
+        fprintf(stderr, " [%s]", (got)->v[k_]);                                                                   \
+      fprintf(stderr, "\n");                                                                                      \
+      check_failures++;                                                                                           \
+    }                                                                                                             \
   } while (0)
 
 /* Splices text with the given hosts; returns the result (or NULL) and puts
@@ -186,16 +186,14 @@ static void test_allowlist(void) {
   br_buf_init(&err, 4096);
 
   br_strv_init(&hosts);
-  const char *text =
-      "mode: strict\napi_allowlist:\n  - API.GitHub.com.\n  - \"*.example.com\"\n  - 'x:443'\n";
+  const char *text = "mode: strict\napi_allowlist:\n  - API.GitHub.com.\n  - \"*.example.com\"\n  - 'x:443'\n";
   CHECK(br_pipelock_allowlist("p.yaml", text, strlen(text), &hosts, &err) == 0);
   CHECK_LIST(&hosts, "API.GitHub.com.", "*.example.com", "x:443"); /* as written */
   br_strv_free(&hosts);
 
   /* absent and null are the empty list */
-  static const char *const empties[] = {"mode: strict\n",      "api_allowlist:\n",
-                                        "api_allowlist: ~\n",  "api_allowlist: null\n",
-                                        "api_allowlist: []\n", "{api_allowlist: }\n"};
+  static const char *const empties[] = {"mode: strict\n",        "api_allowlist:\n",    "api_allowlist: ~\n",
+                                        "api_allowlist: null\n", "api_allowlist: []\n", "{api_allowlist: }\n"};
   for (size_t i = 0; i < sizeof empties / sizeof *empties; i++) {
     br_strv_init(&hosts);
     CHECK(br_pipelock_allowlist("p.yaml", empties[i], strlen(empties[i]), &hosts, &err) == 0);
@@ -212,8 +210,7 @@ static void test_allowlist(void) {
   text = "api_allowlist: [a, {b: c}]\n";
   br_buf_reset(&err);
   CHECK(br_pipelock_allowlist("p.yaml", text, strlen(text), &hosts, &err) == -EINVAL);
-  CHECK_STR(err.data,
-            "p.yaml:1:20: api_allowlist[1]: a mapping, expected a host name (quote it if it is one)\n");
+  CHECK_STR(err.data, "p.yaml:1:20: api_allowlist[1]: a mapping, expected a host name (quote it if it is one)\n");
   CHECK_LIST(&hosts, "first", "a", "b");
   br_strv_free(&hosts);
 
@@ -304,8 +301,7 @@ static void test_matching(void) {
 
 static void test_plan(void) {
   struct br_strv live, needed, ours, wide, narrow, added, removed;
-  list_of(&live,
-          (const char *const[]){"*.github.com", "pypi.org", "old.example.com", "ops.example.com", NULL});
+  list_of(&live, (const char *const[]){"*.github.com", "pypi.org", "old.example.com", "ops.example.com", NULL});
   list_of(&needed, (const char *const[]){"api.github.com", "github.com", "PyPI.org.", "new.example.com",
                                          "files.example.com", "new.example.com", NULL});
   list_of(&ours, (const char *const[]){"old.example.com", "pypi.org", "files.example.com", NULL});
@@ -390,8 +386,7 @@ static void check_splice(const char *in, size_t in_len, const char *const *hosts
   br_strv_free(&list);
 }
 
-#define SPLICE(in, want, ...) \
-  check_splice((in), sizeof(in) - 1, (const char *const[]){__VA_ARGS__, NULL}, (want))
+#define SPLICE(in, want, ...) check_splice((in), sizeof(in) - 1, (const char *const[]){__VA_ARGS__, NULL}, (want))
 
 static void test_splice_inline(void) {
   /* CRLF line endings are kept, also on new lines */
@@ -416,14 +411,14 @@ static void test_splice_inline(void) {
   SPLICE("\xEF\xBB\xBF  mode: strict\n  v: 1\n",
          "\xEF\xBB\xBF  mode: strict\n  v: 1\n  api_allowlist:\n    - a.example\n", "a.example");
   SPLICE("\xEF\xBB\xBF# caf\xC3\xA9\nmode: \"\xC3\xA9t\xC3\xA9\"\n",
-         "\xEF\xBB\xBF# caf\xC3\xA9\nmode: \"\xC3\xA9t\xC3\xA9\"\napi_allowlist:\n  - a.example\n",
-         "a.example");
+         "\xEF\xBB\xBF# caf\xC3\xA9\nmode: \"\xC3\xA9t\xC3\xA9\"\napi_allowlist:\n  - a.example\n", "a.example");
 
   /* multi-byte characters before and inside the list */
-  SPLICE(
-      "k: \xE2\x98\x95\xE2\x98\x95\xE2\x98\x95\napi_allowlist: [\"\xC3\xA9.example\", b.example]  # \xE2\x9C\x93\n",
-      "k: \xE2\x98\x95\xE2\x98\x95\xE2\x98\x95\napi_allowlist: [\"\xC3\xA9.example\", c.example]  # \xE2\x9C\x93\n",
-      "\xC3\xA9.example", "c.example");
+  SPLICE("k: \xE2\x98\x95\xE2\x98\x95\xE2\x98\x95\napi_allowlist: [\"\xC3\xA9.example\", b.example]  # "
+         "\xE2\x9C\x93\n",
+         "k: \xE2\x98\x95\xE2\x98\x95\xE2\x98\x95\napi_allowlist: [\"\xC3\xA9.example\", c.example]  # "
+         "\xE2\x9C\x93\n",
+         "\xC3\xA9.example", "c.example");
 
   /* the same list gives back the same bytes, in every list layout */
   static const char *const layouts[] = {
@@ -438,8 +433,8 @@ static void test_splice_inline(void) {
 
   /* reordered: entries kept in order keep their own text (a, greedily),
    * the others are written anew */
-  SPLICE("api_allowlist:\n  - a   # A\n  - b   # B\n  - c   # C\n",
-         "api_allowlist:\n  - c\n  - x\n  - a   # A\n", "c", "x", "a");
+  SPLICE("api_allowlist:\n  - a   # A\n  - b   # B\n  - c   # C\n", "api_allowlist:\n  - c\n  - x\n  - a   # A\n",
+         "c", "x", "a");
   SPLICE("api_allowlist: [a, b, c]\n", "api_allowlist: [c, x, a]\n", "c", "x", "a");
 
   /* an explicit key and a quoted key */

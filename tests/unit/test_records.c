@@ -180,16 +180,14 @@ int main(void) {
   br_strv_init(&hosts);
   br_strv_add(&hosts, "d.example.com"); /* shorter: the old tail must go */
   CHECK(br_record_added_set(state, "alpha", &hosts, false, &err) == 0);
-  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 &&
-        !strcmp(got.v[0], "d.example.com"));
+  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 && !strcmp(got.v[0], "d.example.com"));
   br_strv_free(&got);
   br_strv_init(&got);
   br_strv_free(&hosts);
   br_strv_init(&hosts);
   br_strv_add(&hosts, "c.example.com");
   CHECK(br_record_added_set(state, "alpha", &hosts, true, &err) == 0);
-  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 &&
-        !strcmp(got.v[0], "c.example.com"));
+  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 && !strcmp(got.v[0], "c.example.com"));
   br_strv_free(&got);
   br_strv_free(&hosts);
 

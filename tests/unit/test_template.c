@@ -51,8 +51,7 @@ int main(void) {
   expect("{SLUG}", -EINVAL, "{SLUG}");     /* names are case-sensitive */
   expect("{ slug }", -EINVAL, "{ slug }");
   /* The buffer's bound is honoured. */
-  expect("{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}", -EFBIG,
-         NULL);
+  expect("{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}{state_dir}", -EFBIG, NULL);
 
   /* A NULL value makes its name unavailable. */
   {
@@ -69,8 +68,7 @@ int main(void) {
   }
 
   expect_check("{state_dir}/{slug}", 2, NULL);
-  expect_check("{state_dir}/{project}", 2,
-               "unknown placeholder \"{project}\", expected {state_dir} or {slug}");
+  expect_check("{state_dir}/{project}", 2, "unknown placeholder \"{project}\", expected {state_dir} or {slug}");
   expect_check("{state_dir}/{bottle}/x", 3,
                "unknown placeholder \"{bottle}\", expected {state_dir}, {slug} or {project}");
   expect_check("/x/{state_dir", 1, "unclosed placeholder \"{state_dir\", expected {state_dir}");

@@ -41,9 +41,7 @@ static void on_dirty(void *ctx, const char *slug, const char *why, const char *l
   snprintf(line, sizeof line, "%s|%s", slug, why);
   br_strv_add(&s->dirty, line);
 }
-static void on_appeared(void *ctx, const char *slug) {
-  br_strv_add(&((struct seen *)ctx)->appeared, slug);
-}
+static void on_appeared(void *ctx, const char *slug) { br_strv_add(&((struct seen *)ctx)->appeared, slug); }
 static void on_vanished(void *ctx, const char *slug) {
   struct seen *s = ctx;
   br_strv_add(&s->vanished, slug);
@@ -218,8 +216,8 @@ struct slug_paths {
 
 /* A slug the way the daemon describes it: STATE/SLUG/routes.d as its source,
  * egress/egress_routes.yaml and pipelock/pipelock.yaml as its live files. */
-static int watch_standard(struct br_watch *w, const char *root, const char *slug,
-                          const char *extra_source, struct slug_paths *p) {
+static int watch_standard(struct br_watch *w, const char *root, const char *slug, const char *extra_source,
+                          struct slug_paths *p) {
   struct br_strv sources, live;
   br_strv_init(&sources);
   br_strv_init(&live);
@@ -233,16 +231,14 @@ static int watch_standard(struct br_watch *w, const char *root, const char *slug
     br_strv_add(&sources, extra_source);
   br_strv_add(&live, join(f, p->egress, "egress_routes.yaml"));
   br_strv_add(&live, join(f, p->pipelock, "pipelock.yaml"));
-  struct br_watch_spec spec = {.slug = slug, .slug_dir = p->dir, .sources = &sources,
-                               .live_files = &live};
+  struct br_watch_spec spec = {.slug = slug, .slug_dir = p->dir, .sources = &sources, .live_files = &live};
   int rc = br_watch_slug(w, &spec);
   br_strv_free(&sources);
   br_strv_free(&live);
   return rc;
 }
 
-static int watch_sources(struct br_watch *w, const char *slug, const char *slug_dir,
-                         const char *source) {
+static int watch_sources(struct br_watch *w, const char *slug, const char *slug_dir, const char *source) {
   struct br_strv sources;
   br_strv_init(&sources);
   br_strv_add(&sources, source);
@@ -290,8 +286,7 @@ static void test_fragments(struct br_watch *w, struct seen *s) {
   barrier(s);
   CHECK(dirty_count(s, "s1") == 0);
   char tmp[PATH_MAX];
-  CHECK(rename(join(tmp, p.routes, ".a.yaml.tmp"), join(f, p.routes, "a.yaml")) ==
-        0);
+  CHECK(rename(join(tmp, p.routes, ".a.yaml.tmp"), join(f, p.routes, "a.yaml")) == 0);
   CHECK(wait_dirty(s, "s1", 1));
   barrier(s);
   CHECK(dirty_count(s, "s1") == 1);
@@ -329,8 +324,7 @@ static void test_fragments(struct br_watch *w, struct seen *s) {
   char real[PATH_MAX];
   CHECK(realpath(p.egress, real) != NULL);
   CHECK_STR(s->live_file, join(f, real, "egress_routes.yaml")); /* as watched: its directory resolved */
-  CHECK(rename(join(tmp, p.egress, ".br-tmp.1234"),
-               join(f, p.egress, "egress_routes.yaml")) == 0);
+  CHECK(rename(join(tmp, p.egress, ".br-tmp.1234"), join(f, p.egress, "egress_routes.yaml")) == 0);
   CHECK(wait_dirty(s, "s1", 7));
   CHECK_STR(last_why(s, "s1"), "drift: s1/egress/egress_routes.yaml moved in");
   /* Other files beside a live file are not drift. */
@@ -379,8 +373,7 @@ static void test_fragments(struct br_watch *w, struct seen *s) {
 /* git-sync: SRC = GIT/current/bottles/s2 with current -> rev-1, swapped
  * atomically to rev-2 with symlink() + rename(). */
 static void test_symlink_swap(struct br_watch *w, struct seen *s) {
-  char git[PATH_MAX], rev1[PATH_MAX], rev2[PATH_MAX], src[PATH_MAX], f[PATH_MAX],
-      slug_dir[PATH_MAX];
+  char git[PATH_MAX], rev1[PATH_MAX], rev2[PATH_MAX], src[PATH_MAX], f[PATH_MAX], slug_dir[PATH_MAX];
   join(git, base, "git");
   mkdirs(join(rev1, git, "rev-1/bottles/s2"));
   mkdirs(join(rev2, git, "rev-2/bottles/s2"));
@@ -553,8 +546,7 @@ static void test_watch_failed(void) {
   if (pid == 0) {
     const char *knob = "/proc/sys/user/max_inotify_watches";
     if (unshare(CLONE_NEWUSER) < 0 || !write_knob(knob, "3\n")) {
-      printf("watch_failed: SKIPPED (no user namespace with a writable %s: %s)\n", knob,
-             strerror(errno));
+      printf("watch_failed: SKIPPED (no user namespace with a writable %s: %s)\n", knob, strerror(errno));
       fflush(stdout);
       _exit(0);
     }
@@ -632,8 +624,8 @@ static void test_overflow(void) {
     mkdirs(join(p, root, name));
   }
   CHECK(wait_until(have_overflow, &s));
-  printf("overflow: forced with max_queued_events=16, %d overflow callback(s), restored to %s",
-         s.overflows, saved);
+  printf("overflow: forced with max_queued_events=16, %d overflow callback(s), restored to %s", s.overflows,
+         saved);
   br_watch_close(&w, NULL);
   uv_run(&loop, UV_RUN_NOWAIT);
   seen_clear(&s);
@@ -708,8 +700,7 @@ static void test_scale(void) {
    * adding a slug does not get slower with the slugs already there. */
   printf("scale: %d slugs: mkdir %.0f ms; br_watch_slug %.0f ms (%.1f us/slug; first half "
          "%.0f ms, second half %.0f ms; %zu watches); again (resync) %.0f ms; forget all %.0f ms\n",
-         SLUGS, t1 - t0, t3 - t2, (t3 - t2) * 1000 / SLUGS, half - t2, t3 - half, watches,
-         t4 - t3, t6 - t5);
+         SLUGS, t1 - t0, t3 - t2, (t3 - t2) * 1000 / SLUGS, half - t2, t3 - half, watches, t4 - t3, t6 - t5);
   CHECK(t3 - t2 < 10000); /* quadratic behaviour would be minutes, not seconds */
   br_watch_close(&w, NULL);
   uv_run(&loop, UV_RUN_NOWAIT);

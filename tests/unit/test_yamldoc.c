@@ -1,6 +1,6 @@
 /* Unit tests for common/yamldoc: strictness rules and positions. */
-#include "common/yamldoc.h"
 #include "check.h"
+#include "common/yamldoc.h"
 
 static const struct br_yopts strict = {.max_bytes = 4096, .max_depth = 4, .max_nodes = 1000};
 
