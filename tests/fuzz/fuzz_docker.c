@@ -4,7 +4,7 @@
  *
  * Build and run (from the repository root, with clang):
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_docker.c reconciler/docker_container.c config/config.c common/buf.c \
+ *     tests/fuzz/fuzz_docker.c reconciler/drivers/docker_container.c config/config.c common/buf.c \
  *     common/strv.c common/template.c common/yamldoc.c common/fileio.c \
  *     $(pkg-config --cflags --libs jansson yaml-0.1) -o fuzz_docker
  *   cp -r tests/data/docker corpus
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reconciler/docker_container.h"
+#include "reconciler/drivers/docker_container.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
  *
  * Build and run (from the repository root, with clang):
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_fragment.c reconciler/fragment.c reconciler/routes.c \
+ *     tests/fuzz/fuzz_fragment.c reconciler/model/fragment.c reconciler/model/routes.c \
  *     common/buf.c common/strv.c common/yamldoc.c $(pkg-config --cflags --libs yaml-0.1) \
  *     -o fuzz_fragment
  *   mkdir -p corpus && cp tests/data/fragments/[a-z]*.[jy]* corpus
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reconciler/fragment.h"
+#include "reconciler/model/fragment.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

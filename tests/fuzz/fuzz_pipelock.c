@@ -6,7 +6,7 @@
  * Build and run (from the repository root; seeds from the unit-test table):
  *   mkdir -p build-fuzz/corpus && cp tests/data/pipelock/[a-z]*.in.yaml build-fuzz/corpus/
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
- *     -std=c11 -D_GNU_SOURCE -I. tests/fuzz/fuzz_pipelock.c reconciler/pipelock.c \
+ *     -std=c11 -D_GNU_SOURCE -I. tests/fuzz/fuzz_pipelock.c reconciler/model/pipelock.c \
  *     common/yamldoc.c common/buf.c common/strv.c $(pkg-config --cflags --libs yaml-0.1) \
  *     -o build-fuzz/fuzz_pipelock
  *   build-fuzz/fuzz_pipelock -max_total_time=60 -max_len=4096 build-fuzz/corpus
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reconciler/pipelock.h"
+#include "reconciler/model/pipelock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size);
 

@@ -1,6 +1,6 @@
 /* test_diff: what a converge would change, as plan lines and as the audit
  * log's JSON, one test per rule. */
-#include "reconciler/diff.h"
+#include "reconciler/model/diff.h"
 
 #include <errno.h>
 #include <stdlib.h>

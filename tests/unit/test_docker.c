@@ -8,8 +8,8 @@
 #include "check.h"
 #include "common/fileio.h"
 #include "config/config.h"
-#include "reconciler/docker_container.h"
-#include "reconciler/docker_engine.h"
+#include "reconciler/drivers/docker_container.h"
+#include "reconciler/drivers/docker_engine.h"
 
 static void expect_time(const char *text, int want_rc, int64_t want_ns) {
   int64_t ns = -1;

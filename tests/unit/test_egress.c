@@ -1,6 +1,6 @@
 /* test_egress: the live egress file rule by rule, and its rendering byte for
  * byte against Python's json.dumps (expected files made by make_expected.py). */
-#include "reconciler/egress.h"
+#include "reconciler/model/egress.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Unit tests for reconciler/fragment: every file under fragments/ against its
  * .expected routes or .error line, then the validators and limits from C. */
-#include "reconciler/fragment.h"
+#include "reconciler/model/fragment.h"
 
 #include <dirent.h>
 #include <errno.h>

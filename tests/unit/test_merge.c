@@ -1,6 +1,6 @@
 /* test_merge: the fragment merge rules of DESIGN.md ("Desired state"), one
  * test per rule, on hand-built routes. */
-#include "reconciler/merge.h"
+#include "reconciler/model/merge.h"
 
 #include <errno.h>
 #include <stdlib.h>

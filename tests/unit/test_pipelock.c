@@ -1,6 +1,6 @@
 /* Unit tests for reconciler/pipelock: reading api_allowlist, pipelock's host
  * matching, the plan, and the splice (table-driven from tests/data/pipelock). */
-#include "reconciler/pipelock.h"
+#include "reconciler/model/pipelock.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 
 #include "check.h"
 #include "common/fileio.h"
-#include "reconciler/records.h"
+#include "reconciler/bottle/records.h"
 
 static char state[64], path[256];
 

@@ -1,7 +1,7 @@
 /* test_watch: the inotify watcher against real directories under a mkdtemp
  * dir and a real libuv loop. Every wait is for a callback, with a deadline;
  * "no event" is shown by a barrier event queued after it. */
-#include "reconciler/watch.h"
+#include "reconciler/daemon/watch.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,268 @@
+/* desired: turns source directories into one slug's desired routes. Events
+ * are only hints, so this reads every fragment again each time it runs. */
+#include "reconciler/bottle/desired.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/fileio.h"
+#include "reconciler/model/egress.h"
+#include "reconciler/model/fragment.h"
+#include "reconciler/model/merge.h"
+
+void br_desired_init(struct br_desired *d) {
+  d->managed = false;
+  br_routes_init(&d->routes);
+  br_strv_init(&d->sources);
+  br_strv_init(&d->fragments);
+  br_buf_init(&d->errors, 64 * 1024);
+  br_buf_init(&d->warnings, 64 * 1024);
+  d->hash[0] = '\0';
+}
+
+void br_desired_free(struct br_desired *d) {
+  br_routes_free(&d->routes);
+  br_strv_free(&d->sources);
+  br_strv_free(&d->fragments);
+  br_buf_free(&d->errors);
+  br_buf_free(&d->warnings);
+}
+
+static void limits_of(const struct br_config *cfg, struct br_limits *limits) {
+  br_limits_default(limits);
+  limits->max_file_bytes = cfg->max_file_bytes;
+  limits->max_routes = cfg->max_routes;
+  limits->max_paths = cfg->max_paths;
+}
+
+/* Says in errors why path could not be read (rc from br_file_read): as bad
+ * input (-EINVAL) or as a failure worth a retry (rc itself). */
+static int read_error(const struct br_config *cfg, const char *path, int rc, struct br_buf *errors) {
+  if (rc == -EFBIG) {
+    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
+                  cfg->max_file_bytes);
+    return -EINVAL;
+  }
+  if (rc == -EINVAL || rc == -EISDIR) {
+    br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
+    return -EINVAL;
+  }
+  br_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc)); /* EACCES, EIO, ENOMEM... */
+  return rc;
+}
+
+/* Reads and parses the file at path. */
+static int parse_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                      struct br_buf *errors) {
+  struct br_limits limits;
+  limits_of(cfg, &limits);
+  struct br_buf bytes;
+  br_buf_init(&bytes, limits.max_file_bytes);
+  int rc = br_file_read(path, limits.max_file_bytes, false, &bytes);
+  if (rc)
+    rc = read_error(cfg, path, rc, errors);
+  else
+    rc = br_fragment_parse(path, bytes.data, bytes.len, &limits, routes, errors);
+  br_buf_free(&bytes);
+  return rc == -E2BIG ? -EINVAL : rc;
+}
+
+int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                          struct br_buf *errors) {
+  return parse_file(cfg, path, routes, errors);
+}
+
+/* One fragment file of a listing, and what the listing says it is. */
+struct listed {
+  char *name;
+  unsigned char type; /* DT_REG, DT_LNK, ... or DT_UNKNOWN */
+};
+
+struct listing {
+  struct listed *v;
+  size_t n, cap;
+};
+
+static int add_listed(const char *name, unsigned char type, void *arg) {
+  struct listing *l = arg;
+  if (!br_fragment_name_counts(name))
+    return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    struct listed *v = realloc(l->v, cap * sizeof *v);
+    if (!v)
+      return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  if (!(l->v[l->n].name = strdup(name)))
+    return -ENOMEM;
+  l->v[l->n++].type = type;
+  return 0;
+}
+
+static void listing_free(struct listing *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i].name);
+  free(l->v);
+}
+
+static int cmp_listed(const void *a, const void *b) {
+  /* byte order, whatever the locale */
+  return strcmp(((const struct listed *)a)->name, ((const struct listed *)b)->name);
+}
+
+/* A symlinked fragment is followed only when it resolves inside its own
+ * source directory (a ConfigMap's ..data layout); anything else could make a
+ * bottle's routes come from a file its producers do not control. The source
+ * directory's real path is worked out on the first symlinked fragment only
+ * (source_real "" until then): realpath() costs a readlink per component,
+ * and most sources hold plain files. */
+static int resolve_fragment(const char *dir, char *source_real, const char *path, char *resolved,
+                            struct br_buf *errors) {
+  struct stat st;
+  if (lstat(path, &st) < 0) {
+    if (errno == ENOENT)
+      return -ENOENT; /* removed since the listing: not an error */
+    br_buf_printf(errors, "%s: cannot stat: %s\n", path, strerror(errno));
+    return -EINVAL;
+  }
+  if (!S_ISLNK(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
+      br_buf_printf(errors, "%s: not a regular file, expected a fragment file\n", path);
+      return -EINVAL;
+    }
+    snprintf(resolved, PATH_MAX, "%s", path);
+    return 0;
+  }
+  if (!source_real[0] && !realpath(dir, source_real)) {
+    br_buf_printf(errors, "%s: cannot resolve its source directory: %s\n", path, strerror(errno));
+    source_real[0] = '\0';
+    return -EINVAL;
+  }
+  if (!realpath(path, resolved)) {
+    if (errno == ENOENT)
+      br_buf_printf(errors, "%s: dangling symlink, expected it to resolve to a fragment file\n", path);
+    else
+      br_buf_printf(errors, "%s: cannot resolve: %s\n", path, strerror(errno));
+    return -EINVAL;
+  }
+  size_t n = strlen(source_real);
+  if (strncmp(resolved, source_real, n) != 0 || resolved[n] != '/') {
+    br_buf_printf(errors,
+                  "%s: symlink leads outside its source directory (to %s), "
+                  "expected a link inside %s\n",
+                  path, resolved, source_real);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Reads one listed fragment into bytes. A file the listing calls regular is
+ * read at once with O_NOFOLLOW (the read checks that it still is one: a
+ * symlink swapped in since the listing is -ELOOP); anything else, or that,
+ * goes through resolve_fragment(). Returns 0, -ENOENT (gone since the
+ * listing), -EINVAL (bad input, reported in errors) or another -errno
+ * (reported too; worth a retry). */
+static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real, const struct listed *f,
+                         const char *path, struct br_buf *bytes, struct br_buf *errors) {
+  int rc = -ELOOP;
+  if (f->type == DT_REG)
+    rc = br_file_read(path, cfg->max_file_bytes, true, bytes);
+  if (rc == -ELOOP) {
+    char resolved[PATH_MAX];
+    if ((rc = resolve_fragment(dir, source_real, path, resolved, errors)))
+      return rc;
+    /* resolved holds no symlink: one that appears now is a swap in progress,
+     * as is a target gone since it was resolved. Both are worth a retry;
+     * skipping the fragment would publish routes without it. */
+    rc = br_file_read(resolved, cfg->max_file_bytes, true, bytes);
+    if (rc == -ENOENT || rc == -ELOOP) {
+      br_buf_printf(errors, "%s: changed while it was read (%s); trying again\n", path, strerror(-rc));
+      return -EAGAIN;
+    }
+  }
+  return rc && rc != -ENOENT ? read_error(cfg, path, rc, errors) : rc;
+}
+
+static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
+  char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
+  struct listing frags = {0};
+  int rc = br_dir_each(dir, add_listed, &frags);
+  if (rc == -ENOENT || rc == -ENOTDIR) {
+    listing_free(&frags);
+    return 0; /* no source directory: not managed by this source */
+  }
+  d->managed = true;
+  if (frags.n > 1)
+    qsort(frags.v, frags.n, sizeof *frags.v, cmp_listed);
+  struct br_limits limits;
+  limits_of(cfg, &limits);
+  struct br_buf path, bytes;
+  br_buf_init(&path, PATH_MAX);
+  br_buf_init(&bytes, cfg->max_file_bytes);
+  for (size_t i = 0; !rc && i < frags.n; i++) {
+    br_buf_reset(&path);
+    br_buf_printf(&path, "%s/%s", dir, frags.v[i].name);
+    int frc = read_fragment(cfg, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
+    if (frc == -ENOENT)
+      continue; /* removed since the listing: not an error */
+    struct br_routes routes;
+    br_routes_init(&routes);
+    if (!frc)
+      frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
+    if (frc == -EFBIG || frc == -E2BIG)
+      frc = -EINVAL;
+    if (!frc && !d->errors.len) {
+      frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
+      if (frc == -E2BIG) {
+        br_buf_printf(&d->errors,
+                      "%s:1:1: routes: takes the slug past %zu distinct hosts, "
+                      "expected fewer routes across its fragments\n",
+                      path.data, cfg->max_routes);
+        frc = -EINVAL;
+      }
+    }
+    br_routes_free(&routes);
+    if (frc && frc != -EINVAL)
+      rc = frc;
+    if (!rc)
+      rc = br_strv_add(&d->fragments, path.data);
+  }
+  br_buf_free(&path);
+  br_buf_free(&bytes);
+  listing_free(&frags);
+  return rc;
+}
+
+int br_desired_load(const struct br_config *cfg, const char *slug, const char *project, struct br_desired *d) {
+  struct br_buf dir;
+  br_buf_init(&dir, PATH_MAX);
+  int rc = 0;
+  for (size_t i = 0; !rc && i < cfg->sources.n; i++) {
+    br_buf_reset(&dir);
+    rc = br_config_expand(cfg, cfg->sources.v[i], slug, project, &dir);
+    if (!rc)
+      rc = br_strv_add(&d->sources, dir.data);
+    if (!rc)
+      rc = load_source(cfg, dir.data, d);
+  }
+  br_buf_free(&dir);
+  if (!rc && d->errors.len)
+    rc = -EINVAL;
+  if (rc) {
+    br_routes_free(&d->routes); /* nothing of an invalid slug may be applied */
+    return rc;
+  }
+  struct br_buf canonical;
+  br_buf_init(&canonical, 256 * 1024 * 1024);
+  rc = br_egress_render(&d->routes, NULL, &canonical);
+  if (!rc)
+    br_sha256_hex(canonical.data, canonical.len, d->hash);
+  br_buf_free(&canonical);
+  return rc;
+}

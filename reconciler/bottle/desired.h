@@ -1,0 +1,40 @@
+/* desired: a slug's desired routes, read afresh from its source directories:
+ * fragment discovery, the symlink rule, parsing and the merge. Reads only. */
+#ifndef BR_RECONCILER_DESIRED_H
+#define BR_RECONCILER_DESIRED_H
+
+#include <stdbool.h>
+
+#include "common/buf.h"
+#include "common/sha256.h"
+#include "common/strv.h"
+#include "config/config.h"
+#include "reconciler/model/routes.h"
+
+struct br_desired {
+  bool managed;                     /* at least one source directory exists */
+  struct br_routes routes;          /* merged desired routes (empty when invalid) */
+  struct br_strv sources;           /* expanded source directories, merge order */
+  struct br_strv fragments;         /* fragment paths read, merge order */
+  struct br_buf errors;             /* "FILE:LINE:COLUMN: FIELD: ..." lines, one per bad fragment */
+  struct br_buf warnings;           /* merge conflicts and the like */
+  char hash[BR_SHA256_HEX_LEN + 1]; /* SHA-256 of the canonical egress
+                                       rendering of routes: names the desired state */
+};
+
+void br_desired_init(struct br_desired *d);
+void br_desired_free(struct br_desired *d);
+
+/* Loads the desired state of slug. Returns 0 (managed or not: see
+ * d->managed), -EINVAL when a fragment is invalid (d->errors says which;
+ * nothing of the slug may be applied), or another -errno for an I/O failure
+ * worth retrying. Every fragment is checked even after the first error, so
+ * an operator sees all that is wrong at once. */
+int br_desired_load(const struct br_config *cfg, const char *slug, const char *project, struct br_desired *d);
+
+/* Parses one file as a fragment, as `check` does. Returns 0 or -EINVAL/-errno
+ * with a line in errors. */
+int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                          struct br_buf *errors);
+
+#endif

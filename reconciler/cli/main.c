@@ -1,0 +1,417 @@
+/* main: the command-line interface: parses arguments, loads the config and
+ * hands each command to the core. It decides exit codes, nothing else. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "reconciler/bottle/audit.h"
+#include "reconciler/bottle/converge.h"
+#include "reconciler/bottle/desired.h"
+#include "reconciler/bottle/records.h"
+#include "reconciler/bottle/slug.h"
+#include "reconciler/daemon/daemon.h"
+#include "reconciler/model/fragment.h"
+#include "reconciler/model/merge.h"
+
+#define EXIT_USAGE 64 /* sysexits.h EX_USAGE */
+
+static const char usage_text[] =
+    "usage: bottle-reconciler [--config FILE] [--state-dir DIR] COMMAND [ARGS]\n"
+    "\n"
+    "Keeps the egress and pipelock sidecars of every bottle on this host equal\n"
+    "to the route fragments in STATE/<slug>/routes.d/.\n"
+    "\n"
+    "commands:\n"
+    "  run                    watch and converge until stopped (the daemon)\n"
+    "  once [SLUG...]         converge now and exit; 0 when every slug converged\n"
+    "  plan [SLUG...]         show what a converge would change; 0 none, 2 pending, 1 errors\n"
+    "  check FILE...          validate fragment files; 0 valid, 1 invalid\n"
+    "  apply SLUG FILE [--name NAME]\n"
+    "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
+    "  status [SLUG] [--json] ask the running daemon for every slug's phase\n"
+    "  resync [SLUG]          ask the running daemon to converge now\n"
+    "\n"
+    "options (any command):\n"
+    "  -c, --config FILE      daemon config (YAML); default: built-in defaults\n"
+    "  -s, --state-dir DIR    state root; overrides state_dir of the config\n"
+    "      --log-level LEVEL  debug, info, warn or error (default info)\n"
+    "      --log-format FMT   text or json (default text)\n"
+    "  -h, --help             this text (COMMAND --help: the command's own)\n"
+    "  -V, --version          print the version\n";
+
+struct cli {
+  const char *command;
+  const char *config_path;
+  const char *state_dir;
+  const char *name; /* apply --name */
+  bool json;        /* status --json */
+  struct br_config cfg;
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "bottle-reconciler: ");
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'bottle-reconciler --help'.\n");
+  return EXIT_USAGE;
+}
+
+static void command_help(const char *command) {
+  static const struct {
+    const char *name, *text;
+  } help[] = {
+      {"run", "usage: bottle-reconciler run [--config FILE] [--state-dir DIR] [--log-level L] [--log-format F]\n"
+              "Watches the state root with inotify and converges every managed slug whenever\n"
+              "its fragments or live files change, retrying failures with backoff. SIGHUP\n"
+              "re-reads the config; SIGTERM drains and exits 0.\n"},
+      {"once", "usage: bottle-reconciler once [SLUG...]\n"
+               "Converges the named slugs (default: every slug in the state root) and exits:\n"
+               "pipelock widened and reloaded first, then egress. One line per slug.\n"
+               "Exit 0 when every slug converged (or has no sources), 1 otherwise.\n"},
+      {"plan", "usage: bottle-reconciler plan [SLUG...]\n"
+               "Shows per slug what a converge would change; writes and signals nothing.\n"
+               "Exit 0 nothing to do, 2 changes pending, 1 errors.\n"},
+      {"check", "usage: bottle-reconciler check FILE...\n"
+                "Validates fragment files (and their merge, in the order given).\n"
+                "Errors go to stderr as FILE:LINE:COLUMN: FIELD: message. Exit 0 valid, 1 invalid.\n"},
+      {"apply", "usage: bottle-reconciler apply SLUG FILE [--name NAME]\n"
+                "Validates FILE and installs it atomically as STATE/SLUG/routes.d/NAME\n"
+                "(default NAME: FILE's base name). Exit 0 installed, 1 invalid.\n"},
+      {"status", "usage: bottle-reconciler status [SLUG] [--json]\n"
+                 "Asks the running daemon (STATE/.reconciler/control.sock) for each slug's phase.\n"},
+      {"resync", "usage: bottle-reconciler resync [SLUG]\n"
+                 "Asks the running daemon to converge one slug, or all, now.\n"},
+  };
+  for (size_t i = 0; i < sizeof help / sizeof *help; i++)
+    if (strcmp(help[i].name, command) == 0) {
+      fputs(help[i].text, stdout);
+      return;
+    }
+  fputs(usage_text, stdout);
+}
+
+/* Loads the config, applies --state-dir, and prepares STATE/.reconciler. */
+static int load_config(struct cli *cli, bool need_state) {
+  struct br_buf err;
+  br_buf_init(&err, 64 * 1024);
+  int rc = br_config_load(&cli->cfg, cli->config_path, &err);
+  if (rc) {
+    fprintf(stderr, "%s", err.data ? err.data : "cannot load the config\n");
+    br_buf_free(&err);
+    return 1;
+  }
+  if (cli->state_dir) {
+    char *dir = realpath(cli->state_dir, NULL);
+    if (!dir) {
+      fprintf(stderr, "bottle-reconciler: --state-dir %s: %s\n", cli->state_dir, strerror(errno));
+      br_buf_free(&err);
+      return 1;
+    }
+    free(cli->cfg.state_dir);
+    cli->cfg.state_dir = dir;
+  }
+  if (need_state && (rc = br_records_init(cli->cfg.state_dir, &err))) {
+    fprintf(stderr, "%s", err.data);
+    br_buf_free(&err);
+    return 1;
+  }
+  br_buf_free(&err);
+  return 0;
+}
+
+static void print_indented(FILE *f, const char *prefix, const struct br_buf *text) {
+  if (!text->len)
+    return;
+  const char *p = text->data;
+  while (*p) {
+    size_t n = strcspn(p, "\n");
+    fprintf(f, "%s%.*s\n", prefix, (int)n, p);
+    p += n + (p[n] == '\n');
+  }
+}
+
+static int cmd_check(struct cli *cli, int argc, char **argv) {
+  if (argc == 0)
+    return usage_error("%s", "check needs at least one FILE");
+  if (load_config(cli, false))
+    return 1;
+  struct br_buf errors, warnings;
+  br_buf_init(&errors, 1024 * 1024);
+  br_buf_init(&warnings, 1024 * 1024);
+  struct br_routes merged;
+  br_routes_init(&merged);
+  int bad = 0;
+  size_t routes = 0;
+  for (int i = 0; i < argc; i++) {
+    struct br_routes r;
+    br_routes_init(&r);
+    if (br_desired_check_file(&cli->cfg, argv[i], &r, &errors)) {
+      bad++;
+    } else {
+      routes += r.n;
+      br_merge_add(&merged, &r, argv[i], 0, &warnings);
+    }
+    br_routes_free(&r);
+  }
+  fputs(errors.data ? errors.data : "", stderr);
+  print_indented(stderr, "warning: ", &warnings);
+  if (!bad)
+    printf("%d fragment%s valid, %zu route%s, %zu host%s\n", argc, argc == 1 ? "" : "s", routes,
+           routes == 1 ? "" : "s", merged.n, merged.n == 1 ? "" : "s");
+  br_routes_free(&merged);
+  br_buf_free(&errors);
+  br_buf_free(&warnings);
+  return bad ? 1 : 0;
+}
+
+/* The slugs named on the command line, or every slug of the state root. */
+static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slugs) {
+  br_strv_init(slugs);
+  if (argc) {
+    for (int i = 0; i < argc; i++) {
+      if (!br_slug_valid(argv[i])) {
+        fprintf(stderr, "bottle-reconciler: \"%s\" is not a valid slug, expected [A-Za-z0-9][A-Za-z0-9_.-]*\n",
+                argv[i]);
+        return 1;
+      }
+      br_strv_add(slugs, argv[i]);
+    }
+    return 0;
+  }
+  struct br_buf warnings;
+  br_buf_init(&warnings, 64 * 1024);
+  int rc = br_slugs_list(cli->cfg.state_dir, slugs, &warnings);
+  print_indented(stderr, "warning: ", &warnings);
+  br_buf_free(&warnings);
+  if (rc) {
+    fprintf(stderr, "bottle-reconciler: %s: %s\n", cli->cfg.state_dir, strerror(-rc));
+    return 1;
+  }
+  return 0;
+}
+
+static void write_audit(struct cli *cli, const struct br_converge_report *rep) {
+  struct br_buf path;
+  br_buf_init(&path, PATH_MAX);
+  if (!br_config_expand(&cli->cfg, cli->cfg.audit_log, NULL, NULL, &path)) {
+    int rc = br_audit_append(path.data, rep->audit);
+    if (rc)
+      br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
+  }
+  br_buf_free(&path);
+}
+
+static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
+  if (load_config(cli, !dry_run))
+    return 1;
+  struct br_strv slugs;
+  if (slugs_of(cli, argc, argv, &slugs)) {
+    br_strv_free(&slugs);
+    return 1;
+  }
+  int exit_code = 0;
+  for (size_t i = 0; i < slugs.n; i++) {
+    const char *slug = slugs.v[i];
+    struct br_converge_report rep;
+    br_converge_report_init(&rep);
+    if (!dry_run)
+      br_converge_cleanup(&cli->cfg, slug);
+    int rc = br_converge_slug(&cli->cfg, slug, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
+    /* A sidecar too young to be signalled asks for a short wait; a one-shot
+     * command can afford it instead of failing. */
+    for (int tries = 0; !rc && !dry_run && rep.outcome == BR_OUTCOME_RETRY && rep.retry_after_ms &&
+                        rep.retry_after_ms <= 10000 && tries < 5;
+         tries++) {
+      write_audit(cli, &rep);
+      struct timespec ts = {.tv_sec = rep.retry_after_ms / 1000,
+                            .tv_nsec = (long)(rep.retry_after_ms % 1000) * 1000000};
+      nanosleep(&ts, NULL);
+      br_converge_report_free(&rep);
+      br_converge_report_init(&rep);
+      rc = br_converge_slug(&cli->cfg, slug, BR_CONVERGE_WAIT, NULL, &rep);
+    }
+    if (rc) {
+      fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
+      exit_code = 1;
+    } else {
+      print_indented(stderr, "warning: ", &rep.warnings);
+      printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), rep.message.data ? rep.message.data : "");
+      if (dry_run || rep.outcome == BR_OUTCOME_CONVERGED)
+        fputs(rep.plan.data ? rep.plan.data : "", stdout);
+      if (rep.outcome == BR_OUTCOME_INVALID)
+        fputs(rep.errors.data ? rep.errors.data : "", stderr);
+      if (!dry_run)
+        write_audit(cli, &rep);
+      if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)
+        exit_code = 2;
+      else if (rep.outcome != BR_OUTCOME_CONVERGED && rep.outcome != BR_OUTCOME_UNMANAGED &&
+               rep.outcome != BR_OUTCOME_CHANGES)
+        exit_code = 1;
+    }
+    fflush(stdout);
+    br_converge_report_free(&rep);
+  }
+  br_strv_free(&slugs);
+  return exit_code;
+}
+
+static int cmd_apply(struct cli *cli, int argc, char **argv) {
+  if (argc != 2)
+    return usage_error("%s", "apply needs SLUG and FILE");
+  const char *slug = argv[0], *file = argv[1];
+  const char *slash = strrchr(file, '/');
+  const char *name = cli->name ? cli->name : (slash ? slash + 1 : file);
+  if (!br_slug_valid(slug))
+    return usage_error("\"%s\" is not a valid slug", slug);
+  if (strchr(name, '/') || !br_fragment_name_counts(name))
+    return usage_error("--name \"%s\": expected a file name ending in .yaml, .yml or .json, not starting with '.'",
+                       name);
+  if (load_config(cli, false))
+    return 1;
+  struct br_buf errors, bytes, dir, path;
+  br_buf_init(&errors, 64 * 1024);
+  br_buf_init(&bytes, cli->cfg.max_file_bytes);
+  br_buf_init(&dir, PATH_MAX);
+  br_buf_init(&path, PATH_MAX);
+  struct br_routes routes;
+  br_routes_init(&routes);
+  int exit_code = 1;
+  if (br_desired_check_file(&cli->cfg, file, &routes, &errors)) {
+    fputs(errors.data, stderr);
+    goto out;
+  }
+  br_buf_printf(&dir, "%s/%s", cli->cfg.state_dir, slug);
+  struct stat st;
+  if (stat(dir.data, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "bottle-reconciler: no bottle %s on this host (%s does not exist)\n", slug, dir.data);
+    goto out;
+  }
+  br_buf_adds(&dir, "/routes.d");
+  if (mkdir(dir.data, 0755) < 0 && errno != EEXIST) {
+    fprintf(stderr, "bottle-reconciler: %s: %s\n", dir.data, strerror(errno));
+    goto out;
+  }
+  br_buf_printf(&path, "%s/%s", dir.data, name);
+  int rc = br_file_read(file, cli->cfg.max_file_bytes, false, &bytes);
+  if (!rc)
+    rc =
+        br_file_write_atomic(path.data, bytes.data, bytes.len, &(struct br_write_opts){.new_mode = 0644}, &errors);
+  if (rc) {
+    fprintf(stderr, "bottle-reconciler: %s", errors.len ? errors.data : strerror(-rc));
+    if (!errors.len)
+      fputc('\n', stderr);
+    goto out;
+  }
+  printf("%s: installed %s (%zu route%s)\n", slug, path.data, routes.n, routes.n == 1 ? "" : "s");
+  exit_code = 0;
+out:
+  br_routes_free(&routes);
+  br_buf_free(&errors);
+  br_buf_free(&bytes);
+  br_buf_free(&dir);
+  br_buf_free(&path);
+  return exit_code;
+}
+
+int main(int argc, char **argv) {
+  struct cli cli = {0};
+  enum br_log_level level = BR_LOG_INFO;
+  enum br_log_format format = BR_LOG_TEXT;
+  static const struct option options[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},
+      {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  bool help = false;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "c:s:hV", options, NULL)) != -1) {
+    switch (opt) {
+    case 'c':
+      cli.config_path = optarg;
+      break;
+    case 's':
+      cli.state_dir = optarg;
+      break;
+    case 'L':
+      if (br_log_level_parse(optarg, &level))
+        return usage_error("--log-level %s: expected debug, info, warn or error", optarg);
+      break;
+    case 'F':
+      if (br_log_format_parse(optarg, &format))
+        return usage_error("--log-format %s: expected text or json", optarg);
+      break;
+    case 'n':
+      cli.name = optarg;
+      break;
+    case 'j':
+      cli.json = true;
+      break;
+    case 'h':
+      help = true;
+      break;
+    case 'V':
+      printf("bottle-reconciler %s\n", BR_VERSION);
+      return 0;
+    default:
+      return EXIT_USAGE;
+    }
+  }
+  br_log_setup(level, format);
+  int rest = argc - optind;
+  char **args = argv + optind;
+  if (rest == 0) {
+    if (help) {
+      fputs(usage_text, stdout);
+      return 0;
+    }
+    return usage_error("%s", "a COMMAND is required");
+  }
+  cli.command = args[0];
+  if (help) {
+    command_help(cli.command);
+    return 0;
+  }
+  if ((cli.name && strcmp(cli.command, "apply") != 0) || (cli.json && strcmp(cli.command, "status") != 0))
+    return usage_error("%s", cli.name ? "--name belongs to apply" : "--json belongs to status");
+  int code;
+  if (strcmp(cli.command, "check") == 0)
+    code = cmd_check(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "plan") == 0)
+    code = cmd_converge(&cli, rest - 1, args + 1, true);
+  else if (strcmp(cli.command, "once") == 0)
+    code = cmd_converge(&cli, rest - 1, args + 1, false);
+  else if (strcmp(cli.command, "apply") == 0)
+    code = cmd_apply(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "run") == 0)
+    code = rest > 1 ? usage_error("%s", "run takes no arguments")
+                    : (load_config(&cli, true) ? 1 : br_daemon_run(&cli.cfg, cli.config_path, cli.state_dir));
+  else if (strcmp(cli.command, "status") == 0 || strcmp(cli.command, "resync") == 0)
+    code = rest > 2 ? usage_error("%s takes at most one SLUG", cli.command)
+                    : (load_config(&cli, false)
+                           ? 1
+                           : br_daemon_client(&cli.cfg, cli.command, rest > 1 ? args[1] : NULL, cli.json));
+  else
+    return usage_error("unknown command \"%s\"", cli.command);
+  br_config_free(&cli.cfg);
+  return code;
+}
