@@ -25,6 +25,8 @@ int br_buf_add(struct br_buf *b, const void *bytes, size_t n);
 int br_buf_adds(struct br_buf *b, const char *s);
 int br_buf_printf(struct br_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int br_buf_vprintf(struct br_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* The contents as a string: "" while nothing was added (data is NULL then). */
+static inline const char *br_buf_str(const struct br_buf *b) { return b->data ? b->data : ""; }
 /* Takes the data out of the buffer; the caller frees it. Never NULL on
  * success (an empty buffer yields ""), NULL on allocation failure. */
 char *br_buf_steal(struct br_buf *b);

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 /* ---- the parser ---------------------------------------------------------- */
 
 void br_http_parser_init(struct br_http_parser *p) {
@@ -351,12 +353,6 @@ int br_http_parse_eof(struct br_http_parser *p) {
 /* How long to wait before trying again a listener whose backlog is full. */
 #define BACKLOG_RETRY_NS (10 * 1000000LL)
 
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Waits until fd (may be -1: none) is ready for events, the deadline passes
  * (-ETIMEDOUT; 0 is none) or wake_fd becomes readable (-ECANCELED, which
  * wins over a ready fd so that a stop is never starved by a busy stream). */
@@ -364,7 +360,7 @@ static int wait_ready(int fd, short events, int64_t deadline, int wake_fd) {
   for (;;) {
     int timeout = -1;
     if (deadline) {
-      int64_t left = deadline - now_ns();
+      int64_t left = deadline - br_monotonic_ns();
       if (left <= 0)
         return -ETIMEDOUT;
       int64_t ms = (left + 999999) / 1000000; /* rounded up: never wake early and spin */
@@ -421,9 +417,9 @@ static int connect_unix(const char *path, int64_t deadline, int wake_fd, int *ou
     }
     /* A unix listener with a full backlog refuses a non-blocking connect
      * outright instead of queueing it (Linux): try again shortly. */
-    int64_t retry_at = earlier(deadline, now_ns() + BACKLOG_RETRY_NS);
+    int64_t retry_at = earlier(deadline, br_monotonic_ns() + BACKLOG_RETRY_NS);
     rc = wait_ready(-1, 0, retry_at, wake_fd);
-    if (rc != -ETIMEDOUT || (deadline && now_ns() >= deadline))
+    if (rc != -ETIMEDOUT || (deadline && br_monotonic_ns() >= deadline))
       break;
   }
   if (rc) {
@@ -548,7 +544,7 @@ int br_http_unix_request(const char *path, const struct br_http_request *req, st
   int rc = compose(req, head, sizeof head, &head_len, &res->why);
   if (rc)
     return rc;
-  int64_t start = now_ns();
+  int64_t start = br_monotonic_ns();
   int64_t deadline = req->timeout_ms ? start + (int64_t)req->timeout_ms * 1000000 : 0;
   int64_t connect_deadline =
       earlier(deadline, req->connect_timeout_ms ? start + (int64_t)req->connect_timeout_ms * 1000000 : 0);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 
 static enum br_log_level min_level = BR_LOG_INFO;
 static enum br_log_format log_format = BR_LOG_TEXT;
@@ -47,15 +48,6 @@ int br_log_format_parse(const char *s, enum br_log_format *out) {
   return 0;
 }
 
-static void timestamp(char *out, size_t size) {
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) {
   if (level < min_level)
     return;
@@ -71,7 +63,7 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
   while (msg.len && msg.data[msg.len - 1] == '\n') /* callers may pass whole lines */
     msg.data[--msg.len] = '\0';
   char ts[40];
-  timestamp(ts, sizeof ts);
+  br_time_text(br_realtime_ns(), ts, sizeof ts);
   if (log_format == BR_LOG_JSON) {
     json_t *obj = json_pack("{s:s, s:s, s:s?, s:s}", "time", ts, "level", level_names[level], "slug", subject,
                             "msg", msg.data ? msg.data : "");

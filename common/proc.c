@@ -16,13 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "common/clock.h"
 
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+extern char **environ;
 
 static void drain(int fd, struct br_buf *out) {
   char chunk[1024];
@@ -68,9 +64,9 @@ int br_proc_run(char *const argv[], unsigned timeout_ms, struct br_proc_result *
     return -rc;
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  long long deadline = now_ms() + timeout_ms;
+  long long deadline = (br_monotonic_ns() / 1000000) + timeout_ms;
   for (;;) {
-    long long left = deadline - now_ms();
+    long long left = deadline - (br_monotonic_ns() / 1000000);
     if (left <= 0) {
       kill(-pid, SIGKILL);
       res->timed_out = true;
@@ -117,12 +113,6 @@ void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, str
   }
 }
 
-static int64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
@@ -157,6 +147,6 @@ int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
   int64_t boot_ns = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
                     (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
   /* Boot-relative to wall clock: now minus the process's age. */
-  *realtime_ns = clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - boot_ns);
+  *realtime_ns = br_clock_ns(CLOCK_REALTIME) - (br_clock_ns(CLOCK_BOOTTIME) - boot_ns);
   return 0;
 }

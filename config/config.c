@@ -107,14 +107,15 @@ static void sidecar_free(struct br_sidecar_config *sc) {
   memset(sc, 0, sizeof *sc);
 }
 
-static int sidecar_defaults(struct br_sidecar_config *sc, const char *sidecar, const char *file,
+static int sidecar_defaults(struct br_sidecar_config *sc, enum br_sidecar which, const char *file,
                             unsigned settle_ms) {
   memset(sc, 0, sizeof *sc);
   br_strv_init(&sc->validate);
+  sc->which = which;
   sc->settle_ms = settle_ms;
   if (!(sc->file = strdup(file)))
     return -ENOMEM;
-  return reload_defaults(&sc->reload, BR_DRIVER_DOCKER, sidecar);
+  return reload_defaults(&sc->reload, BR_DRIVER_DOCKER, br_sidecar_name(which));
 }
 
 void br_config_free(struct br_config *cfg) {
@@ -144,8 +145,8 @@ int br_config_defaults(struct br_config *cfg) {
   if (!(cfg->state_dir = strdup("/var/lib/bot-bottle/state")) ||
       br_strv_add(&cfg->sources, "{state_dir}/{slug}/routes.d") ||
       !(cfg->audit_log = strdup("{state_dir}/.reconciler/audit.jsonl")) ||
-      sidecar_defaults(&cfg->pipelock, "pipelock", "{state_dir}/{slug}/pipelock/pipelock.yaml", 150) ||
-      sidecar_defaults(&cfg->egress, "egress", "{state_dir}/{slug}/egress/egress_routes.yaml", 0)) {
+      sidecar_defaults(&cfg->pipelock, BR_SIDECAR_PIPELOCK, "{state_dir}/{slug}/pipelock/pipelock.yaml", 150) ||
+      sidecar_defaults(&cfg->egress, BR_SIDECAR_EGRESS, "{state_dir}/{slug}/egress/egress_routes.yaml", 0)) {
     br_config_free(cfg);
     return -ENOMEM;
   }
@@ -554,8 +555,9 @@ static const char *const egress_keys[] = {"file", "settle_ms", "validate", "relo
 
 /* mirror is not NULL only for pipelock, the one sidecar this daemon may
  * remove hosts from. */
-static int parse_sidecar(struct loader *ld, const struct br_ynode *node, const char *name,
-                         struct br_sidecar_config *sc, enum br_mirror_mode *mirror) {
+static int parse_sidecar(struct loader *ld, const struct br_ynode *node, struct br_sidecar_config *sc,
+                         enum br_mirror_mode *mirror) {
+  const char *name = br_sidecar_name(sc->which);
   int rc = want_map(ld, node, name, "a mapping of sidecar settings");
   if (rc)
     return rc;
@@ -719,9 +721,9 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
       rc = get_template(ld, value, "metrics_file", names_global, true, true,
                         "the path of a Prometheus textfile, or null", &cfg->metrics_file);
     else if (key_is(key, "pipelock"))
-      rc = parse_sidecar(ld, value, "pipelock", &cfg->pipelock, &cfg->mirror);
+      rc = parse_sidecar(ld, value, &cfg->pipelock, &cfg->mirror);
     else if (key_is(key, "egress"))
-      rc = parse_sidecar(ld, value, "egress", &cfg->egress, NULL);
+      rc = parse_sidecar(ld, value, &cfg->egress, NULL);
     else
       rc = fail_key(ld, key, "", "unknown key", top_keys);
     if (rc)
@@ -816,10 +818,9 @@ static int add_list(struct br_buf *out, const struct br_strv *list) {
   return rc ? rc : br_buf_adds(out, "]");
 }
 
-static int add_sidecar(struct br_buf *out, const char *name, const struct br_sidecar_config *sc,
-                       const enum br_mirror_mode *mirror) {
+static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, const enum br_mirror_mode *mirror) {
   const struct br_reload_config *rl = &sc->reload;
-  int rc = br_buf_printf(out, "%s:\n  file: ", name);
+  int rc = br_buf_printf(out, "%s:\n  file: ", br_sidecar_name(sc->which));
   if (!rc)
     rc = add_quoted(out, sc->file);
   if (!rc && mirror)
@@ -878,9 +879,9 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
   if (!rc)
     rc = br_buf_adds(out, "\n");
   if (!rc)
-    rc = add_sidecar(out, "pipelock", &cfg->pipelock, &cfg->mirror);
+    rc = add_sidecar(out, &cfg->pipelock, &cfg->mirror);
   if (!rc)
-    rc = add_sidecar(out, "egress", &cfg->egress, NULL);
+    rc = add_sidecar(out, &cfg->egress, NULL);
   return rc;
 }
 
@@ -892,12 +893,18 @@ static bool is_component(const char *s) {
   return s && *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
+const char *br_sidecar_name(enum br_sidecar sidecar) {
+  static const char *const names[BR_SIDECAR_COUNT] = {
+      [BR_SIDECAR_PIPELOCK] = "pipelock", [BR_SIDECAR_EGRESS] = "egress"};
+  return (unsigned)sidecar < BR_SIDECAR_COUNT ? names[sidecar] : "?";
+}
+
+const struct br_sidecar_config *br_config_sidecar(const struct br_config *cfg, enum br_sidecar sidecar) {
+  return sidecar == BR_SIDECAR_PIPELOCK ? &cfg->pipelock : &cfg->egress;
+}
+
 const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_sidecar_config *sc) {
-  if (sc == &cfg->pipelock)
-    return "pipelock";
-  if (sc == &cfg->egress)
-    return "egress";
-  return NULL;
+  return sc == &cfg->pipelock || sc == &cfg->egress ? br_sidecar_name(sc->which) : NULL;
 }
 
 static int expand(const struct br_config *cfg, const char *tmpl, const char *slug, const char *project,

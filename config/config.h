@@ -10,6 +10,19 @@
 #include "common/buf.h"
 #include "common/strv.h"
 
+/* The two sidecars of a bottle, in the order a widening converge tells
+ * them: the inner gate first. br_sidecar_name() is the one name table: the
+ * config key, the value of {sidecar}, and the word in messages, records and
+ * the audit log. */
+enum br_sidecar {
+  BR_SIDECAR_PIPELOCK, /* hostname allowlist with data-loss scanning: the inner gate */
+  BR_SIDECAR_EGRESS,   /* path-aware routes and credentials: the outer gate */
+  BR_SIDECAR_COUNT
+};
+
+/* "pipelock" or "egress". */
+const char *br_sidecar_name(enum br_sidecar sidecar);
+
 /* How a sidecar is told to re-read its live file. */
 enum br_driver_kind {
   BR_DRIVER_NONE,   /* write only: the sidecar watches the file itself */
@@ -42,6 +55,7 @@ enum br_mirror_mode {
 };
 
 struct br_sidecar_config {
+  enum br_sidecar which;
   char *file;         /* live file template; owned */
   unsigned settle_ms; /* wait after a reload before the next step */
   struct br_reload_config reload;
@@ -122,6 +136,8 @@ int br_config_expand_sidecar(const struct br_config *cfg, const struct br_sideca
 /* "pipelock" or "egress" for &cfg->pipelock or &cfg->egress, else NULL: the
  * value of {sidecar} and the word used in messages. */
 const char *br_config_sidecar_name(const struct br_config *cfg, const struct br_sidecar_config *sc);
+/* &cfg->pipelock or &cfg->egress. */
+const struct br_sidecar_config *br_config_sidecar(const struct br_config *cfg, enum br_sidecar sidecar);
 /* "none", "signal", "exec", "docker". */
 const char *br_driver_name(enum br_driver_kind driver);
 

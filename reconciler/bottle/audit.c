@@ -8,6 +8,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
+json_t *br_audit_record(json_t *list, const char *slug, enum br_sidecar sidecar, const char *file) {
+  char time[BR_TIME_TEXT_MAX];
+  br_time_text(br_realtime_ns(), time, sizeof time);
+  json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "time", time, "slug", slug, "sidecar", br_sidecar_name(sidecar),
+                          "file", file);
+  json_array_append_new(list, rec);
+  return rec;
+}
+
 int br_audit_append(const char *path, const json_t *records) {
   if (!json_array_size(records))
     return 0;
@@ -25,7 +36,10 @@ int br_audit_append(const char *path, const json_t *records) {
     }
     size_t len = strlen(line);
     line[len] = '\n'; /* json_dumps leaves room: the NUL becomes the newline */
-    if (write(fd, line, len + 1) != (ssize_t)(len + 1))
+    ssize_t n = write(fd, line, len + 1);
+    if (n < 0)
+      rc = -errno; /* ENOSPC says what to do; EIO would not */
+    else if (n != (ssize_t)(len + 1))
       rc = -EIO;
     free(line);
   }

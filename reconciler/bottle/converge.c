@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fileio.h"
 #include "common/proc.h"
+#include "reconciler/bottle/audit.h"
 #include "reconciler/bottle/desired.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
@@ -66,44 +68,39 @@ const char *br_outcome_name(enum br_outcome outcome) {
   return "?";
 }
 
+/* What a converge found and decided: filled by the read and plan steps,
+ * used by the write steps. */
+struct plan {
+  struct br_desired desired;
+  struct br_buf pl_bytes; /* the live pipelock file; later steps splice on top */
+  struct br_strv pl_live; /* its api_allowlist */
+  struct br_buf eg_bytes;
+  struct br_egress_live eg_live;
+  bool egress_exists, egress_parsed, egress_differs;
+  struct br_strv added_record;      /* pipelock hosts this tool added (read in prune mode, or to add one) */
+  struct br_strv widened, narrowed; /* pipelock's list after widening, after narrowing */
+  struct br_strv hosts_added, hosts_removed; /* what changes in pipelock */
+  struct br_diff diff;                       /* what changes in egress */
+  bool owed[BR_SIDECAR_COUNT];               /* a reload owed from an earlier write */
+  int64_t owed_at[BR_SIDECAR_COUNT];
+};
+
 /* Everything one converge works with; lives on the caller's stack. */
 struct run {
   const struct br_config *cfg;
-  const char *slug;
+  struct br_bottle *bottle;
   enum br_converge_mode mode;
   const struct br_converge_observer *observer; /* may be NULL */
   struct br_converge_report *rep;
-  struct br_buf project; /* read by project_of() */
-  bool project_read;
-  int project_rc;
-  const char *paths_project; /* the project when a source or live file path names it, else NULL */
-  struct br_buf pipelock_file;
-  struct br_buf egress_file;
   struct br_reloads reloads; /* reloads owed and settle times, read under the lock */
+  struct plan plan;
   /* The live files this converge replaced, held until it is over (see
    * br_write_opts.replaced): up to three writes, pipelock twice in prune mode. */
   int replaced[3];
   size_t n_replaced;
 };
 
-static int64_t realtime_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* The slug's compose project (metadata.json), read when first needed: most
- * converges find nothing to do and never need it, unless a source or live
- * file path names it (then br_converge_slug reads it up front). */
-static const char *project_of(struct run *run) {
-  if (!run->project_read) {
-    run->project_read = true;
-    run->project_rc = br_slug_project(run->cfg->state_dir, run->slug, &run->project, &run->rep->warnings);
-  }
-  /* NULL only when out of memory: in a template NULL would stand for the
-   * slug, so callers must not pass it on. */
-  return run->project_rc ? NULL : run->project.data;
-}
+static const char *live_file(const struct run *run, enum br_sidecar sidecar) { return run->bottle->live[sidecar]; }
 
 /* Lets go of the live files this converge replaced (see run.replaced). */
 static void release_replaced(struct run *run) {
@@ -118,17 +115,29 @@ static void sleep_ms(unsigned ms) {
     ;
 }
 
-static int finish(struct run *run, enum br_outcome outcome, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* How a step ended. */
+enum step_result {
+  STEP_DONE,    /* written and/or told, or nothing to do: the next step follows */
+  STEP_SETTLE,  /* told; the next step waits out the settle time (ASYNC mode) */
+  STEP_RETRY,   /* transient: the message says why; retry later */
+  STEP_REFUSED, /* permanent: invalid input, a refused file, a misconfigured driver */
+  STEP_STOP,    /* the converge is over early with its outcome set (unmanaged,
+                   waiting, a plan, nothing to do) */
+};
 
-static int finish(struct run *run, enum br_outcome outcome, const char *fmt, ...) {
+static enum step_result finish(struct run *run, enum step_result step, enum br_outcome outcome, const char *fmt,
+                               ...) __attribute__((format(printf, 4, 5)));
+
+/* Sets the converge's outcome and its one-line message; returns step. */
+static enum step_result finish(struct run *run, enum step_result step, enum br_outcome outcome, const char *fmt,
+                               ...) {
   run->rep->outcome = outcome;
   br_buf_reset(&run->rep->message);
   va_list ap;
   va_start(ap, fmt);
   br_buf_vprintf(&run->rep->message, fmt, ap);
   va_end(ap);
-  return 0;
+  return step;
 }
 
 static json_t *strv_json(const struct br_strv *s) {
@@ -138,55 +147,39 @@ static json_t *strv_json(const struct br_strv *s) {
   return a;
 }
 
-static json_t *audit_record(struct run *run, const char *sidecar, const char *file) {
-  char ts[64];
-  struct timespec now;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &now);
-  gmtime_r(&now.tv_sec, &tm);
-  size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
-  json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "slug", run->slug, "sidecar", sidecar, "file", file);
-  json_array_append_new(run->rep->audit, rec);
-  return rec; /* borrowed: the report's array holds the reference */
-}
+/* ---- writing a live file and telling its sidecar ------------------------- */
 
 /* The staged file is shown to the operator's validate command before it can
  * replace the live one. */
 struct stage {
   struct run *run;
-  const struct br_sidecar_config *sc;
-  const char *sidecar;
-  const char *file; /* the live file */
+  enum br_sidecar sidecar;
   int64_t written_at_ns;
   struct stat staged; /* the new file, filled by br_file_write_atomic */
 };
 
 static int validate_staged(const char *staged_path, void *arg) {
   struct stage *st = arg;
-  if (st->sc->validate.n == 0)
+  const struct br_sidecar_config *sc = br_config_sidecar(st->run->cfg, st->sidecar);
+  if (sc->validate.n == 0)
     return 0;
   struct br_strv argv;
   struct br_buf word;
   br_strv_init(&argv);
   br_buf_init(&word, PATH_MAX * 2);
   int rc = 0;
-  for (size_t i = 0; i < st->sc->validate.n && !rc; i++) {
-    br_buf_reset(&word);
-    const char *project = project_of(st->run);
-    rc = project ? br_config_expand_sidecar(st->run->cfg, st->sc, st->sc->validate.v[i], st->run->slug, project,
-                                            staged_path, &word)
-                 : -ENOMEM;
-    if (!rc)
+  for (size_t i = 0; i < sc->validate.n && !rc; i++)
+    if (!(rc = br_bottle_expand(st->run->bottle, st->sidecar, sc->validate.v[i], staged_path, &word,
+                                &st->run->rep->warnings)))
       rc = br_strv_add(&argv, word.data);
-  }
   br_buf_free(&word);
   struct br_proc_result proc = {0};
   if (!rc)
     rc = br_proc_run(argv.v, 30000, &proc);
   if (rc || !proc.exited || proc.exit_status != 0) {
     struct br_buf *msg = &st->run->rep->errors;
-    br_buf_printf(msg, "%s: the %s validate command refused the new file (", st->sidecar, st->sidecar);
+    const char *name = br_sidecar_name(st->sidecar);
+    br_buf_printf(msg, "%s: the %s validate command refused the new file (", name, name);
     if (rc)
       br_buf_printf(msg, "cannot run %s: %s", argv.n ? argv.v[0] : "?", strerror(-rc));
     else
@@ -203,56 +196,50 @@ static int before_rename(void *arg) {
   struct stage *st = arg;
   const struct br_converge_observer *obs = st->run->observer;
   if (obs && obs->replacing)
-    obs->replacing(obs->ctx, st->file, &st->staged);
-  st->written_at_ns = realtime_ns();
+    obs->replacing(obs->ctx, live_file(st->run, st->sidecar), &st->staged);
+  st->written_at_ns = br_realtime_ns();
   return br_reloads_set(&st->run->reloads, st->sidecar, BR_MARK_RELOAD_OWED, st->written_at_ns,
                         &st->run->rep->errors);
 }
 
-enum step_result {
-  STEP_DONE,    /* written and/or told, or nothing to do */
-  STEP_SETTLE,  /* told; the next step waits out the settle time (ASYNC mode) */
-  STEP_RETRY,   /* transient: the message says why; retry later */
-  STEP_REFUSED, /* the validate command refused the file: permanent */
-};
-
 /* The next step must not start before a sidecar that was just told has the
  * new config (pipelock: its own watcher's debounce, or the reload itself).
  * WAIT mode sleeps; ASYNC mode records when the wait ends and hands it back. */
-static enum step_result settle(struct run *run, const struct br_sidecar_config *sc, const char *sidecar) {
+static enum step_result settle(struct run *run, enum br_sidecar sidecar) {
+  unsigned settle_ms = br_config_sidecar(run->cfg, sidecar)->settle_ms;
   if (run->mode != BR_CONVERGE_ASYNC) {
     /* Before the wait, not after: a sidecar that watches the file itself
      * (not its directory) hears of the replacement only when the old file
      * is gone. */
     release_replaced(run);
-    sleep_ms(sc->settle_ms);
+    sleep_ms(settle_ms);
     return STEP_DONE;
   }
-  int64_t until = realtime_ns() + (int64_t)sc->settle_ms * 1000000;
+  int64_t until = br_realtime_ns() + (int64_t)settle_ms * 1000000;
   if (br_reloads_set(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, until, &run->rep->errors)) {
     release_replaced(run);
-    sleep_ms(sc->settle_ms); /* cannot record it: wait here rather than not at all */
+    sleep_ms(settle_ms); /* cannot record it: wait here rather than not at all */
     return STEP_DONE;
   }
-  run->rep->retry_after_ms = sc->settle_ms;
-  finish(run, BR_OUTCOME_SETTLING, "%s told; the next step follows after its %u ms settle time", sidecar,
-         sc->settle_ms);
-  return STEP_SETTLE;
+  run->rep->retry_after_ms = settle_ms;
+  return finish(run, STEP_SETTLE, BR_OUTCOME_SETTLING,
+                "%s told; the next step follows after its %u ms settle time", br_sidecar_name(sidecar), settle_ms);
 }
 
 /* A settle time recorded by an earlier ASYNC converge that is not over yet:
  * ASYNC hands the rest back, WAIT sleeps it out. */
-static enum step_result settled(struct run *run, const struct br_sidecar_config *sc, const char *sidecar) {
+static enum step_result settled(struct run *run, enum br_sidecar sidecar) {
   int64_t until = 0;
   /* Without a settle time there is nothing to wait for, whatever an earlier
    * config left on record: no need to look. */
-  if (!sc->settle_ms || !br_reloads_get(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, &until))
+  if (!br_config_sidecar(run->cfg, sidecar)->settle_ms ||
+      !br_reloads_get(&run->reloads, sidecar, BR_MARK_SETTLE_UNTIL, &until))
     return STEP_DONE;
-  int64_t left_ms = (until - realtime_ns()) / 1000000;
+  int64_t left_ms = (until - br_realtime_ns()) / 1000000;
   if (left_ms > 0 && run->mode == BR_CONVERGE_ASYNC) {
     run->rep->retry_after_ms = (unsigned)left_ms;
-    finish(run, BR_OUTCOME_SETTLING, "%s settling for %lld ms more", sidecar, (long long)left_ms);
-    return STEP_SETTLE;
+    return finish(run, STEP_SETTLE, BR_OUTCOME_SETTLING, "%s settling for %lld ms more", br_sidecar_name(sidecar),
+                  (long long)left_ms);
   }
   if (left_ms > 0)
     sleep_ms((unsigned)left_ms);
@@ -260,64 +247,62 @@ static enum step_result settled(struct run *run, const struct br_sidecar_config 
   return STEP_DONE;
 }
 
-/* Writes new_bytes (when not NULL) to the sidecar's live file and tells the
- * sidecar; when a next step follows (more), it waits the settle time. With
- * new_bytes NULL it only delivers a reload owed from an earlier write
- * (written_at_ns from the record). */
-static enum step_result apply(struct run *run, const struct br_sidecar_config *sc, const char *sidecar,
-                              const char *file, const struct br_buf *new_bytes, int64_t written_at_ns, bool more,
-                              json_t *audit) {
-  struct br_converge_report *rep = run->rep;
-  struct stage st = {.run = run, .sc = sc, .sidecar = sidecar, .file = file, .written_at_ns = written_at_ns};
-  if (new_bytes) {
-    struct br_buf err;
-    br_buf_init(&err, 4096);
-    int replaced = -1;
-    struct br_write_opts opts = {.new_mode = 0644,
-                                 .validate = validate_staged,
-                                 .before_rename = before_rename,
-                                 .arg = &st,
-                                 .staged = run->observer ? &st.staged : NULL,
-                                 .replaced = run->n_replaced < 3 ? &replaced : NULL};
-    int rc = br_file_write_atomic(file, new_bytes->data, new_bytes->len, &opts, &err);
-    if (replaced >= 0)
-      run->replaced[run->n_replaced++] = replaced;
-    if (rc == -ECANCELED) {
-      br_buf_free(&err);
-      json_object_set_new(audit, "write", json_string("refused by validate"));
-      finish(run, BR_OUTCOME_INVALID, "%s file refused by its validate command", sidecar);
-      return STEP_REFUSED;
-    }
-    if (rc) {
-      json_object_set_new(audit, "write", json_string(strerror(-rc)));
-      finish(run, BR_OUTCOME_RETRY, "cannot write the %s file: %.*s", sidecar,
-             (int)(err.len && err.data[err.len - 1] == '\n' ? err.len - 1 : err.len), err.data ? err.data : "");
-      br_buf_free(&err);
-      return STEP_RETRY;
-    }
-    br_buf_free(&err);
-    rep->writes++;
+/* Writes new_bytes to the sidecar's live file, atomically, after its
+ * validate command. */
+static enum step_result write_live(struct run *run, struct stage *st, const struct br_buf *new_bytes,
+                                   json_t *audit) {
+  const char *name = br_sidecar_name(st->sidecar);
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  int replaced = -1;
+  struct br_write_opts opts = {.new_mode = 0644,
+                               .validate = validate_staged,
+                               .before_rename = before_rename,
+                               .arg = st,
+                               .staged = run->observer ? &st->staged : NULL,
+                               .replaced = run->n_replaced < 3 ? &replaced : NULL};
+  int rc = br_file_write_atomic(live_file(run, st->sidecar), new_bytes->data, new_bytes->len, &opts, &err);
+  if (replaced >= 0)
+    run->replaced[run->n_replaced++] = replaced;
+  enum step_result out = STEP_DONE;
+  if (rc == -ECANCELED) {
+    json_object_set_new(audit, "write", json_string("refused by validate"));
+    out = finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "%s file refused by its validate command", name);
+  } else if (rc) {
+    json_object_set_new(audit, "write", json_string(strerror(-rc)));
+    out = finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot write the %s file: %.*s", name,
+                 (int)(err.len && err.data[err.len - 1] == '\n' ? err.len - 1 : err.len), br_buf_str(&err));
+  } else {
+    run->rep->writes++;
     json_object_set_new(audit, "write", json_string("ok"));
   }
+  br_buf_free(&err);
+  return out;
+}
 
-  if (!project_of(run)) {
-    finish(run, BR_OUTCOME_RETRY, "%s reload: out of memory", sidecar);
-    return STEP_RETRY;
-  }
+/* Tells the sidecar through its driver; on success the owed mark goes, and
+ * when a next step follows (more) it waits the settle time. */
+static enum step_result tell(struct run *run, const struct stage *st, bool more, json_t *audit) {
+  struct br_converge_report *rep = run->rep;
+  const char *name = br_sidecar_name(st->sidecar);
+  const char *project = br_bottle_project(run->bottle, &rep->warnings);
+  if (!project)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "%s reload: out of memory", name);
+  const struct br_sidecar_config *sc = br_config_sidecar(run->cfg, st->sidecar);
   struct br_reload_request req = {
       .config = run->cfg,
       .reload = &sc->reload,
-      .sidecar = sidecar,
-      .slug = run->slug,
-      .project = project_of(run),
-      .file = file,
-      .written_at_ns = st.written_at_ns,
+      .sidecar = st->sidecar,
+      .slug = run->bottle->slug,
+      .project = project,
+      .file = live_file(run, st->sidecar),
+      .written_at_ns = st->written_at_ns,
   };
   struct br_reload_result res;
   br_reload_result_init(&res);
   br_driver_reload(&req, &res);
   json_object_set_new(audit, "reload", json_string(br_reload_status_name(res.status)));
-  json_object_set_new(audit, "reload_detail", json_string(res.message.data ? res.message.data : ""));
+  json_object_set_new(audit, "reload_detail", json_string(br_buf_str(&res.message)));
   enum step_result out = STEP_DONE;
   switch (res.status) {
   case BR_RELOAD_OK:
@@ -327,28 +312,160 @@ static enum step_result apply(struct run *run, const struct br_sidecar_config *s
   case BR_RELOAD_NOT_RUNNING:
     if (res.status == BR_RELOAD_NOT_RUNNING)
       rep->sidecar_not_running = true;
-    br_reloads_clear(&run->reloads, sidecar, BR_MARK_RELOAD_OWED, &rep->warnings);
+    br_reloads_clear(&run->reloads, st->sidecar, BR_MARK_RELOAD_OWED, &rep->warnings);
     if (more && sc->settle_ms && res.status != BR_RELOAD_NOT_RUNNING)
-      out = settle(run, sc, sidecar);
+      out = settle(run, st->sidecar);
     break;
   case BR_RELOAD_DEFER:
     rep->retry_after_ms = res.retry_after_ms;
-    finish(run, BR_OUTCOME_RETRY, "%s reload deferred: %s", sidecar, res.message.data);
-    out = STEP_RETRY;
+    out = finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "%s reload deferred: %s", name, res.message.data);
     break;
   case BR_RELOAD_TRANSIENT:
-    finish(run, BR_OUTCOME_RETRY, "%s reload failed: %s", sidecar, res.message.data);
-    out = STEP_RETRY;
+    out = finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "%s reload failed: %s", name, res.message.data);
     break;
   case BR_RELOAD_PERMANENT:
     /* The live file is written and stays owed a reload; only a config change helps. */
-    br_buf_printf(&rep->errors, "%s reload: %s\n", sidecar, res.message.data);
-    finish(run, BR_OUTCOME_INVALID, "%s reload impossible: %s", sidecar, res.message.data);
-    out = STEP_REFUSED;
+    br_buf_printf(&rep->errors, "%s reload: %s\n", name, res.message.data);
+    out = finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "%s reload impossible: %s", name, res.message.data);
     break;
   }
   br_reload_result_free(&res);
   return out;
+}
+
+/* Writes new_bytes (when not NULL) to the sidecar's live file and tells the
+ * sidecar; when a next step follows (more), it waits the settle time. With
+ * new_bytes NULL it only delivers a reload owed from an earlier write
+ * (written_at_ns from the record). */
+static enum step_result apply(struct run *run, enum br_sidecar sidecar, const struct br_buf *new_bytes,
+                              int64_t written_at_ns, bool more, json_t *audit) {
+  struct stage st = {.run = run, .sidecar = sidecar, .written_at_ns = written_at_ns};
+  enum step_result out = new_bytes ? write_live(run, &st, new_bytes, audit) : STEP_DONE;
+  return out == STEP_DONE ? tell(run, &st, more, audit) : out;
+}
+
+/* Only delivers a reload an earlier write left owed. */
+static enum step_result apply_owed(struct run *run, enum br_sidecar sidecar, bool more) {
+  json_t *audit = br_audit_record(run->rep->audit, run->bottle->slug, sidecar, live_file(run, sidecar));
+  json_object_set_new(audit, "owed", json_true());
+  return apply(run, sidecar, NULL, run->plan.owed_at[sidecar], more, audit);
+}
+
+/* Splices list into the pipelock bytes and applies them. */
+static enum step_result pipelock_write(struct run *run, const struct br_strv *list, const struct br_strv *added,
+                                       const struct br_strv *removed, bool more) {
+  struct br_buf *live_bytes = &run->plan.pl_bytes;
+  const char *file = live_file(run, BR_SIDECAR_PIPELOCK);
+  struct br_buf spliced;
+  br_buf_init(&spliced, LIVE_FILE_MAX);
+  if (br_pipelock_splice(file, live_bytes->data, live_bytes->len, list, &spliced, &run->rep->errors)) {
+    br_buf_free(&spliced);
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", file);
+  }
+  json_t *audit = br_audit_record(run->rep->audit, run->bottle->slug, BR_SIDECAR_PIPELOCK, file);
+  char before[BR_SHA256_HEX_LEN + 1], after[BR_SHA256_HEX_LEN + 1];
+  br_sha256_hex(live_bytes->data, live_bytes->len, before);
+  br_sha256_hex(spliced.data, spliced.len, after);
+  json_object_set_new(audit, "hosts_added", strv_json(added));
+  json_object_set_new(audit, "hosts_removed", strv_json(removed));
+  json_object_set_new(audit, "sha256_before", json_string(before));
+  json_object_set_new(audit, "sha256_after", json_string(after));
+  enum step_result out = apply(run, BR_SIDECAR_PIPELOCK, &spliced, 0, more, audit);
+  if (out == STEP_DONE || out == STEP_SETTLE) {
+    /* Later steps splice on top of what is live now. */
+    br_buf_reset(live_bytes);
+    br_buf_add(live_bytes, spliced.data, spliced.len);
+  }
+  br_buf_free(&spliced);
+  return out;
+}
+
+/* ---- the steps of a converge, in order ----------------------------------- */
+
+/* 1. Desired state: all fragments, afresh. */
+static enum step_result load_desired(struct run *run) {
+  struct br_converge_report *rep = run->rep;
+  struct br_desired *desired = &run->plan.desired;
+  int rc = br_desired_load(run->cfg, &run->bottle->sources, desired);
+  br_buf_add(&rep->warnings, br_buf_str(&desired->warnings), desired->warnings.len);
+  if (rc == -EINVAL) {
+    br_buf_add(&rep->errors, desired->errors.data, desired->errors.len);
+    size_t first = strcspn(desired->errors.data, "\n");
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "invalid desired routes, live config untouched: %.*s",
+                  (int)first, desired->errors.data);
+  }
+  if (rc)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot read desired routes: %s", strerror(-rc));
+  if (!desired->managed)
+    return finish(run, STEP_STOP, BR_OUTCOME_UNMANAGED, "no source directory (%s); left alone",
+                  desired->sources.n ? desired->sources.v[0] : "none configured");
+  memcpy(rep->desired_hash, desired->hash, sizeof rep->desired_hash);
+  return STEP_DONE;
+}
+
+static const char *read_error(int rc) {
+  return rc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-rc);
+}
+
+/* 2. Live state: what the sidecars' files say now. */
+static enum step_result read_live(struct run *run) {
+  struct br_converge_report *rep = run->rep;
+  struct plan *p = &run->plan;
+  const char *pl_file = live_file(run, BR_SIDECAR_PIPELOCK), *eg_file = live_file(run, BR_SIDECAR_EGRESS);
+  int rc = br_file_read(pl_file, LIVE_FILE_MAX, true, &p->pl_bytes);
+  if (rc == -ENOENT) /* creating it would need every key pipelock requires; that is not ours */
+    return finish(run, STEP_STOP, BR_OUTCOME_WAITING,
+                  "waiting for its pipelock config %s (the file does not exist)", pl_file);
+  if (rc)
+    return finish(run, rc == -ELOOP || rc == -EFBIG || rc == -EISDIR ? STEP_REFUSED : STEP_RETRY,
+                  rc == -ELOOP || rc == -EFBIG || rc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
+                  "cannot read %s: %s", pl_file, read_error(rc));
+  if (br_pipelock_allowlist(pl_file, p->pl_bytes.data, p->pl_bytes.len, &p->pl_live, &rep->errors))
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "live pipelock config is invalid, left untouched: %.*s",
+                  (int)strcspn(rep->errors.data, "\n"), rep->errors.data);
+  rc = br_file_read(eg_file, LIVE_FILE_MAX, true, &p->eg_bytes);
+  p->egress_exists = rc == 0;
+  if (rc && rc != -ENOENT)
+    return finish(run, rc == -ELOOP ? STEP_REFUSED : STEP_RETRY,
+                  rc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", eg_file,
+                  read_error(rc));
+  p->egress_parsed = true;
+  if (p->egress_exists) {
+    struct br_buf perr;
+    br_buf_init(&perr, 4096);
+    if (br_egress_parse(eg_file, p->eg_bytes.data, p->eg_bytes.len, &p->eg_live, &perr)) {
+      /* The desired state is the truth; an unreadable live file is replaced. */
+      p->egress_parsed = false;
+      br_buf_printf(&rep->warnings, "%s (it will be rewritten from the desired routes)\n",
+                    perr.data ? perr.data : "unparsable live egress file");
+      br_egress_live_free(&p->eg_live);
+      br_egress_live_init(&p->eg_live);
+    }
+    br_buf_free(&perr);
+  }
+  return STEP_DONE;
+}
+
+/* The reload file, under the lock. A plan goes on without it (its warning
+ * says so); a converge cannot know what it owes. Only an operator fixes a
+ * symlink or a directory in its place. */
+static enum step_result read_reloads(struct run *run) {
+  bool planning = run->mode == BR_CONVERGE_PLAN;
+  struct br_converge_report *rep = run->rep;
+  int rc = br_reloads_open(&run->reloads, run->cfg->state_dir, run->bottle->slug, !planning,
+                           planning ? &rep->warnings : &rep->errors);
+  if (rc && !planning) {
+    bool fix = rc == -ELOOP || rc == -EISDIR;
+    return finish(run, fix ? STEP_REFUSED : STEP_RETRY, fix ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
+                  "cannot read its reload file %s: %s", run->reloads.path.data,
+                  rc == -ELOOP    ? "it is a symlink, expected a regular file; remove it"
+                  : rc == -EISDIR ? "it is a directory, expected a regular file; remove it"
+                                  : strerror(-rc));
+  }
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++)
+    run->plan.owed[s] =
+        br_reloads_get(&run->reloads, (enum br_sidecar)s, BR_MARK_RELOAD_OWED, &run->plan.owed_at[s]);
+  return STEP_DONE;
 }
 
 static void plan_hosts(struct br_buf *plan, const char *what, const struct br_strv *hosts) {
@@ -360,342 +477,239 @@ static void plan_hosts(struct br_buf *plan, const char *what, const struct br_st
   br_buf_adds(plan, "\n");
 }
 
-/* Splices list into the pipelock bytes and applies them. */
-static enum step_result pipelock_write(struct run *run, struct br_buf *live_bytes, const struct br_strv *list,
-                                       const struct br_strv *added, const struct br_strv *removed, bool more) {
-  struct br_buf spliced;
-  br_buf_init(&spliced, LIVE_FILE_MAX);
-  int rc = br_pipelock_splice(run->pipelock_file.data, live_bytes->data, live_bytes->len, list, &spliced,
-                              &run->rep->errors);
+/* The plan's lines, in the order the steps would take them. */
+static void describe_plan(struct run *run) {
+  struct plan *p = &run->plan;
+  struct br_buf *out = &run->rep->plan;
+  const char *eg_file = live_file(run, BR_SIDECAR_EGRESS);
+  plan_hosts(out, "allow", &p->hosts_added);
+  if (p->egress_differs) {
+    if (!p->egress_exists)
+      br_buf_printf(out, "  egress: create %s\n", eg_file);
+    else if (!p->egress_parsed)
+      br_buf_printf(out, "  egress: rewrite unparsable %s\n", eg_file);
+    br_diff_format(&p->diff, "  egress: ", out);
+  }
+  plan_hosts(out, "remove", &p->hosts_removed);
+  if (p->owed[BR_SIDECAR_PIPELOCK] && !p->hosts_added.n)
+    br_buf_adds(out, "  pipelock: reload owed from an earlier write\n");
+  if (p->owed[BR_SIDECAR_EGRESS] && !p->egress_differs)
+    br_buf_adds(out, "  egress: reload owed from an earlier write\n");
+}
+
+/* 3. Plan: what pipelock and egress need. Only prune plans with the record
+ * of hosts this tool added; additive mode reads it when it adds a host
+ * (widen_pipelock), not on every converge. */
+static enum step_result make_plan(struct run *run) {
+  struct plan *p = &run->plan;
+  bool prune = run->cfg->mirror == BR_MIRROR_PRUNE;
+  struct br_strv needed;
+  br_strv_init(&needed);
+  int rc = br_routes_hosts(&p->desired.routes, &needed);
+  if (!rc && prune)
+    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &run->rep->warnings);
+  if (!rc)
+    rc = br_pipelock_plan(&p->pl_live, &needed, &p->added_record, prune, &p->widened, &p->narrowed,
+                          &p->hosts_added, &p->hosts_removed);
+  if (!rc)
+    rc = br_diff_routes(&p->eg_live.routes, &p->desired.routes, &p->diff);
+  br_strv_free(&needed);
+  if (rc)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot plan: %s", strerror(-rc));
+  p->egress_differs =
+      !p->egress_exists || !p->egress_parsed || !br_routes_equal(&p->desired.routes, &p->eg_live.routes);
+  describe_plan(run);
+  bool anything = p->hosts_added.n || p->hosts_removed.n || p->egress_differs || p->owed[BR_SIDECAR_PIPELOCK] ||
+                  p->owed[BR_SIDECAR_EGRESS];
+  if (run->mode == BR_CONVERGE_PLAN)
+    return finish(run, STEP_STOP, anything ? BR_OUTCOME_CHANGES : BR_OUTCOME_CONVERGED,
+                  anything ? "changes pending" : "no changes");
+  if (!anything)
+    return finish(run, STEP_STOP, BR_OUTCOME_CONVERGED, "no changes");
+  /* A settle time an earlier converge began may still be running out. */
+  enum step_result step = settled(run, BR_SIDECAR_PIPELOCK);
+  return step == STEP_DONE ? settled(run, BR_SIDECAR_EGRESS) : step;
+}
+
+static bool egress_step(const struct plan *p) { return p->egress_differs || p->owed[BR_SIDECAR_EGRESS]; }
+
+/* 4. Widen pipelock first: the outer gate never allows less than egress. The
+ * hosts are recorded before the write: after a crash in between, prune may
+ * only think it added a host that is not there, never forget one it added. */
+static enum step_result widen_pipelock(struct run *run) {
+  struct plan *p = &run->plan;
+  bool more = egress_step(p) || p->hosts_removed.n;
+  if (!p->hosts_added.n)
+    return p->owed[BR_SIDECAR_PIPELOCK] ? apply_owed(run, BR_SIDECAR_PIPELOCK, more) : STEP_DONE;
+  bool prune = run->cfg->mirror == BR_MIRROR_PRUNE;
+  int rc = 0;
+  if (!prune)
+    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &run->rep->warnings);
+  struct br_strv record;
+  br_strv_init(&record);
+  if (!rc)
+    rc = br_strv_copy(&record, &p->added_record);
+  for (size_t i = 0; i < p->hosts_added.n && !rc; i++)
+    rc = br_strv_add_unique(&record, p->hosts_added.v[i]);
+  if (!rc)
+    rc = br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, prune, &run->rep->errors);
+  br_strv_free(&record);
+  if (rc)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
+  struct br_strv none;
+  br_strv_init(&none);
+  return pipelock_write(run, &p->widened, &p->hosts_added, &none, more);
+}
+
+/* 5. Egress: the canonical rendering of the desired routes. */
+static enum step_result write_egress(struct run *run) {
+  struct plan *p = &run->plan;
+  bool more = p->hosts_removed.n > 0;
+  if (!p->egress_differs)
+    return p->owed[BR_SIDECAR_EGRESS] ? apply_owed(run, BR_SIDECAR_EGRESS, more) : STEP_DONE;
+  struct br_buf rendered;
+  br_buf_init(&rendered, LIVE_FILE_MAX);
+  int rc = br_egress_render(&p->desired.routes, p->eg_live.doc, &rendered);
   if (rc) {
-    br_buf_free(&spliced);
-    finish(run, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", run->pipelock_file.data);
-    return STEP_REFUSED;
+    br_buf_free(&rendered);
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot render the egress file: %s", strerror(-rc));
   }
-  json_t *audit = audit_record(run, "pipelock", run->pipelock_file.data);
-  char before[BR_SHA256_HEX_LEN + 1], after[BR_SHA256_HEX_LEN + 1];
-  br_sha256_hex(live_bytes->data, live_bytes->len, before);
-  br_sha256_hex(spliced.data, spliced.len, after);
-  json_object_set_new(audit, "hosts_added", strv_json(added));
-  json_object_set_new(audit, "hosts_removed", strv_json(removed));
-  json_object_set_new(audit, "sha256_before", json_string(before));
+  const char *file = live_file(run, BR_SIDECAR_EGRESS);
+  json_t *audit = br_audit_record(run->rep->audit, run->bottle->slug, BR_SIDECAR_EGRESS, file);
+  char before[BR_SHA256_HEX_LEN + 1] = "", after[BR_SHA256_HEX_LEN + 1];
+  if (p->egress_exists)
+    br_sha256_hex(p->eg_bytes.data, p->eg_bytes.len, before);
+  br_sha256_hex(rendered.data, rendered.len, after);
+  json_object_set_new(audit, "changes", br_diff_to_json(&p->diff));
+  json_object_set_new(audit, "sha256_before", p->egress_exists ? json_string(before) : json_null());
   json_object_set_new(audit, "sha256_after", json_string(after));
-  enum step_result out =
-      apply(run, &run->cfg->pipelock, "pipelock", run->pipelock_file.data, &spliced, 0, more, audit);
-  if (out == STEP_DONE || out == STEP_SETTLE) {
-    /* Later steps splice on top of what is live now. */
-    br_buf_reset(live_bytes);
-    br_buf_add(live_bytes, spliced.data, spliced.len);
-  }
-  br_buf_free(&spliced);
+  enum step_result out = apply(run, BR_SIDECAR_EGRESS, &rendered, 0, more, audit);
+  br_buf_free(&rendered);
   return out;
 }
 
-static int converge_locked(struct run *run) {
-  const struct br_config *cfg = run->cfg;
-  struct br_converge_report *rep = run->rep;
-  struct br_desired desired;
-  struct br_buf pl_bytes, eg_bytes, rendered;
-  struct br_strv pl_live, pl_added_record, needed, widened, narrowed, hosts_added, hosts_removed;
-  struct br_egress_live eg_live;
-  struct br_diff diff = {0};
-  br_desired_init(&desired);
-  br_buf_init(&pl_bytes, LIVE_FILE_MAX);
-  br_buf_init(&eg_bytes, LIVE_FILE_MAX);
-  br_buf_init(&rendered, LIVE_FILE_MAX);
-  br_strv_init(&pl_live);
-  br_strv_init(&pl_added_record);
-  br_strv_init(&needed);
-  br_strv_init(&widened);
-  br_strv_init(&narrowed);
-  br_strv_init(&hosts_added);
-  br_strv_init(&hosts_removed);
-  br_egress_live_init(&eg_live);
+/* 6. Narrow pipelock last (prune mode): egress no longer needs these hosts.
+ * The record then forgets them; failing to write it only leaves hosts prune
+ * would try to remove again. */
+static enum step_result narrow_pipelock(struct run *run) {
+  struct plan *p = &run->plan;
+  if (!p->hosts_removed.n)
+    return STEP_DONE;
+  struct br_strv none;
+  br_strv_init(&none);
+  enum step_result step = pipelock_write(run, &p->narrowed, &none, &p->hosts_removed, false);
+  if (step != STEP_DONE)
+    return step;
+  struct br_strv record;
+  br_strv_init(&record);
   int rc = 0;
-
-  /* 1. Desired state: all fragments, afresh. */
-  int drc = br_desired_load(cfg, run->slug, run->paths_project, &desired);
-  br_buf_add(&rep->warnings, desired.warnings.data ? desired.warnings.data : "", desired.warnings.len);
-  if (drc == -EINVAL) {
-    br_buf_add(&rep->errors, desired.errors.data, desired.errors.len);
-    size_t first = strcspn(desired.errors.data, "\n");
-    finish(run, BR_OUTCOME_INVALID, "invalid desired routes, live config untouched: %.*s", (int)first,
-           desired.errors.data);
-    goto out;
-  }
-  if (drc) {
-    finish(run, BR_OUTCOME_RETRY, "cannot read desired routes: %s", strerror(-drc));
-    goto out;
-  }
-  if (!desired.managed) {
-    finish(run, BR_OUTCOME_UNMANAGED, "no source directory (%s); left alone",
-           desired.sources.n ? desired.sources.v[0] : "none configured");
-    goto out;
-  }
-  memcpy(rep->desired_hash, desired.hash, sizeof rep->desired_hash);
-
-  /* 2. Live state: what the sidecars' files say now. */
-  int prc = br_file_read(run->pipelock_file.data, LIVE_FILE_MAX, true, &pl_bytes);
-  if (prc == -ENOENT) {
-    /* Creating it would need every key pipelock requires; that is not ours. */
-    finish(run, BR_OUTCOME_WAITING, "waiting for its pipelock config %s (the file does not exist)",
-           run->pipelock_file.data);
-    goto out;
-  }
-  if (prc) {
-    finish(run, prc == -ELOOP || prc == -EFBIG || prc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
-           "cannot read %s: %s", run->pipelock_file.data,
-           prc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-prc));
-    goto out;
-  }
-  if (br_pipelock_allowlist(run->pipelock_file.data, pl_bytes.data, pl_bytes.len, &pl_live, &rep->errors)) {
-    finish(run, BR_OUTCOME_INVALID, "live pipelock config is invalid, left untouched: %.*s",
-           (int)strcspn(rep->errors.data, "\n"), rep->errors.data);
-    goto out;
-  }
-  int erc = br_file_read(run->egress_file.data, LIVE_FILE_MAX, true, &eg_bytes);
-  bool egress_exists = erc == 0;
-  if (erc && erc != -ENOENT) {
-    finish(run, erc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", run->egress_file.data,
-           erc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-erc));
-    goto out;
-  }
-  bool egress_parsed = true;
-  if (egress_exists) {
-    struct br_buf perr;
-    br_buf_init(&perr, 4096);
-    if (br_egress_parse(run->egress_file.data, eg_bytes.data, eg_bytes.len, &eg_live, &perr)) {
-      /* The desired state is the truth; an unreadable live file is replaced. */
-      egress_parsed = false;
-      br_buf_printf(&rep->warnings, "%s (it will be rewritten from the desired routes)\n",
-                    perr.data ? perr.data : "unparsable live egress file");
-      br_egress_live_free(&eg_live);
-      br_egress_live_init(&eg_live);
-    }
-    br_buf_free(&perr);
-  }
-
-  /* 3. Plan. */
-  /* A plan goes on without the reload file (its warning says so); a
-   * converge cannot know what it owes. Only an operator fixes a symlink or
-   * a directory in its place. */
-  bool planning = run->mode == BR_CONVERGE_PLAN;
-  int orc = br_reloads_open(&run->reloads, cfg->state_dir, run->slug, !planning,
-                            planning ? &rep->warnings : &rep->errors);
-  if (orc && !planning) {
-    finish(run, orc == -ELOOP || orc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
-           "cannot read its reload file %s: %s", run->reloads.path.data,
-           orc == -ELOOP    ? "it is a symlink, expected a regular file; remove it"
-           : orc == -EISDIR ? "it is a directory, expected a regular file; remove it"
-                            : strerror(-orc));
-    goto out;
-  }
-  int64_t pl_owed_at = 0, eg_owed_at = 0;
-  bool pl_owed = br_reloads_get(&run->reloads, "pipelock", BR_MARK_RELOAD_OWED, &pl_owed_at);
-  bool eg_owed = br_reloads_get(&run->reloads, "egress", BR_MARK_RELOAD_OWED, &eg_owed_at);
-  /* Only prune plans with the record of hosts this tool added; additive
-   * mode reads it when it adds a host (below), not on every converge. */
-  bool prune = cfg->mirror == BR_MIRROR_PRUNE;
-  if ((rc = br_routes_hosts(&desired.routes, &needed)) ||
-      (prune && (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings))) ||
-      (rc = br_pipelock_plan(&pl_live, &needed, &pl_added_record, prune, &widened, &narrowed, &hosts_added,
-                             &hosts_removed)) ||
-      (rc = br_diff_routes(&eg_live.routes, &desired.routes, &diff)))
-    goto out;
-  bool egress_differs = !egress_exists || !egress_parsed || !br_routes_equal(&desired.routes, &eg_live.routes);
-  plan_hosts(&rep->plan, "allow", &hosts_added);
-  if (egress_differs) {
-    if (!egress_exists)
-      br_buf_printf(&rep->plan, "  egress: create %s\n", run->egress_file.data);
-    else if (!egress_parsed)
-      br_buf_printf(&rep->plan, "  egress: rewrite unparsable %s\n", run->egress_file.data);
-    br_diff_format(&diff, "  egress: ", &rep->plan);
-  }
-  plan_hosts(&rep->plan, "remove", &hosts_removed);
-  if (pl_owed && !hosts_added.n)
-    br_buf_adds(&rep->plan, "  pipelock: reload owed from an earlier write\n");
-  if (eg_owed && !egress_differs)
-    br_buf_adds(&rep->plan, "  egress: reload owed from an earlier write\n");
-  bool anything = hosts_added.n || hosts_removed.n || egress_differs || pl_owed || eg_owed;
-  if (run->mode == BR_CONVERGE_PLAN) {
-    finish(run, anything ? BR_OUTCOME_CHANGES : BR_OUTCOME_CONVERGED, anything ? "changes pending" : "no changes");
-    goto out;
-  }
-  if (!anything) {
-    finish(run, BR_OUTCOME_CONVERGED, "no changes");
-    goto out;
-  }
-
-  /* A settle time an earlier converge began is still running out. */
-  enum step_result step = settled(run, &cfg->pipelock, "pipelock");
-  if (step == STEP_DONE)
-    step = settled(run, &cfg->egress, "egress");
-  if (step != STEP_DONE)
-    goto out;
-
-  /* 4. Widen pipelock first: the outer gate never allows less than egress. */
-  bool egress_step = egress_differs || eg_owed;
-  if (hosts_added.n) {
-    if (!prune && (rc = br_record_added_get(cfg->state_dir, run->slug, &pl_added_record, &rep->warnings)))
-      goto out;
-    struct br_strv record;
-    if ((rc = br_strv_copy(&record, &pl_added_record)))
-      goto out;
-    for (size_t i = 0; i < hosts_added.n && !rc; i++)
-      rc = br_strv_add_unique(&record, hosts_added.v[i]);
-    /* Recorded before the write: after a crash in between, prune may only
-     * think it added a host that is not there, never forget one it added. */
-    if (!rc)
-      rc = br_record_added_set(cfg->state_dir, run->slug, &record, prune, &rep->errors);
-    br_strv_free(&record);
-    if (rc) {
-      finish(run, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
-      rc = 0;
-      goto out;
-    }
-    struct br_strv none;
-    br_strv_init(&none);
-    step = pipelock_write(run, &pl_bytes, &widened, &hosts_added, &none, egress_step || hosts_removed.n);
-  } else if (pl_owed) {
-    json_t *audit = audit_record(run, "pipelock", run->pipelock_file.data);
-    json_object_set_new(audit, "owed", json_true());
-    step = apply(run, &cfg->pipelock, "pipelock", run->pipelock_file.data, NULL, pl_owed_at,
-                 egress_step || hosts_removed.n, audit);
-  }
-  if (step != STEP_DONE)
-    goto out;
-
-  /* 5. Egress. */
-  if (egress_differs) {
-    if ((rc = br_egress_render(&desired.routes, eg_live.doc, &rendered)))
-      goto out;
-    json_t *audit = audit_record(run, "egress", run->egress_file.data);
-    char before[BR_SHA256_HEX_LEN + 1] = "", after[BR_SHA256_HEX_LEN + 1];
-    if (egress_exists)
-      br_sha256_hex(eg_bytes.data, eg_bytes.len, before);
-    br_sha256_hex(rendered.data, rendered.len, after);
-    json_object_set_new(audit, "changes", br_diff_to_json(&diff));
-    json_object_set_new(audit, "sha256_before", egress_exists ? json_string(before) : json_null());
-    json_object_set_new(audit, "sha256_after", json_string(after));
-    step = apply(run, &cfg->egress, "egress", run->egress_file.data, &rendered, 0, hosts_removed.n, audit);
-  } else if (eg_owed) {
-    json_t *audit = audit_record(run, "egress", run->egress_file.data);
-    json_object_set_new(audit, "owed", json_true());
-    step = apply(run, &cfg->egress, "egress", run->egress_file.data, NULL, eg_owed_at, hosts_removed.n, audit);
-  }
-  if (step != STEP_DONE)
-    goto out;
-
-  /* 6. Narrow pipelock last (prune mode): egress no longer needs these hosts. */
-  if (hosts_removed.n) {
-    struct br_strv none;
-    br_strv_init(&none);
-    step = pipelock_write(run, &pl_bytes, &narrowed, &none, &hosts_removed, false);
-    if (step != STEP_DONE)
-      goto out;
-    struct br_strv record;
-    br_strv_init(&record);
-    for (size_t i = 0; i < pl_added_record.n && !rc; i++)
-      if (!br_strv_contains(&hosts_removed, pl_added_record.v[i]))
-        rc = br_strv_add(&record, pl_added_record.v[i]);
-    for (size_t i = 0; i < hosts_added.n && !rc; i++)
-      rc = br_strv_add_unique(&record, hosts_added.v[i]);
-    if (!rc)
-      br_record_added_set(cfg->state_dir, run->slug, &record, true, &rep->warnings);
-    br_strv_free(&record);
-    rc = 0;
-  }
-  finish(run, BR_OUTCOME_CONVERGED, "%u file%s written, %u reload%s%s", rep->writes, rep->writes == 1 ? "" : "s",
-         rep->reloads, rep->reloads == 1 ? "" : "s",
-         rep->sidecar_not_running ? " (a sidecar is not running; it reads the new file when it starts)" : "");
-out:
-  br_desired_free(&desired);
-  br_buf_free(&pl_bytes);
-  br_buf_free(&eg_bytes);
-  br_buf_free(&rendered);
-  br_strv_free(&pl_live);
-  br_strv_free(&pl_added_record);
-  br_strv_free(&needed);
-  br_strv_free(&widened);
-  br_strv_free(&narrowed);
-  br_strv_free(&hosts_added);
-  br_strv_free(&hosts_removed);
-  br_egress_live_free(&eg_live);
-  br_diff_free(&diff);
-  return rc;
+  for (size_t i = 0; i < p->added_record.n && !rc; i++)
+    if (!br_strv_contains(&p->hosts_removed, p->added_record.v[i]))
+      rc = br_strv_add(&record, p->added_record.v[i]);
+  for (size_t i = 0; i < p->hosts_added.n && !rc; i++)
+    rc = br_strv_add_unique(&record, p->hosts_added.v[i]);
+  if (!rc)
+    br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, true, &run->rep->warnings);
+  br_strv_free(&record);
+  return STEP_DONE;
 }
 
-int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
-                     const struct br_converge_observer *observer, struct br_converge_report *rep) {
-  struct run run = {.cfg = cfg, .slug = slug, .mode = mode, .observer = observer, .rep = rep, .reloads.fd = -1};
-  br_buf_init(&run.project, 256);
-  br_buf_init(&run.pipelock_file, PATH_MAX);
-  br_buf_init(&run.egress_file, PATH_MAX);
-  int rc = 0, lockfd = -1;
-  if (!br_slug_valid(slug)) {
-    finish(&run, BR_OUTCOME_INVALID, "not a valid slug, expected [A-Za-z0-9][A-Za-z0-9_.-]*");
-    goto out;
-  }
-  struct br_buf slug_dir;
-  br_buf_init(&slug_dir, PATH_MAX);
-  br_buf_printf(&slug_dir, "%s/%s", cfg->state_dir, slug);
-  lockfd = open(slug_dir.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  br_buf_free(&slug_dir);
+static void plan_init(struct plan *p) {
+  memset(p, 0, sizeof *p);
+  br_desired_init(&p->desired);
+  br_buf_init(&p->pl_bytes, LIVE_FILE_MAX);
+  br_buf_init(&p->eg_bytes, LIVE_FILE_MAX);
+  br_strv_init(&p->pl_live);
+  br_strv_init(&p->added_record);
+  br_strv_init(&p->widened);
+  br_strv_init(&p->narrowed);
+  br_strv_init(&p->hosts_added);
+  br_strv_init(&p->hosts_removed);
+  br_egress_live_init(&p->eg_live);
+}
+
+static void plan_free(struct plan *p) {
+  br_desired_free(&p->desired);
+  br_buf_free(&p->pl_bytes);
+  br_buf_free(&p->eg_bytes);
+  br_strv_free(&p->pl_live);
+  br_strv_free(&p->added_record);
+  br_strv_free(&p->widened);
+  br_strv_free(&p->narrowed);
+  br_strv_free(&p->hosts_added);
+  br_strv_free(&p->hosts_removed);
+  br_egress_live_free(&p->eg_live);
+  br_diff_free(&p->diff);
+}
+
+/* The steps in DESIGN.md's order; each ends the converge unless it is DONE. */
+static void converge_locked(struct run *run) {
+  static enum step_result (*const steps[])(struct run *) = {
+      load_desired, read_live, read_reloads, make_plan, widen_pipelock, write_egress, narrow_pipelock,
+  };
+  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+    if (steps[i](run) != STEP_DONE)
+      return;
+  struct br_converge_report *rep = run->rep;
+  finish(run, STEP_DONE, BR_OUTCOME_CONVERGED, "%u file%s written, %u reload%s%s", rep->writes,
+         rep->writes == 1 ? "" : "s", rep->reloads, rep->reloads == 1 ? "" : "s",
+         rep->sidecar_not_running ? " (a sidecar is not running; it reads the new file when it starts)" : "");
+}
+
+int br_converge_bottle(struct br_bottle *bottle, enum br_converge_mode mode,
+                       const struct br_converge_observer *observer, struct br_converge_report *rep) {
+  struct run run = {
+      .cfg = bottle->cfg, .bottle = bottle, .mode = mode, .observer = observer, .rep = rep, .reloads.fd = -1};
+  plan_init(&run.plan);
+  run.reloads.fd = -1;
+  int lockfd = open(bottle->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (lockfd < 0) {
     /* A bottle exists on this host iff its state directory does. */
-    finish(&run, BR_OUTCOME_UNMANAGED, "no bottle %s on this host (%s/%s: %s)", slug, cfg->state_dir, slug,
+    finish(&run, STEP_STOP, BR_OUTCOME_UNMANAGED, "no bottle %s on this host (%s: %s)", bottle->slug, bottle->dir,
            strerror(errno));
-    goto out;
+  } else if (mode != BR_CONVERGE_PLAN && flock(lockfd, LOCK_EX) < 0) {
+    finish(&run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
+  } else {
+    converge_locked(&run);
   }
-  if (mode != BR_CONVERGE_PLAN && flock(lockfd, LOCK_EX) < 0) {
-    finish(&run, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
-    goto out;
-  }
-  if (br_config_paths_use_project(cfg) && !(run.paths_project = project_of(&run))) {
-    rc = -ENOMEM;
-    goto out;
-  }
-  if ((rc = br_config_expand_sidecar(cfg, &cfg->pipelock, cfg->pipelock.file, slug, run.paths_project, NULL,
-                                     &run.pipelock_file)) ||
-      (rc = br_config_expand_sidecar(cfg, &cfg->egress, cfg->egress.file, slug, run.paths_project, NULL,
-                                     &run.egress_file)))
-    goto out;
-  rc = converge_locked(&run);
-out:
   /* Freeing the replaced files' blocks waits for the disk: once this
    * converge is over, not on the way to telling the sidecars. */
   release_replaced(&run);
   br_reloads_close(&run.reloads);
   if (lockfd >= 0)
     close(lockfd); /* releases the lock */
-  br_buf_free(&run.project);
-  br_buf_free(&run.pipelock_file);
-  br_buf_free(&run.egress_file);
-  return rc;
+  plan_free(&run.plan);
+  return 0;
 }
 
-void br_converge_cleanup(const struct br_config *cfg, const char *slug) {
-  struct br_buf dir, project, warnings;
+void br_converge_cleanup(const struct br_bottle *bottle) {
+  struct br_buf dir;
   br_buf_init(&dir, PATH_MAX);
-  br_buf_init(&project, 256);
-  br_buf_init(&warnings, 4096);
-  br_slug_project(cfg->state_dir, slug, &project, &warnings);
-  const struct br_sidecar_config *sidecars[] = {&cfg->pipelock, &cfg->egress};
-  for (size_t i = 0; i < 2; i++) {
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
     br_buf_reset(&dir);
-    if (!br_config_expand_sidecar(cfg, sidecars[i], sidecars[i]->file, slug, project.data, NULL, &dir)) {
+    if (!br_buf_adds(&dir, bottle->live[s])) {
       char *slash = strrchr(dir.data, '/');
       if (slash)
         *slash = '\0';
       br_file_remove_stale_temps(dir.data);
     }
   }
-  for (size_t i = 0; i < cfg->sources.n; i++) {
-    br_buf_reset(&dir);
-    if (!br_config_expand(cfg, cfg->sources.v[i], slug, project.data, &dir))
-      br_file_remove_stale_temps(dir.data);
-  }
+  for (size_t i = 0; i < bottle->sources.n; i++)
+    br_file_remove_stale_temps(bottle->sources.v[i]);
   br_buf_free(&dir);
-  br_buf_free(&project);
-  br_buf_free(&warnings);
+}
+
+int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
+                     const struct br_converge_observer *observer, struct br_converge_report *rep) {
+  struct br_bottle bottle;
+  int rc = br_bottle_derive(&bottle, cfg, slug, &rep->warnings);
+  if (rc == -EINVAL && !br_slug_valid(slug)) {
+    rep->outcome = BR_OUTCOME_INVALID;
+    br_buf_adds(&rep->message, "not a valid slug, expected [A-Za-z0-9][A-Za-z0-9_.-]*");
+    rc = 0;
+  } else if (!rc) {
+    rc = br_converge_bottle(&bottle, mode, observer, rep);
+  }
+  br_bottle_free(&bottle);
+  return rc;
 }

@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "common/sha256.h"
 #include "config/config.h"
+#include "reconciler/bottle/bottle.h"
 
 enum br_outcome {
   BR_OUTCOME_CONVERGED, /* live files equal the desired state and the sidecars were told */
@@ -62,19 +63,24 @@ void br_converge_report_init(struct br_converge_report *rep);
 void br_converge_report_free(struct br_converge_report *rep);
 const char *br_outcome_name(enum br_outcome outcome);
 
-/* Converges slug once: reads everything afresh, then widens pipelock, writes
- * egress, narrows pipelock (prune mode), telling each sidecar as it goes.
+/* Converges a bottle once: reads everything afresh, then widens pipelock,
+ * writes egress, narrows pipelock (prune mode), telling each sidecar as it goes.
  * A settle time separates a sidecar's reload from the next step only when a
  * next step follows. In PLAN mode nothing is written or signalled and the
  * report says what would be done. Blocks (file I/O, drivers, and settle
  * waits in WAIT mode): call it off the event loop. Holds an exclusive lock on the slug's directory while it
- * works, so two processes never converge one slug at once. Returns 0 with
- * the outcome in rep, or -ENOMEM. */
+ * works, so two processes never converge one bottle at once. The record may
+ * learn its project (br_bottle_project). Returns 0 with the outcome in rep. */
+int br_converge_bottle(struct br_bottle *bottle, enum br_converge_mode mode,
+                       const struct br_converge_observer *observer, struct br_converge_report *rep);
+/* The same for a slug whose record is derived here (the one-shot commands);
+ * a slug that is not valid is INVALID. */
 int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
                      const struct br_converge_observer *observer, struct br_converge_report *rep);
 
-/* Removes temp files that a crashed writer of this tool left beside slug's
- * live files and in its source directories; safe while converges run. */
-void br_converge_cleanup(const struct br_config *cfg, const char *slug);
+/* Removes temp files that a crashed writer of this tool left beside the
+ * bottle's live files and in its source directories; safe while converges
+ * run. */
+void br_converge_cleanup(const struct br_bottle *bottle);
 
 #endif

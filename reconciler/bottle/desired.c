@@ -239,19 +239,13 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
   return rc;
 }
 
-int br_desired_load(const struct br_config *cfg, const char *slug, const char *project, struct br_desired *d) {
-  struct br_buf dir;
-  br_buf_init(&dir, PATH_MAX);
+int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d) {
   int rc = 0;
-  for (size_t i = 0; !rc && i < cfg->sources.n; i++) {
-    br_buf_reset(&dir);
-    rc = br_config_expand(cfg, cfg->sources.v[i], slug, project, &dir);
+  for (size_t i = 0; !rc && i < sources->n; i++) {
+    rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
-      rc = br_strv_add(&d->sources, dir.data);
-    if (!rc)
-      rc = load_source(cfg, dir.data, d);
+      rc = load_source(cfg, sources->v[i], d);
   }
-  br_buf_free(&dir);
   if (!rc && d->errors.len)
     rc = -EINVAL;
   if (rc) {

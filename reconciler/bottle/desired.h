@@ -25,12 +25,13 @@ struct br_desired {
 void br_desired_init(struct br_desired *d);
 void br_desired_free(struct br_desired *d);
 
-/* Loads the desired state of slug. Returns 0 (managed or not: see
+/* Loads the desired state of a bottle from its source directories (the
+ * record's, in merge order). Returns 0 (managed or not: see
  * d->managed), -EINVAL when a fragment is invalid (d->errors says which;
  * nothing of the slug may be applied), or another -errno for an I/O failure
  * worth retrying. Every fragment is checked even after the first error, so
  * an operator sees all that is wrong at once. */
-int br_desired_load(const struct br_config *cfg, const char *slug, const char *project, struct br_desired *d);
+int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d);
 
 /* Parses one file as a fragment, as `check` does. Returns 0 or -EINVAL/-errno
  * with a line in errors. */

@@ -100,23 +100,21 @@ int br_records_init(const char *state_dir, struct br_buf *err) {
 /* The reload file: four lines of LINE_LEN bytes, slot = mark * 2 + sidecar. */
 #define LINE_LEN 41
 #define SLOTS 4
-static const char *const slot_sidecar[SLOTS] = {"pipelock", "egress", "pipelock", "egress"};
 static const char *const mark_word[2] = {"reload", "settle"};
 static const char *const state_word[2][2] = {{"done", "owed"}, {"done", "wait"}};
 
-static int slot_of(const char *sidecar, enum br_reload_mark mark) {
-  return (int)mark * 2 + (strcmp(sidecar, "egress") == 0);
-}
+static int slot_of(enum br_sidecar sidecar, enum br_reload_mark mark) { return (int)mark * 2 + (int)sidecar; }
+static const char *slot_sidecar(int slot) { return br_sidecar_name((enum br_sidecar)(slot % 2)); }
 
 static void format_line(const struct br_reloads *r, int slot, char out[LINE_LEN + 1]) {
-  snprintf(out, LINE_LEN + 1, "%-8s %s %s %019" PRId64 "\n", slot_sidecar[slot], mark_word[slot / 2],
+  snprintf(out, LINE_LEN + 1, "%-8s %s %s %019" PRId64 "\n", slot_sidecar(slot), mark_word[slot / 2],
            state_word[slot / 2][r->set[slot]], r->set[slot] && r->ns[slot] > 0 ? r->ns[slot] : 0);
 }
 
 /* Parses one line; false when it is not exactly what format_line writes. */
 static bool parse_line(const char *line, int slot, bool *set, int64_t *ns) {
   char want[LINE_LEN + 1];
-  snprintf(want, sizeof want, "%-8s %s ", slot_sidecar[slot], mark_word[slot / 2]);
+  snprintf(want, sizeof want, "%-8s %s ", slot_sidecar(slot), mark_word[slot / 2]);
   size_t head = strlen(want);
   if (memcmp(line, want, head) || line[head + 4] != ' ' || line[LINE_LEN - 1] != '\n')
     return false;
@@ -178,7 +176,7 @@ int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slu
   return 0;
 }
 
-bool br_reloads_get(const struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t *ns) {
+bool br_reloads_get(const struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, int64_t *ns) {
   int slot = slot_of(sidecar, mark);
   if (r->set[slot])
     *ns = r->ns[slot];
@@ -225,12 +223,12 @@ static int change(struct br_reloads *r, int slot, bool set, int64_t ns, struct b
   return rc;
 }
 
-int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
+int br_reloads_set(struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, int64_t ns,
                    struct br_buf *err) {
   return change(r, slot_of(sidecar, mark), true, ns, err);
 }
 
-int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, struct br_buf *err) {
+int br_reloads_clear(struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, struct br_buf *err) {
   int slot = slot_of(sidecar, mark);
   if (!r->set[slot] && (r->whole || r->fd < 0)) /* an absent file marks nothing */
     return 0;
@@ -248,8 +246,8 @@ void br_reloads_close(struct br_reloads *r) {
  * the slug's lock (a daemon of the earlier version may still be converging
  * it), and removes the old file once the mark is safe. A bottle that is
  * gone owes nothing: its mark is only removed. */
-static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug, const char *sidecar,
-                         enum br_reload_mark mark) {
+static void migrate_mark(const char *state_dir, int dirfd, const char *name, const char *slug,
+                         enum br_sidecar sidecar, enum br_reload_mark mark) {
   struct br_buf path, text, err;
   br_buf_init(&path, 4096);
   br_buf_init(&text, 64);
@@ -291,12 +289,13 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
  * reload. What cannot be moved stays, with a warning. */
 static void migrate_legacy(const char *state_dir) {
   static const struct {
-    const char *suffix, *sidecar;
+    const char *suffix;
+    enum br_sidecar sidecar;
     enum br_reload_mark mark;
-  } kinds[] = {{".pipelock.settle", "pipelock", BR_MARK_SETTLE_UNTIL},
-               {".egress.settle", "egress", BR_MARK_SETTLE_UNTIL},
-               {".pipelock", "pipelock", BR_MARK_RELOAD_OWED},
-               {".egress", "egress", BR_MARK_RELOAD_OWED}};
+  } kinds[] = {{".pipelock.settle", BR_SIDECAR_PIPELOCK, BR_MARK_SETTLE_UNTIL},
+               {".egress.settle", BR_SIDECAR_EGRESS, BR_MARK_SETTLE_UNTIL},
+               {".pipelock", BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED},
+               {".egress", BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED}};
   char dir[4096], slug[4096];
   snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR);
   DIR *d = opendir(dir);

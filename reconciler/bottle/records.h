@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/strv.h"
+#include "config/config.h"
 
 #define BR_RECORDS_DIR ".reconciler"
 
@@ -61,12 +62,11 @@ struct br_reloads {
  * -errno (with a line in err). Call br_reloads_close() in either case. */
 int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slug, bool writable,
                     struct br_buf *err);
-/* Returns true and fills *ns when the mark is set for sidecar ("pipelock"
- * or "egress"). */
-bool br_reloads_get(const struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t *ns);
-int br_reloads_set(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, int64_t ns,
+/* Returns true and fills *ns when the mark is set for sidecar. */
+bool br_reloads_get(const struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, int64_t *ns);
+int br_reloads_set(struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, int64_t ns,
                    struct br_buf *err);
-int br_reloads_clear(struct br_reloads *r, const char *sidecar, enum br_reload_mark mark, struct br_buf *err);
+int br_reloads_clear(struct br_reloads *r, enum br_sidecar sidecar, enum br_reload_mark mark, struct br_buf *err);
 void br_reloads_close(struct br_reloads *r);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only

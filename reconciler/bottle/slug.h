@@ -1,5 +1,6 @@
 /* slug: which bottles exist on this host and what they are called: slug name
- * rules, the state root listing, and the compose project from metadata.json. */
+ * rules and the state root listing. A bottle's other facts are its record
+ * (bottle.h). */
 #ifndef BR_RECONCILER_SLUG_H
 #define BR_RECONCILER_SLUG_H
 
@@ -18,10 +19,5 @@ bool br_slug_valid(const char *name);
  * Entries with other names are skipped with a line in warnings, except dot
  * files (.reconciler is ours). */
 int br_slugs_list(const char *state_dir, struct br_strv *slugs, struct br_buf *warnings);
-
-/* The compose project of a slug: "compose_project" from
- * STATE/SLUG/metadata.json when present and valid, else the slug. A present
- * but invalid file is reported in warnings and the slug is used. */
-int br_slug_project(const char *state_dir, const char *slug, struct br_buf *project, struct br_buf *warnings);
 
 #endif

@@ -15,11 +15,13 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "reconciler/bottle/audit.h"
+#include "reconciler/bottle/bottle.h"
 #include "reconciler/bottle/converge.h"
 #include "reconciler/bottle/desired.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/daemon/daemon.h"
+#include "reconciler/daemon/status.h"
 #include "reconciler/model/fragment.h"
 #include "reconciler/model/merge.h"
 
@@ -228,9 +230,12 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     const char *slug = slugs.v[i];
     struct br_converge_report rep;
     br_converge_report_init(&rep);
-    if (!dry_run)
-      br_converge_cleanup(&cli->cfg, slug);
-    int rc = br_converge_slug(&cli->cfg, slug, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
+    struct br_bottle bottle;
+    int rc = br_bottle_derive(&bottle, &cli->cfg, slug, &rep.warnings);
+    if (!rc && !dry_run)
+      br_converge_cleanup(&bottle);
+    if (!rc)
+      rc = br_converge_bottle(&bottle, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
     /* A sidecar too young to be signalled asks for a short wait; a one-shot
      * command can afford it instead of failing. */
     for (int tries = 0; !rc && !dry_run && rep.outcome == BR_OUTCOME_RETRY && rep.retry_after_ms &&
@@ -242,8 +247,9 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       nanosleep(&ts, NULL);
       br_converge_report_free(&rep);
       br_converge_report_init(&rep);
-      rc = br_converge_slug(&cli->cfg, slug, BR_CONVERGE_WAIT, NULL, &rep);
+      rc = br_converge_bottle(&bottle, BR_CONVERGE_WAIT, NULL, &rep);
     }
+    br_bottle_free(&bottle);
     if (rc) {
       fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
       exit_code = 1;
@@ -267,6 +273,16 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
   }
   br_strv_free(&slugs);
   return exit_code;
+}
+
+/* The first source directory (in merge order) inside the bottle's own
+ * directory: the one this tool may write fragments into. */
+static const char *local_source(const struct br_bottle *b) {
+  size_t len = strlen(b->dir);
+  for (size_t i = 0; i < b->sources.n; i++)
+    if (strncmp(b->sources.v[i], b->dir, len) == 0 && b->sources.v[i][len] == '/')
+      return b->sources.v[i];
+  return NULL;
 }
 
 static int cmd_apply(struct cli *cli, int argc, char **argv) {
@@ -294,13 +310,27 @@ static int cmd_apply(struct cli *cli, int argc, char **argv) {
     fputs(errors.data, stderr);
     goto out;
   }
-  br_buf_printf(&dir, "%s/%s", cli->cfg.state_dir, slug);
+  struct br_bottle bottle;
+  int drc = br_bottle_derive(&bottle, &cli->cfg, slug, &errors);
   struct stat st;
-  if (stat(dir.data, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "bottle-reconciler: no bottle %s on this host (%s does not exist)\n", slug, dir.data);
+  if (drc || stat(bottle.dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "bottle-reconciler: no bottle %s on this host (%s/%s does not exist)\n", slug,
+            cli->cfg.state_dir, slug);
+    br_bottle_free(&bottle);
     goto out;
   }
-  br_buf_adds(&dir, "/routes.d");
+  const char *local = local_source(&bottle);
+  if (!local) {
+    fprintf(stderr,
+            "bottle-reconciler: no source directory of %s lies in %s, and apply installs only there "
+            "(the others, such as a git checkout, belong to someone else); add one to sources, such as "
+            "\"{state_dir}/{slug}/routes.d\"\n",
+            slug, bottle.dir);
+    br_bottle_free(&bottle);
+    goto out;
+  }
+  br_buf_adds(&dir, local);
+  br_bottle_free(&bottle);
   if (mkdir(dir.data, 0755) < 0 && errno != EEXIST) {
     fprintf(stderr, "bottle-reconciler: %s: %s\n", dir.data, strerror(errno));
     goto out;

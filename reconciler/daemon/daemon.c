@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/clock.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/notify.h"
@@ -24,8 +25,12 @@
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/daemon/control.h"
+#include "reconciler/daemon/gitlock.h"
 #include "reconciler/daemon/metrics.h"
+#include "reconciler/daemon/own_writes.h"
 #include "reconciler/daemon/queue.h"
+#include "reconciler/daemon/status.h"
+#include "reconciler/daemon/tracked.h"
 #include "reconciler/daemon/watch.h"
 #include "reconciler/drivers/docker_container.h"
 #include "reconciler/drivers/docker_events.h"
@@ -41,7 +46,6 @@
 #define JOBS_PER_WORKER 4
 #define GIT_LOCK_RETRY_MS 50       /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
-#define OWN_WRITES_MAX 65536       /* notes of own renames: one per live file; a bound against surprises */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -49,28 +53,6 @@
 struct config_ref {
   struct br_config cfg;
   unsigned refs;
-};
-
-/* The live files converges renamed into place, so that the inotify record
- * of the daemon's own rename wakes no second converge. Workers note (just
- * before the rename), the loop thread takes the note out on the next record
- * for that path, whatever it says: one note per live file at most. */
-struct own_writes {
-  uv_mutex_t lock;
-  struct br_strmap files; /* live file path -> struct own_write */
-};
-
-struct own_write {
-  dev_t dev;
-  ino_t ino;
-  struct timespec mtime;
-  off_t size;
-};
-
-/* Directories known to hold no .git; workers share it. */
-struct git_dirs {
-  uv_mutex_t lock;
-  struct br_strmap none; /* path -> itself (any non-NULL): no .git there */
 };
 
 struct daemon {
@@ -82,13 +64,12 @@ struct daemon {
   struct br_watch watch;
   struct br_control control;
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
-  struct br_strmap sidecar_absent;        /* slug -> d: its last write found a sidecar container stopped */
+  struct br_tracked_table bottles;        /* every bottle the daemon tracks, and what it knows of each */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
   struct br_metrics metrics;
-  struct br_strmap held_since; /* slug -> struct git_hold: a git lock holds (or held) it back */
-  struct git_dirs git_dirs;
-  struct own_writes own_writes;
+  struct br_git_dirs git_dirs;
+  struct br_own_writes own_writes;
   uint64_t last_overflow_resync;
   uint64_t metrics_written_at;
   size_t first_pass_left;     /* added slugs of the first pass not yet tried once */
@@ -107,12 +88,6 @@ struct daemon {
   int exit_code;
 };
 
-/* A slug that a git checkout's index.lock holds back. */
-struct git_hold {
-  uint64_t since_ms; /* loop time a converge first met the lock */
-  bool stale;        /* outlived GIT_LOCK_DEADLINE_MS: converged past it (and said so) */
-};
-
 struct job {
   uv_work_t req;
   struct job *prev, *next; /* in daemon.jobs */
@@ -120,6 +95,7 @@ struct job {
   struct br_slot *slot;
   struct config_ref *config;
   char slug[BR_SLUG_MAX + 1];
+  struct br_bottle bottle; /* derived afresh on the worker */
   struct br_converge_report rep;
   int rc;
   bool git_locked;     /* held back: a git checkout is mid-operation */
@@ -150,16 +126,14 @@ static void config_release(struct config_ref *c) {
   }
 }
 
-static double monotonic_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double monotonic_s(void) { return (double)br_monotonic_ns() / 1e9; }
 
 /* --- status for systemd and the metrics file -------------------------------- */
 
 static void notify_status(struct daemon *d) {
-  const unsigned *c = d->queue.counts;
+  unsigned c[BR_PHASE_COUNT];
+  for (int i = 0; i < BR_PHASE_COUNT; i++)
+    c[i] = br_queue_count(&d->queue, (enum br_phase)i);
   br_notify("STATUS=%u converged, %u pending, %u converging, %u retrying, %u invalid, %u waiting, %u unmanaged",
             c[BR_PHASE_CONVERGED], c[BR_PHASE_PENDING], c[BR_PHASE_CONVERGING], c[BR_PHASE_RETRYING],
             c[BR_PHASE_INVALID], c[BR_PHASE_WAITING], c[BR_PHASE_UNMANAGED]);
@@ -195,10 +169,12 @@ static void write_metrics(struct daemon *d) {
   if (!cfg->metrics_file)
     return;
   struct metrics_write *w = calloc(1, sizeof *w);
+  if (!w)
+    return;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
   br_buf_init(&w->text, 1024 * 1024);
-  if (!w || br_config_expand(cfg, cfg->metrics_file, NULL, NULL, &path)) {
+  if (br_config_expand(cfg, cfg->metrics_file, NULL, NULL, &path)) {
     br_buf_free(&path);
     free(w);
     return;
@@ -227,46 +203,32 @@ static void metrics_changed(struct daemon *d) {
 
 static void poll_start(struct daemon *d);
 
-/* Works out what a slug reads (sources, live files) and watches all of it. */
-static void watch_slug(struct daemon *d, const char *slug) {
-  const struct br_config *cfg = &d->config->cfg;
-  struct br_buf project, path, warnings, slug_dir;
-  struct br_strv sources, live_files;
-  br_buf_init(&project, 256);
-  br_buf_init(&path, PATH_MAX);
-  br_buf_init(&warnings, 4096);
-  br_buf_init(&slug_dir, PATH_MAX);
-  br_strv_init(&sources);
-  br_strv_init(&live_files);
-  if (br_config_paths_use_project(cfg))
-    br_slug_project(cfg->state_dir, slug, &project, &warnings);
-  for (size_t i = 0; i < cfg->sources.n; i++) {
-    br_buf_reset(&path);
-    if (!br_config_expand(cfg, cfg->sources.v[i], slug, project.data, &path))
-      br_strv_add(&sources, path.data);
-  }
-  const struct br_sidecar_config *sidecars[] = {&cfg->pipelock, &cfg->egress};
-  for (size_t i = 0; i < 2; i++) {
-    br_buf_reset(&path);
-    if (!br_config_expand_sidecar(cfg, sidecars[i], sidecars[i]->file, slug, project.data, NULL, &path))
-      br_strv_add(&live_files, path.data);
-  }
-  br_buf_printf(&slug_dir, "%s/%s", cfg->state_dir, slug);
+/* Watches everything the bottle's record says it reads (sources, live
+ * files, metadata.json). */
+static void watch_bottle(struct daemon *d, struct br_tracked *b) {
+  const struct br_bottle *r = &b->record;
+  struct br_strv live_files = {.v = (char **)r->live, .n = BR_SIDECAR_COUNT};
   struct br_watch_spec spec = {
-      .slug = slug, .slug_dir = slug_dir.data, .sources = &sources, .live_files = &live_files};
+      .slug = r->slug, .slug_dir = r->dir, .sources = &r->sources, .live_files = &live_files};
   if (br_watch_slug(&d->watch, &spec))
-    br_log(BR_LOG_WARN, slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
-  struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
-  if (slot && slot->polled && br_watch_complete(&d->watch, slug)) {
-    slot->polled = false;
+    br_log(BR_LOG_WARN, r->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
+  if (b->polled && br_watch_complete(&d->watch, r->slug)) {
+    b->polled = false;
     d->polled--;
   }
-  br_buf_free(&project);
-  br_buf_free(&path);
+}
+
+/* Derives the record again and watches what it names now. */
+static void rederive(struct daemon *d, struct br_tracked *b) {
+  struct br_buf warnings;
+  br_buf_init(&warnings, 4096);
+  int rc = br_tracked_rederive(&d->bottles, b, &d->config->cfg, &warnings);
+  if (warnings.len)
+    br_log(BR_LOG_WARN, b->record.slug, "%s", warnings.data);
+  if (rc)
+    br_log(BR_LOG_WARN, b->record.slug, "cannot derive its paths again: %s", strerror(-rc));
   br_buf_free(&warnings);
-  br_buf_free(&slug_dir);
-  br_strv_free(&sources);
-  br_strv_free(&live_files);
+  watch_bottle(d, b);
 }
 
 /* Temp files that a crashed writer left beside live files and fragments
@@ -281,10 +243,26 @@ struct cleanup {
   struct daemon *d;
 };
 
+static void cleanup_slug(const struct br_config *cfg, const char *slug) {
+  struct br_bottle bottle;
+  struct br_buf warnings;
+  br_buf_init(&warnings, 4096);
+  if (!br_bottle_derive(&bottle, cfg, slug, &warnings))
+    br_converge_cleanup(&bottle);
+  br_bottle_free(&bottle);
+  br_buf_free(&warnings);
+}
+
 static void cleanup_work(uv_work_t *req) {
   struct cleanup *c = req->data;
   for (size_t i = 0; i < c->slugs.n && !atomic_load(&c->d->stop_cleanup); i++)
-    br_converge_cleanup(&c->config->cfg, c->slugs.v[i]);
+    cleanup_slug(&c->config->cfg, c->slugs.v[i]);
+}
+
+static void slug_of(struct br_tracked *b, void *ctx) {
+  struct cleanup *c = ctx;
+  if (br_strv_add(&c->slugs, b->record.slug))
+    c->slugs.n = SIZE_MAX; /* marks the failure for cleanup_start */
 }
 
 static void cleanup_done(uv_work_t *req, int status) {
@@ -301,13 +279,12 @@ static void cleanup_start(struct daemon *d) {
     return;
   c->d = d;
   br_strv_init(&c->slugs);
-  const struct br_strmap *slots = &d->queue.slots;
-  for (size_t i = 0; i < slots->cap; i++)
-    if (slots->slots[i].key && br_strv_add(&c->slugs, slots->slots[i].key)) {
-      br_strv_free(&c->slugs);
-      free(c);
-      return; /* out of memory: the temp files stay until the next start */
-    }
+  br_tracked_foreach(&d->bottles, slug_of, c);
+  if (c->slugs.n == SIZE_MAX) {
+    br_strv_free(&c->slugs);
+    free(c);
+    return; /* out of memory: the temp files stay until the next start */
+  }
   c->config = config_acquire(d->config);
   c->req.data = c;
   if (uv_queue_work(d->loop, &c->req, cleanup_work, cleanup_done)) {
@@ -323,12 +300,14 @@ static void cleanup_start(struct daemon *d) {
 static void ready_if_done(struct daemon *d) {
   if (!d->ready && !d->draining && d->first_pass_left == 0 && !uv_is_active((uv_handle_t *)&d->first_pass_adder)) {
     d->ready = true;
-    const unsigned *c = d->queue.counts;
+    unsigned c[BR_PHASE_COUNT];
+    for (int i = 0; i < BR_PHASE_COUNT; i++)
+      c[i] = br_queue_count(&d->queue, (enum br_phase)i);
     br_log(BR_LOG_INFO, NULL,
            "ready: first pass over %zu slug(s) done: %u converged, %u invalid, %u retrying, %u waiting, "
            "%u unmanaged, %u pending",
-           d->queue.slots.n, c[BR_PHASE_CONVERGED], c[BR_PHASE_INVALID], c[BR_PHASE_RETRYING], c[BR_PHASE_WAITING],
-           c[BR_PHASE_UNMANAGED], c[BR_PHASE_PENDING] + c[BR_PHASE_CONVERGING]);
+           br_tracked_count(&d->bottles), c[BR_PHASE_CONVERGED], c[BR_PHASE_INVALID], c[BR_PHASE_RETRYING],
+           c[BR_PHASE_WAITING], c[BR_PHASE_UNMANAGED], c[BR_PHASE_PENDING] + c[BR_PHASE_CONVERGING]);
     br_notify_state("READY=1");
     cleanup_start(d);
   }
@@ -363,86 +342,46 @@ static void on_first_pass_adder(uv_idle_t *idle) {
 }
 
 static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
-  struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
-  if (slot)
+  if (br_tracked_get(&d->bottles, slug))
     return;
+  struct br_buf warnings;
+  br_buf_init(&warnings, 4096);
+  struct br_tracked *b = br_tracked_add(&d->bottles, &d->config->cfg, slug, &warnings);
+  if (warnings.len)
+    br_log(BR_LOG_WARN, slug, "%s", warnings.data);
+  br_buf_free(&warnings);
+  if (!b)
+    return;
+  if (!(b->slot = br_queue_slot(&d->queue, slug, true))) {
+    br_tracked_remove(&d->bottles, slug);
+    return;
+  }
   if (!first_pass)
-    br_converge_cleanup(&d->config->cfg, slug); /* the first pass's are cleaned after READY */
-  if (!(slot = br_queue_slot(&d->queue, slug, true)))
-    return;
+    br_converge_cleanup(&b->record); /* the first pass's are cleaned after READY */
   if (first_pass)
     d->first_pass_left++;
-  slot->first_pass = first_pass;
-  watch_slug(d, slug);
+  b->first_pass = first_pass;
+  watch_bottle(d, b);
   br_queue_mark(&d->queue, slug, first_pass);
 }
 
-/* A converge is about to rename a new file into place at path (on its
- * worker). The path is the configured one; a record names the path as
- * watched (its directory resolved): where a symlink makes them differ, the
- * record is not recognised and wakes one converge more, which finds nothing
- * to do. That, never a missed change, is also the price of a full table. */
-static void own_write_add(void *ctx, const char *path, const struct stat *staged) {
-  struct own_writes *o = ctx;
-  const struct own_write now = {
-      .dev = staged->st_dev, .ino = staged->st_ino, .mtime = staged->st_mtim, .size = staged->st_size};
-  uv_mutex_lock(&o->lock);
-  struct own_write *w = br_strmap_get(&o->files, path);
-  if (w) {
-    *w = now;
-  } else if (o->files.n < OWN_WRITES_MAX && (w = malloc(sizeof *w))) {
-    *w = now;
-    if (br_strmap_put(&o->files, path, w))
-      free(w);
-  }
-  uv_mutex_unlock(&o->lock);
-}
-
-/* Whether the record for live_file is the one of our own rename: the note
- * for that path (taken out either way: a later record is someone else's)
- * matches the file now there by inode, mtime to the nanosecond and size.
- * An edit after our rename changes one of them and has a record of its own;
- * a file that cannot be stat'ed is never ours. */
-static bool own_write_taken(struct own_writes *o, const char *live_file) {
-  if (!live_file)
-    return false;
-  uv_mutex_lock(&o->lock);
-  struct own_write *w = br_strmap_del(&o->files, live_file);
-  uv_mutex_unlock(&o->lock);
-  if (!w)
-    return false;
-  struct stat st;
-  bool ours = lstat(live_file, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == w->dev && st.st_ino == w->ino &&
-              st.st_size == w->size && st.st_mtim.tv_sec == w->mtime.tv_sec &&
-              st.st_mtim.tv_nsec == w->mtime.tv_nsec;
-  free(w);
-  return ours;
-}
-
-static void own_writes_clear(struct own_writes *o) {
-  uv_mutex_lock(&o->lock);
-  for (size_t i = 0; i < o->files.cap; i++)
-    if (o->files.slots[i].key)
-      free(o->files.slots[i].value);
-  br_strmap_free(&o->files);
-  br_strmap_init(&o->files);
-  uv_mutex_unlock(&o->lock);
-}
-
-static void on_slug_dirty(void *ctx, const char *slug, const char *why, const char *live_file) {
+static void on_slug_dirty(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
+                          const char *live_file) {
   struct daemon *d = ctx;
   /* The record of our own rename: the converge that wrote it already knows
    * what it wrote. Anything else is a hint to converge. */
-  if (own_write_taken(&d->own_writes, live_file)) {
+  if (reason == BR_WATCH_DRIFT && br_own_writes_take(&d->own_writes, live_file)) {
     br_log(BR_LOG_DEBUG, slug, "%s (our own write)", why);
     return;
   }
   br_log(BR_LOG_DEBUG, slug, "%s", why);
-  /* A source path may have moved (symlink swap, metadata.json): re-watch. */
-  if (strstr(why, "metadata.json"))
-    watch_slug(d, slug);
-  if (br_queue_slot(&d->queue, slug, false))
-    br_queue_mark(&d->queue, slug, false);
+  struct br_tracked *b = br_tracked_get(&d->bottles, slug);
+  if (!b)
+    return;
+  /* The compose project may have changed, and with it paths and containers. */
+  if (reason == BR_WATCH_METADATA)
+    rederive(d, b);
+  br_queue_mark(&d->queue, slug, false);
   metrics_changed(d);
 }
 
@@ -452,7 +391,7 @@ static void on_slug_appeared(void *ctx, const char *slug) {
     br_log(BR_LOG_WARN, NULL, "state directory entry \"%.40s\" ignored: not a valid slug", slug);
     return;
   }
-  if (br_queue_slot(&d->queue, slug, false))
+  if (br_tracked_get(&d->bottles, slug))
     return;
   br_log(BR_LOG_INFO, slug, "bottle appeared");
   add_slug(d, slug, false);
@@ -461,8 +400,8 @@ static void on_slug_appeared(void *ctx, const char *slug) {
 
 static void on_slug_vanished(void *ctx, const char *slug) {
   struct daemon *d = ctx;
-  struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
-  if (!slot)
+  struct br_tracked *b = br_tracked_get(&d->bottles, slug);
+  if (!b)
     return;
   struct stat st;
   char path[PATH_MAX];
@@ -470,22 +409,20 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
     return; /* replaced by a new directory of the same name: still here */
   br_log(BR_LOG_INFO, slug, "bottle removed; forgetting it");
-  if (slot->polled)
+  if (b->polled)
     d->polled--;
   /* One that is converging is counted when its converge ends; one that was
    * waiting (held back by a git lock) may be the last the first pass waits for. */
-  if (slot->first_pass && slot->phase != BR_PHASE_CONVERGING)
+  if (b->first_pass && b->slot->phase != BR_PHASE_CONVERGING)
     first_pass_done(d);
   br_watch_forget(&d->watch, slug);
   br_queue_remove(&d->queue, slug);
-  free(br_strmap_del(&d->held_since, slug));
-  br_strmap_del(&d->sidecar_absent, slug);
+  br_tracked_remove(&d->bottles, slug);
   br_records_forget(d->config->cfg.state_dir, slug);
   metrics_changed(d);
 }
 
 static void resync_all(struct daemon *d, const char *why);
-static void git_dirs_clear(struct git_dirs *g);
 
 static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow"); }
 
@@ -512,9 +449,9 @@ static void on_watch_failed(void *ctx, const char *slug, const char *path, int e
     br_log(BR_LOG_WARN, slug, "cannot watch %s: %s; polling it every %d ms", path, strerror(-err),
            POLL_INTERVAL_MS);
   }
-  struct br_slot *slot = br_queue_slot(&d->queue, slug, false);
-  if (slot && !slot->polled) {
-    slot->polled = true;
+  struct br_tracked *b = br_tracked_get(&d->bottles, slug);
+  if (b && !b->polled) {
+    b->polled = true;
     d->polled++;
   }
   poll_start(d);
@@ -530,16 +467,17 @@ static const struct br_watch_callbacks watch_callbacks = {
 
 /* Slugs without complete watches are marked on a timer instead; the timer
  * runs only while there are such slugs. */
+static void poll_bottle(struct br_tracked *b, void *ctx) {
+  struct daemon *d = ctx;
+  if (!b->polled)
+    return;
+  watch_bottle(d, b); /* maybe a watch fits now */
+  br_queue_mark(&d->queue, b->record.slug, false);
+}
+
 static void on_poll_timer(uv_timer_t *t) {
   struct daemon *d = t->data;
-  struct br_queue *q = &d->queue;
-  for (size_t i = 0; i < q->slots.cap; i++) {
-    struct br_slot *slot = q->slots.slots[i].key ? q->slots.slots[i].value : NULL;
-    if (!slot || !slot->polled)
-      continue;
-    watch_slug(d, slot->slug); /* maybe a watch fits now */
-    br_queue_mark(q, slot->slug, false);
-  }
+  br_tracked_foreach(&d->bottles, poll_bottle, d);
   if (!d->polled)
     uv_timer_stop(t);
 }
@@ -547,6 +485,18 @@ static void on_poll_timer(uv_timer_t *t) {
 static void poll_start(struct daemon *d) {
   if (!uv_is_active((uv_handle_t *)&d->poll_timer))
     uv_timer_start(&d->poll_timer, on_poll_timer, POLL_INTERVAL_MS, POLL_INTERVAL_MS);
+}
+
+/* Tracked bottles missing from a listing of the state root. */
+struct gone {
+  const struct br_strv *listed;
+  struct br_strv slugs;
+};
+
+static void gone_from(struct br_tracked *b, void *ctx) {
+  struct gone *g = ctx;
+  if (!br_strv_contains(g->listed, b->record.slug))
+    br_strv_add(&g->slugs, b->record.slug);
 }
 
 /* Overflow, a failed watch, the periodic timer, SIGHUP and `resync` all come
@@ -558,8 +508,8 @@ static void resync_all(struct daemon *d, const char *why) {
   d->last_overflow_resync = uv_now(d->loop);
   br_log(BR_LOG_INFO, NULL, "resync: %s", why);
   br_watch_rearm(&d->watch);
-  git_dirs_clear(&d->git_dirs);
-  own_writes_clear(&d->own_writes); /* what a lost record left behind; a resync converges all anyway */
+  br_git_dirs_clear(&d->git_dirs);
+  br_own_writes_clear(&d->own_writes); /* what a lost record left behind; a resync converges all anyway */
   struct br_strv slugs;
   struct br_buf warnings;
   br_strv_init(&slugs);
@@ -573,16 +523,14 @@ static void resync_all(struct daemon *d, const char *why) {
   for (size_t i = 0; i < slugs.n; i++)
     add_slug(d, slugs.v[i], first_pass);
   /* Slugs whose directory went away while events were lost. */
-  struct br_strv gone;
-  br_strv_init(&gone);
-  struct br_queue *q = &d->queue;
-  for (size_t i = 0; !rc && i < q->slots.cap; i++)
-    if (q->slots.slots[i].key && !br_strv_contains(&slugs, q->slots.slots[i].key))
-      br_strv_add(&gone, q->slots.slots[i].key);
-  for (size_t i = 0; i < gone.n; i++)
-    on_slug_vanished(d, gone.v[i]);
-  br_queue_mark_all(q, false);
-  br_strv_free(&gone);
+  struct gone gone = {.listed = &slugs};
+  br_strv_init(&gone.slugs);
+  if (!rc)
+    br_tracked_foreach(&d->bottles, gone_from, &gone);
+  for (size_t i = 0; i < gone.slugs.n; i++)
+    on_slug_vanished(d, gone.slugs.v[i]);
+  br_queue_mark_all(&d->queue, false);
+  br_strv_free(&gone.slugs);
   br_strv_free(&slugs);
   br_buf_free(&warnings);
   metrics_changed(d);
@@ -611,24 +559,16 @@ static void on_container_started(void *ctx, const char *name) {
     resync_all(d, "Docker events were lost");
     return;
   }
-  struct br_queue *q = &d->queue;
-  struct br_buf project, warnings;
-  br_buf_init(&project, 256);
-  br_buf_init(&warnings, 4096);
-  for (size_t i = 0; i < q->slots.cap; i++) {
-    const char *slug = q->slots.slots[i].key;
-    if (!slug || br_slug_project(d->config->cfg.state_dir, slug, &project, &warnings))
-      continue;
-    if (br_docker_sidecar_named(&d->config->cfg, slug, project.data, name)) {
-      br_log(BR_LOG_DEBUG, slug, "container %s started", name);
-      br_strmap_del(&d->sidecar_absent, slug);
-      /* At once, backoff or not: a container that starts or unpauses is what
-       * a retrying slug (paused, stopped mid-reload) is waiting for. */
-      br_queue_mark(q, slug, true);
-    }
-  }
-  br_buf_free(&project);
-  br_buf_free(&warnings);
+  /* One lookup, whatever the number of bottles: each record knows its
+   * containers' names. */
+  struct br_tracked *b = br_tracked_by_container(&d->bottles, name);
+  if (!b)
+    return;
+  br_log(BR_LOG_DEBUG, b->record.slug, "container %s started", name);
+  b->sidecar_absent = false;
+  /* At once, backoff or not: a container that starts or unpauses is what
+   * a retrying slug (paused, stopped mid-reload) is waiting for. */
+  br_queue_mark(&d->queue, b->record.slug, true);
 }
 
 /* Follows Docker's events exactly while some sidecar uses the docker driver. */
@@ -646,81 +586,22 @@ static void docker_events_sync(struct daemon *d) {
 
 /* --- converging on workers --------------------------------------------------- */
 
-/* Forgets which directories hold no checkout: on every resync, so that a
- * checkout made above the sources later is found within a resync period. */
-static void git_dirs_clear(struct git_dirs *g) {
-  uv_mutex_lock(&g->lock);
-  br_strmap_free(&g->none);
-  br_strmap_init(&g->none);
-  uv_mutex_unlock(&g->lock);
-}
-
-/* A git checkout writes its files one by one while it holds .git/index.lock:
- * converging in the middle would publish half a commit. The search goes up
- * from each source directory to "/". The state root and its parents are on
- * that way for every slug whose sources live under it (the default): those
- * found without a .git are remembered, which saves 10,000 slugs four or
- * more stat()s each at start-up. Nothing below the state root is, since a
- * per-slug checkout may be cloned at any time; nor is a checkout found: its
- * index.lock must be looked at every time. */
-static bool git_locked(struct git_dirs *g, const char *state_dir, const char *dir, char *lock, size_t size) {
-  size_t state_len = strlen(state_dir);
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s", dir);
-  for (int depth = 0; depth < 16; depth++) {
-    struct stat st;
-    size_t len = strlen(path);
-    uv_mutex_lock(&g->lock);
-    bool none = br_strmap_get(&g->none, path) != NULL;
-    uv_mutex_unlock(&g->lock);
-    if (!none) {
-      snprintf(path + len, sizeof path - len, "/.git");
-      if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(path + len, sizeof path - len, "/.git/index.lock");
-        snprintf(lock, size, "%s", path);
-        return stat(path, &st) == 0;
-      }
-      path[len] = '\0';
-      /* path is the state root or one of its parents: a handful at most */
-      if (len <= state_len && strncmp(state_dir, path, len) == 0 &&
-          (state_dir[len] == '/' || state_dir[len] == '\0')) {
-        uv_mutex_lock(&g->lock);
-        br_strmap_put(&g->none, path, g);
-        uv_mutex_unlock(&g->lock);
-      }
-    }
-    char *slash = strrchr(path, '/');
-    if (!slash || slash == path)
-      return false;
-    *slash = '\0';
-  }
-  return false;
-}
-
 static void converge_work(uv_work_t *req) {
   struct job *job = req->data;
   const struct br_config *cfg = &job->config->cfg;
   double start = monotonic_s();
-  struct br_buf project, dir, warnings;
-  br_buf_init(&project, 256);
-  br_buf_init(&dir, PATH_MAX);
-  br_buf_init(&warnings, 4096);
-  if (br_config_paths_use_project(cfg))
-    br_slug_project(cfg->state_dir, job->slug, &project, &warnings);
-  for (size_t i = 0; i < cfg->sources.n && !job->git_lock_found; i++) {
-    br_buf_reset(&dir);
-    if (!br_config_expand(cfg, cfg->sources.v[i], job->slug, project.data, &dir))
-      job->git_lock_found =
-          git_locked(&job->d->git_dirs, cfg->state_dir, dir.data, job->git_lock, sizeof job->git_lock);
-  }
+  /* The record afresh, on the worker: the files are the truth. */
+  if ((job->rc = br_bottle_derive(&job->bottle, cfg, job->slug, &job->rep.warnings)))
+    return;
+  const struct br_strv *sources = &job->bottle.sources;
+  for (size_t i = 0; i < sources->n && !job->git_lock_found; i++)
+    job->git_lock_found =
+        br_git_locked(&job->d->git_dirs, cfg->state_dir, sources->v[i], job->git_lock, sizeof job->git_lock);
   job->git_locked = job->git_lock_found && !job->git_lock_stale;
-  br_buf_free(&project);
-  br_buf_free(&dir);
-  br_buf_free(&warnings);
   if (job->git_locked)
     return;
-  const struct br_converge_observer observer = {.replacing = own_write_add, .ctx = &job->d->own_writes};
-  job->rc = br_converge_slug(cfg, job->slug, BR_CONVERGE_ASYNC, &observer, &job->rep);
+  const struct br_converge_observer observer = {.replacing = br_own_writes_note, .ctx = &job->d->own_writes};
+  job->rc = br_converge_bottle(&job->bottle, BR_CONVERGE_ASYNC, &observer, &job->rep);
   job->seconds = monotonic_s() - start;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
@@ -756,7 +637,8 @@ static enum br_phase phase_of(const struct job *job) {
   return BR_PHASE_RETRYING;
 }
 
-static void log_outcome(const struct job *job, const struct br_slot *slot, enum br_phase phase) {
+static void log_outcome(const struct job *job, const struct br_tracked *b, enum br_phase phase) {
+  const struct br_slot *slot = b->slot;
   const struct br_converge_report *rep = &job->rep;
   const char *msg = rep->message.data ? rep->message.data : "";
   if (rep->warnings.len)
@@ -776,7 +658,7 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
     else if (rep->writes || rep->reloads)
       br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
     else /* the first pass's "no changes" are counted in the READY line instead */
-      br_log(same || slot->first_pass ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);
+      br_log(same || b->first_pass ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);
     break;
   case BR_PHASE_INVALID:
     br_log(same ? BR_LOG_DEBUG : BR_LOG_ERROR, job->slug, "invalid, waiting for its inputs to change: %s",
@@ -799,78 +681,91 @@ static void log_outcome(const struct job *job, const struct br_slot *slot, enum 
   }
 }
 
+static void job_free(struct job *job) {
+  br_bottle_free(&job->bottle);
+  br_converge_report_free(&job->rep);
+  config_release(job->config);
+  free(job);
+}
+
+/* A git checkout's index.lock held the converge back: wait and try again.
+ * Past the deadline, the next dispatch tells the worker to converge anyway
+ * (the worker cannot see the tracked table). */
+static char *held_back(struct daemon *d, struct br_tracked *b, const struct job *job) {
+  if (b && !b->git_held) {
+    b->git_held = true;
+    b->git_held_since = uv_now(d->loop);
+  }
+  char *message = NULL;
+  if (asprintf(&message, "held back: a git operation holds %s", job->git_lock) < 0)
+    message = NULL;
+  return message;
+}
+
+/* What the daemon learns from a finished converge, besides its phase. */
+static char *learn(struct br_tracked *b, struct job *job, enum br_phase phase) {
+  if (!job->git_lock_found) {
+    b->git_held = b->git_lock_stale = false;
+  } else if (b->git_held && job->git_lock_stale && !b->git_lock_stale) {
+    b->git_lock_stale = true; /* ignored from now on, until it is gone */
+    br_log(BR_LOG_WARN, job->slug, "%s held for over %d ms; treated as stale, converged past it", job->git_lock,
+           GIT_LOCK_DEADLINE_MS);
+  }
+  log_outcome(job, b, phase);
+  char *message = job->rc ? strdup(strerror(-job->rc)) : br_buf_steal(&job->rep.message);
+  /* A write while a sidecar container was stopped is reported "not
+   * running"; a later converge (a resync, another slug's shared event)
+   * has nothing to do and would say just "no changes". Keep the note until
+   * the container starts (on_container_started) or a converge reloads again. */
+  if (!job->rc && job->rep.sidecar_not_running) {
+    b->sidecar_absent = true;
+  } else if (!job->rc && job->rep.reloads) {
+    b->sidecar_absent = false;
+  } else if (phase == BR_PHASE_CONVERGED && b->slot->message && b->sidecar_absent) {
+    free(message);
+    message = strdup(b->slot->message);
+  }
+  if (!job->rc && job->rep.desired_hash[0])
+    memcpy(b->slot->desired_hash, job->rep.desired_hash, sizeof b->slot->desired_hash);
+  return message;
+}
+
 static void converge_done(uv_work_t *req, int status) {
   struct job *job = req->data;
   struct daemon *d = job->d;
   struct br_slot *slot = job->slot;
+  /* NULL when the bottle went away meanwhile: its slot is freed by done. */
+  struct br_tracked *b = slot->removed ? NULL : br_tracked_get(&d->bottles, job->slug);
   job_unlink(d, job);
   if (status == UV_ECANCELED) {
     /* Never started (draining): left for the next start. */
     br_queue_done(&d->queue, slot, BR_PHASE_PENDING, 0, slot->message ? strdup(slot->message) : NULL);
-    br_converge_report_free(&job->rep);
-    config_release(job->config);
-    free(job);
-    if (d->draining && d->queue.in_flight == 0)
+    job_free(job);
+    if (d->draining && br_queue_in_flight(&d->queue) == 0)
       finish_drain(d);
     return;
   }
-  enum br_phase phase;
-  unsigned retry_after = 0;
-  char *message;
+  enum br_phase phase = BR_PHASE_WAITING;
+  unsigned retry_after = GIT_LOCK_RETRY_MS;
+  char *message = NULL;
   if (job->git_locked) {
-    /* Past the deadline, the next dispatch tells the worker to converge
-     * anyway (the worker cannot see this map). */
-    struct git_hold *hold = br_strmap_get(&d->held_since, job->slug);
-    if (!hold && (hold = calloc(1, sizeof *hold))) {
-      hold->since_ms = uv_now(d->loop);
-      br_strmap_put(&d->held_since, job->slug, hold);
-    }
-    phase = BR_PHASE_WAITING;
-    retry_after = GIT_LOCK_RETRY_MS;
-    message = NULL;
-    if (asprintf(&message, "held back: a git operation holds %s", job->git_lock) < 0)
-      message = NULL;
+    message = held_back(d, b, job);
   } else {
-    struct git_hold *hold = br_strmap_get(&d->held_since, job->slug);
-    if (!job->git_lock_found) {
-      free(br_strmap_del(&d->held_since, job->slug));
-    } else if (hold && job->git_lock_stale && !hold->stale) {
-      hold->stale = true; /* ignored from now on, until it is gone */
-      br_log(BR_LOG_WARN, job->slug, "%s held for over %d ms; treated as stale, converged past it", job->git_lock,
-             GIT_LOCK_DEADLINE_MS);
-    }
     phase = phase_of(job);
     retry_after = job->rep.retry_after_ms;
-    if (!slot->removed)
-      log_outcome(job, slot, phase);
+    if (b)
+      message = learn(b, job, phase);
     br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds);
-    message = job->rc ? strdup(strerror(-job->rc)) : br_buf_steal(&job->rep.message);
-    /* A write while a sidecar container was stopped is reported "not
-     * running"; a later converge (a resync, another slug's shared event)
-     * has nothing to do and would say just "no changes". Keep the note until
-     * the container starts (on_container_started) or a converge reloads again. */
-    if (!job->rc && job->rep.sidecar_not_running) {
-      br_strmap_put(&d->sidecar_absent, job->slug, d);
-    } else if (!job->rc && job->rep.reloads) {
-      br_strmap_del(&d->sidecar_absent, job->slug);
-    } else if (phase == BR_PHASE_CONVERGED && slot->message && br_strmap_get(&d->sidecar_absent, job->slug)) {
-      free(message);
-      message = strdup(slot->message);
-    }
-    if (!job->rc && job->rep.desired_hash[0])
-      memcpy(slot->desired_hash, job->rep.desired_hash, sizeof slot->desired_hash);
   }
-  bool first_pass = slot->first_pass && !job->git_locked;
+  bool first_pass = b && b->first_pass && !job->git_locked;
   if (first_pass)
-    slot->first_pass = false;
+    b->first_pass = false;
   br_queue_done(&d->queue, slot, phase, retry_after, message);
-  br_converge_report_free(&job->rep);
-  config_release(job->config);
-  free(job);
+  job_free(job);
   if (first_pass)
     first_pass_done(d);
   metrics_changed(d);
-  if (d->draining && d->queue.in_flight == 0)
+  if (d->draining && br_queue_in_flight(&d->queue) == 0)
     finish_drain(d);
 }
 
@@ -892,8 +787,9 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
   job->slot = slot;
   job->config = config_acquire(d->config);
   snprintf(job->slug, sizeof job->slug, "%s", slot->slug);
-  const struct git_hold *hold = br_strmap_get(&d->held_since, slot->slug);
-  job->git_lock_stale = hold && (hold->stale || uv_now(d->loop) - hold->since_ms > GIT_LOCK_DEADLINE_MS);
+  const struct br_tracked *b = br_tracked_get(&d->bottles, slot->slug);
+  job->git_lock_stale =
+      b && b->git_held && (b->git_lock_stale || uv_now(d->loop) - b->git_held_since > GIT_LOCK_DEADLINE_MS);
   br_converge_report_init(&job->rep);
   job->req.data = job;
   int rc = uv_queue_work(d->loop, &job->req, converge_work, converge_done);
@@ -903,42 +799,15 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
       d->jobs->prev = job;
     d->jobs = job;
   } else {
-    br_converge_report_free(&job->rep);
-    config_release(job->config);
-    free(job);
+    job_free(job);
     br_queue_done(q, slot, BR_PHASE_RETRYING, 0, NULL);
   }
 }
 
 /* --- status and resync over the control socket ------------------------------ */
 
-static void iso_time(int64_t ms, char *out, size_t size) {
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, size - n, ".%03dZ", (int)(ms % 1000));
-}
-
-static json_t *slot_json(const struct br_slot *s) {
-  char last[40] = "", next[40] = "";
-  if (s->last_converge_ms)
-    iso_time(s->last_converge_ms, last, sizeof last);
-  if (s->phase == BR_PHASE_RETRYING && s->next_try_ms)
-    iso_time(s->next_try_ms, next, sizeof next);
-  return json_pack("{s:s, s:s, s:i, s:s?, s:s?, s:s?, s:s?}", "slug", s->slug, "phase", br_phase_name(s->phase),
-                   "attempts", (json_int_t)s->attempts, "next_try", next[0] ? next : NULL, "last_converge",
-                   last[0] ? last : NULL, "desired_hash", s->desired_hash[0] ? s->desired_hash : NULL, "message",
-                   s->message);
-}
-
-static int cmp_slug(const void *a, const void *b) {
-  return strcmp((*(struct br_slot *const *)a)->slug, (*(struct br_slot *const *)b)->slug);
-}
-
 static void handle_control(void *ctx, const char *request, struct br_buf *response) {
   struct daemon *d = ctx;
-  struct br_queue *q = &d->queue;
   char verb[16] = "", slug[BR_SLUG_MAX + 2] = "";
   const char *space = strchr(request, ' ');
   size_t vlen = space ? (size_t)(space - request) : strlen(request);
@@ -946,37 +815,21 @@ static void handle_control(void *ctx, const char *request, struct br_buf *respon
     memcpy(verb, request, vlen);
   if (space)
     snprintf(slug, sizeof slug, "%s", space + 1);
-  json_t *answer = json_object();
-  if (slug[0] && !br_queue_slot(q, slug, false)) {
-    json_object_set_new(answer, "error", json_sprintf("no slug %s is known to the daemon", slug));
+  json_t *answer;
+  if (slug[0] && !br_tracked_get(&d->bottles, slug)) {
+    answer = json_pack("{s:o}", "error", json_sprintf("no slug %s is known to the daemon", slug));
   } else if (strcmp(verb, "status") == 0) {
-    json_t *list = json_array();
-    struct br_slot **all = calloc(q->slots.n + 1, sizeof *all);
-    size_t n = 0;
-    for (size_t i = 0; all && i < q->slots.cap; i++)
-      if (q->slots.slots[i].key && (!slug[0] || strcmp(q->slots.slots[i].key, slug) == 0))
-        all[n++] = q->slots.slots[i].value;
-    if (all)
-      qsort(all, n, sizeof *all, cmp_slug);
-    for (size_t i = 0; i < n; i++)
-      json_array_append_new(list, slot_json(all[i]));
-    free(all);
-    json_t *counts = json_object();
-    for (int i = 0; i < BR_PHASE_COUNT; i++)
-      json_object_set_new(counts, br_phase_name((enum br_phase)i), json_integer(q->counts[i]));
-    json_object_set_new(answer, "ready", json_boolean(d->ready));
-    json_object_set_new(answer, "counts", counts);
-    json_object_set_new(answer, "slugs", list);
+    answer = br_status_answer(&d->bottles, &d->queue, slug[0] ? slug : NULL, d->ready);
   } else if (strcmp(verb, "resync") == 0) {
     if (slug[0])
-      br_queue_mark(q, slug, true);
+      br_queue_mark(&d->queue, slug, true);
     else
       resync_all(d, "requested over the control socket");
-    json_object_set_new(answer, "ok", json_true());
+    answer = json_pack("{s:b}", "ok", 1);
   } else {
-    json_object_set_new(answer, "error", json_string("unknown request, expected status or resync"));
+    answer = json_pack("{s:s}", "error", "unknown request, expected status or resync");
   }
-  char *text = json_dumps(answer, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *text = answer ? json_dumps(answer, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   if (text)
     br_buf_printf(response, "%s\n", text);
   free(text);
@@ -1003,7 +856,7 @@ static void on_drain_deadline(uv_timer_t *t) {
   br_log(BR_LOG_ERROR, NULL,
          "%u converge(s) still running after %d ms; exiting anyway (their temp files are "
          "removed and owed reloads delivered on the next start)",
-         d->queue.in_flight, DRAIN_DEADLINE_MS);
+         br_queue_in_flight(&d->queue), DRAIN_DEADLINE_MS);
   /* Not through the loop's shutdown: that would wait for the converges
    * still running, and their slots are freed on the way. */
   _exit(1);
@@ -1014,7 +867,8 @@ static void start_drain(struct daemon *d, const char *why) {
     return;
   d->draining = true;
   atomic_store(&d->stop_cleanup, true);
-  br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why, d->queue.in_flight);
+  br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why,
+         br_queue_in_flight(&d->queue));
   br_notify_state("STOPPING=1");
   br_queue_pause(&d->queue);
   uv_timer_stop(&d->resync_timer);
@@ -1025,7 +879,7 @@ static void start_drain(struct daemon *d, const char *why) {
    * their callbacks come back with UV_ECANCELED. */
   for (struct job *job = d->jobs; job; job = job->next)
     uv_cancel((uv_req_t *)&job->req);
-  if (d->queue.in_flight == 0)
+  if (br_queue_in_flight(&d->queue) == 0)
     finish_drain(d);
 }
 
@@ -1043,6 +897,8 @@ static void on_sigint(uv_signal_t *s, int signum) {
   }
   start_drain(d, "SIGINT");
 }
+
+static void rederive_each(struct br_tracked *b, void *ctx) { rederive(ctx, b); }
 
 static void on_sighup(uv_signal_t *s, int signum) {
   (void)signum;
@@ -1081,11 +937,9 @@ static void on_sighup(uv_signal_t *s, int signum) {
   docker_events_sync(d);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
          d->config_path ? d->config_path : "");
-  /* Sources and live files may have moved: watch them anew, then converge all. */
-  struct br_queue *q = &d->queue;
-  for (size_t i = 0; i < q->slots.cap; i++)
-    if (q->slots.slots[i].key)
-      watch_slug(d, q->slots.slots[i].key);
+  /* Sources, live files and containers may have moved: derive every record
+   * again and watch anew, then converge all. */
+  br_tracked_foreach(&d->bottles, rederive_each, d);
   resync_all(d, "config reloaded");
 }
 
@@ -1115,12 +969,9 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   d->config = ref;
   d->config_path = config_path;
   d->state_dir_override = state_dir_override;
-  br_strmap_init(&d->held_since);
-  br_strmap_init(&d->sidecar_absent);
-  br_strmap_init(&d->git_dirs.none);
-  uv_mutex_init(&d->git_dirs.lock);
-  br_strmap_init(&d->own_writes.files);
-  uv_mutex_init(&d->own_writes.lock);
+  br_tracked_table_init(&d->bottles);
+  br_git_dirs_init(&d->git_dirs);
+  br_own_writes_init(&d->own_writes);
 
   /* The thread pool size is read once, at its first use. */
   char workers[16];
@@ -1207,67 +1058,12 @@ out:
   uv_walk(d->loop, walk_close, NULL);
   uv_run(d->loop, UV_RUN_DEFAULT);
   uv_loop_close(d->loop);
-  for (size_t i = 0; i < d->held_since.cap; i++)
-    if (d->held_since.slots[i].key)
-      free(d->held_since.slots[i].value);
-  br_strmap_free(&d->held_since);
-  br_strmap_free(&d->sidecar_absent);
+  br_tracked_table_free(&d->bottles);
   br_strv_free(&d->first_pass);
-  br_strmap_free(&d->git_dirs.none);
-  uv_mutex_destroy(&d->git_dirs.lock);
-  own_writes_clear(&d->own_writes);
-  br_strmap_free(&d->own_writes.files);
-  uv_mutex_destroy(&d->own_writes.lock);
+  br_git_dirs_free(&d->git_dirs);
+  br_own_writes_free(&d->own_writes);
   int code = d->exit_code;
   config_release(d->config);
   free(d);
-  return code;
-}
-
-/* --- the client side: status and resync --------------------------------------- */
-
-int br_daemon_client(const struct br_config *cfg, const char *command, const char *slug, bool json) {
-  char sock[PATH_MAX], request[BR_SLUG_MAX + 32];
-  snprintf(sock, sizeof sock, "%s/%s/control.sock", cfg->state_dir, BR_RECORDS_DIR);
-  snprintf(request, sizeof request, "%s%s%s", command, slug ? " " : "", slug ? slug : "");
-  struct br_buf response;
-  br_buf_init(&response, 64 * 1024 * 1024);
-  int rc = br_control_request(sock, request, &response);
-  if (rc) {
-    fprintf(stderr, "bottle-reconciler: %s: %s (is `bottle-reconciler run` running on %s?)\n", sock, strerror(-rc),
-            cfg->state_dir);
-    br_buf_free(&response);
-    return 1;
-  }
-  json_error_t jerr;
-  json_t *answer = json_loadb(response.data, response.len, 0, &jerr);
-  int code = 0;
-  if (!answer) {
-    fprintf(stderr, "bottle-reconciler: unreadable answer from the daemon: %s\n", jerr.text);
-    code = 1;
-  } else if (json_object_get(answer, "error")) {
-    fprintf(stderr, "bottle-reconciler: %s\n", json_string_value(json_object_get(answer, "error")));
-    code = 1;
-  } else if (json || strcmp(command, "status") != 0) {
-    if (json)
-      fputs(response.data, stdout);
-    else
-      printf("resync requested%s%s\n", slug ? " for " : "", slug ? slug : "");
-  } else {
-    json_t *slugs = json_object_get(answer, "slugs"), *s;
-    size_t i;
-    printf("%-24s %-11s %-8s %-24s %s\n", "SLUG", "PHASE", "ATTEMPTS", "LAST CONVERGE", "DETAIL");
-    json_array_foreach(slugs, i, s) {
-      const char *next = json_string_value(json_object_get(s, "next_try"));
-      const char *msg = json_string_value(json_object_get(s, "message"));
-      const char *last = json_string_value(json_object_get(s, "last_converge"));
-      printf("%-24s %-11s %-8lld %-24s %s%s%s%s\n", json_string_value(json_object_get(s, "slug")),
-             json_string_value(json_object_get(s, "phase")),
-             (long long)json_integer_value(json_object_get(s, "attempts")), last ? last : "-",
-             next ? "next try " : "", next ? next : "", next && msg ? ": " : "", msg ? msg : "");
-    }
-  }
-  json_decref(answer);
-  br_buf_free(&response);
   return code;
 }

@@ -11,7 +11,5 @@
  * daemon frees and replaces it on SIGHUP); config_path and state_dir_override
  * are kept to re-read it. */
 int br_daemon_run(struct br_config *cfg, const char *config_path, const char *state_dir_override);
-/* `status` and `resync`: talk to a running daemon. Returns the exit code. */
-int br_daemon_client(const struct br_config *cfg, const char *command, const char *slug, bool json);
 
 #endif

@@ -64,7 +64,8 @@ int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size
   br_buf_adds(o, "# HELP bottle_reconciler_slugs Slugs by phase.\n"
                  "# TYPE bottle_reconciler_slugs gauge\n");
   for (int i = 0; i < BR_PHASE_COUNT; i++)
-    br_buf_printf(o, "bottle_reconciler_slugs{phase=\"%s\"} %u\n", br_phase_name((enum br_phase)i), q->counts[i]);
+    br_buf_printf(o, "bottle_reconciler_slugs{phase=\"%s\"} %u\n", br_phase_name((enum br_phase)i),
+                  br_queue_count(q, (enum br_phase)i));
   br_buf_printf(o,
                 "# HELP bottle_reconciler_watches inotify watches in use.\n"
                 "# TYPE bottle_reconciler_watches gauge\n"

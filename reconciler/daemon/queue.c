@@ -8,17 +8,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 static const char *const phase_names[BR_PHASE_COUNT] = {
     "pending", "converging", "converged", "retrying", "invalid", "waiting", "unmanaged",
 };
 
 const char *br_phase_name(enum br_phase phase) { return phase < BR_PHASE_COUNT ? phase_names[phase] : "?"; }
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_phase(struct br_queue *q, struct br_slot *s, enum br_phase phase) {
   q->counts[s->phase]--;
@@ -262,7 +258,7 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
   }
   free(s->message);
   s->message = message;
-  s->last_converge_ms = wall_ms();
+  s->last_converge_ms = (br_realtime_ns() / 1000000);
   set_phase(q, s, phase);
   s->settled = phase;
   if (phase == BR_PHASE_RETRYING) {
@@ -331,3 +327,9 @@ void br_queue_close(struct br_queue *q, void (*on_closed)(struct br_queue *q)) {
   q->on_closed = on_closed;
   uv_close((uv_handle_t *)&q->timer, on_timer_closed);
 }
+
+unsigned br_queue_count(const struct br_queue *q, enum br_phase phase) {
+  return phase < BR_PHASE_COUNT ? q->counts[phase] : 0;
+}
+
+unsigned br_queue_in_flight(const struct br_queue *q) { return q->in_flight; }

@@ -30,8 +30,6 @@ struct br_slot {
   bool dirty;               /* changed while converging: runs again right after */
   bool ready;               /* in the ready FIFO, waiting for a worker */
   bool removed;             /* the bottle went away while converging: freed when done */
-  bool polled;              /* inotify could not watch it: the poll timer marks it */
-  bool first_pass;          /* not converged once since the daemon started */
   uint64_t first_mark_ms;   /* loop time the current debounce window opened */
   uint64_t due_ms;          /* loop time it becomes ready (debounce end, retry time) */
   size_t heap_index;        /* position in the timer heap, or SIZE_MAX */
@@ -90,6 +88,10 @@ void br_queue_remove(struct br_queue *q, const char *slug);
 void br_queue_pause(struct br_queue *q);
 /* Slots waiting for a worker or their debounce. */
 size_t br_queue_depth(const struct br_queue *q);
+/* Slots in phase. */
+unsigned br_queue_count(const struct br_queue *q, enum br_phase phase);
+/* Slots handed out by dispatch and not done yet. */
+unsigned br_queue_in_flight(const struct br_queue *q);
 const char *br_phase_name(enum br_phase phase);
 /* Closes the timer; frees everything from its close callback, then on_closed. */
 void br_queue_close(struct br_queue *q, void (*on_closed)(struct br_queue *q));

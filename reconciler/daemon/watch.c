@@ -846,9 +846,10 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
     if (item.role == ROLE_LIVE) {
       char drift[sizeof why + 8];
       snprintf(drift, sizeof drift, "drift: %s", why);
-      w->cb->slug_dirty(w->ctx, item.slug->name, drift, live[0] ? live : NULL);
+      w->cb->slug_dirty(w->ctx, item.slug->name, BR_WATCH_DRIFT, drift, live[0] ? live : NULL);
     } else {
-      w->cb->slug_dirty(w->ctx, item.slug->name, why, NULL);
+      enum br_watch_reason reason = item.role == ROLE_SLUG_FILE ? BR_WATCH_METADATA : BR_WATCH_INPUT;
+      w->cb->slug_dirty(w->ctx, item.slug->name, reason, why, NULL);
     }
   }
   w->work_len = 0;

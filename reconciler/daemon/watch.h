@@ -13,15 +13,23 @@
 #include "common/strmap.h"
 #include "common/strv.h"
 
+/* What changed for a slug, as the watcher knows it from the watch that saw it. */
+enum br_watch_reason {
+  BR_WATCH_INPUT,    /* a fragment, a source directory, or a directory or symlink on a
+                        source's path: the desired state may differ */
+  BR_WATCH_METADATA, /* STATE/<slug>/metadata.json: the bottle's record (its compose
+                        project, and so paths and containers) may differ */
+  BR_WATCH_DRIFT,    /* a live file was replaced or written (by anyone, this daemon too) */
+};
+
 /* What the watcher tells its owner. Every callback runs on the loop thread,
  * from the poll callback (watch_failed also from br_watch_slug()). Callbacks
  * may call any br_watch_* function, br_watch_close() included; strings
  * passed in are only valid for the duration of the call. Any callback may be
  * NULL. */
 struct br_watch_callbacks {
-  /* Something this slug reads changed: a fragment, metadata.json, a
-   * directory or symlink on a source's path, or a live file (why starts
-   * with "drift: "). why is for debug logs only ("s1/routes.d/a.yaml moved
+  /* Something this slug reads changed: reason says which kind of thing. why
+   * is for debug logs only, never for decisions ("s1/routes.d/a.yaml moved
    * in", relative to the state root when under it). Called at most once per
    * inotify record per slug; a temp file written and renamed into place is
    * one record, a file written in place one (its close-write). The
@@ -29,7 +37,8 @@ struct br_watch_callbacks {
    * live_file: for drift, the live file's path as watched (its directory
    * resolved), so the caller can tell its own renames from others'; NULL
    * otherwise. */
-  void (*slug_dirty)(void *ctx, const char *slug, const char *why, const char *live_file);
+  void (*slug_dirty)(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
+                     const char *live_file);
   /* A directory (or a symlink to one) appeared in the state root. The name
    * is not validated: the caller decides whether it is a slug, then calls
    * br_watch_slug(). Dot names are never reported. */

@@ -17,30 +17,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/sha256.h"
 #include "reconciler/drivers/docker_container.h"
 #include "reconciler/drivers/docker_engine.h"
-#include "reconciler/drivers/driver.h"
+#include "reconciler/drivers/reload.h"
 
 /* Docker records State.StartedAt after the container's process is already
  * running, so the process may have read its file a little before that time.
  * Without the process's own start time, only a container that started this
  * much after the write is taken to have read the new file. */
 #define STARTED_AT_MARGIN_NS (1000 * 1000000LL)
-/* Process start times come in clock ticks (10 ms here). */
-#define TICK_SLACK_NS (20 * 1000000LL)
 /* Live files may be larger than one fragment (they hold a merge of many). */
 #define LIVE_FILE_MAX (64u * 1024 * 1024)
 #define MOUNT_CACHE_SLOTS 128
-
-static int64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- the bind-mount verdict, cached per container start ------------------- */
 
@@ -285,7 +278,7 @@ static bool check_mounts(struct target *t) {
     cache_put(&t->c, t->req->file, verdict, why.data ? why.data : "");
     /* Said once per container start, not on every reload. */
     if (verdict == MOUNT_UNKNOWN)
-      br_log(BR_LOG_WARN, t->req->slug, "%s: %s", t->req->sidecar, why.data);
+      br_log(BR_LOG_WARN, t->req->slug, "%s: %s", br_sidecar_name(t->req->sidecar), why.data);
   }
   if (verdict == MOUNT_OK && mount_stale(t, &why))
     verdict = MOUNT_STALE;
@@ -427,7 +420,7 @@ static bool verify(struct target *t, const char *host_hash) {
   return false;
 }
 
-int br_driver_docker_reload(const struct br_reload_request *req, struct br_reload_result *res) {
+static int docker_reload(const struct br_reload_request *req, struct br_reload_result *res) {
   struct target t = {.req = req, .res = res, .pidfd = -1};
   br_buf_init(&t.name, BR_DOCKER_NAME_MAX + 1);
   br_buf_init(&t.socket, PATH_MAX);
@@ -439,7 +432,7 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
   const char *how = "";
   int64_t signalled_at = 0;
 
-  if (br_driver_expand(req, rl->container, &t.name) || !t.name.data || !br_docker_name_valid(t.name.data)) {
+  if (br_reload_expand(req, rl->container, &t.name) || !t.name.data || !br_docker_name_valid(t.name.data)) {
     say(&t, BR_RELOAD_PERMANENT,
         "container template \"%s\" does not give a Docker container name "
         "([a-zA-Z0-9][a-zA-Z0-9_.-]*) for this bottle",
@@ -464,18 +457,13 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
     goto out;
   }
   int64_t started = t.pidfd >= 0 ? t.proc_started_ns : t.c.started_at_ns - STARTED_AT_MARGIN_NS;
-  if (req->written_at_ns && started > req->written_at_ns + TICK_SLACK_NS) {
-    say(&t, BR_RELOAD_NOT_NEEDED, "container %s started after the write and read the new file", t.name.data);
-  } else {
-    int64_t age_ms = (clock_ns(CLOCK_REALTIME) - t.c.started_at_ns) / 1000000;
-    if (age_ms < (int64_t)rl->grace_ms) {
-      /* Real proxies die from a SIGHUP that arrives before their handler is in place. */
-      say(&t, BR_RELOAD_DEFER, "container %s started %lld ms ago; signalling after its %u ms grace", t.name.data,
-          (long long)(age_ms < 0 ? 0 : age_ms), rl->grace_ms);
-      t.res->retry_after_ms = (unsigned)(rl->grace_ms - (age_ms < 0 ? 0 : age_ms));
+  br_buf_reset(&err);
+  br_buf_printf(&err, "container %s", t.name.data);
+  if (br_reload_too_early(req, started, t.c.started_at_ns, err.data, res)) {
+    if (res->status == BR_RELOAD_DEFER)
       goto out;
-    }
-    signalled_at = clock_ns(CLOCK_REALTIME);
+  } else {
+    signalled_at = br_realtime_ns();
     if (deliver(&t, &how))
       goto out;
     say(&t, BR_RELOAD_OK, "sent SIG%s to container %s (%s)", br_signal_name(rl->signo), t.name.data, how);
@@ -496,7 +484,7 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
     /* Lines from the write on count: pipelock's own watcher may have loaded
      * the file before the signal came (and then skips the signal's reload). */
     int64_t since = req->written_at_ns ? req->written_at_ns : signalled_at;
-    int64_t waited_from = clock_ns(CLOCK_MONOTONIC);
+    int64_t waited_from = br_monotonic_ns();
     br_buf_reset(&err);
     int rc = br_docker_log_wait(t.socket.data, t.c.id, t.c.tty, since, host_hash, rl->confirm_timeout_ms, &err);
     if (rc == -EPROTO) {
@@ -506,7 +494,7 @@ int br_driver_docker_reload(const struct br_reload_request *req, struct br_reloa
           err.data ? err.data : strerror(-rc));
     } else {
       br_buf_printf(&res->message, "; its log confirmed SHA-256 %.12s… after %lld ms", host_hash,
-                    (long long)((clock_ns(CLOCK_MONOTONIC) - waited_from) / 1000000));
+                    (long long)((br_monotonic_ns() - waited_from) / 1000000));
     }
   }
 out:
@@ -519,3 +507,5 @@ out:
   br_buf_free(&err);
   return 0;
 }
+
+const struct br_driver_ops br_driver_docker = {.name = "docker", .reload = docker_reload};

@@ -1,60 +1,31 @@
-/* driver: dispatch from a sidecar's configured driver to its implementation.
- * Adding a driver means a new file and a case here, not a change to converge. */
+/* driver: dispatch from a sidecar's configured driver to its implementation
+ * through one table. Adding a driver means a new file and a row here, not a
+ * change to converge. */
 #include "reconciler/drivers/driver.h"
 
-#include <errno.h>
-
-#include <string.h>
-
-void br_reload_result_init(struct br_reload_result *res) {
-  res->status = BR_RELOAD_OK;
-  res->retry_after_ms = 0;
-  br_buf_init(&res->message, 4096);
+static int none_reload(const struct br_reload_request *req, struct br_reload_result *res) {
+  (void)req;
+  res->status = BR_RELOAD_NOT_NEEDED;
+  return br_buf_adds(&res->message, "driver none: the sidecar watches its file");
 }
 
-void br_reload_result_free(struct br_reload_result *res) { br_buf_free(&res->message); }
+static const struct br_driver_ops driver_none = {.name = "none", .reload = none_reload};
 
-const char *br_reload_status_name(enum br_reload_status status) {
-  switch (status) {
-  case BR_RELOAD_OK:
-    return "ok";
-  case BR_RELOAD_NOT_NEEDED:
-    return "not-needed";
-  case BR_RELOAD_NOT_RUNNING:
-    return "not-running";
-  case BR_RELOAD_DEFER:
-    return "deferred";
-  case BR_RELOAD_TRANSIENT:
-    return "failed";
-  case BR_RELOAD_PERMANENT:
-    return "misconfigured";
-  }
-  return "?";
-}
-
-int br_driver_expand(const struct br_reload_request *req, const char *tmpl, struct br_buf *out) {
-  const struct br_config *cfg = req->config;
-  const struct br_sidecar_config *sc = strcmp(req->sidecar, "pipelock") == 0 ? &cfg->pipelock : &cfg->egress;
-  br_buf_reset(out);
-  return br_config_expand_sidecar(cfg, sc, tmpl, req->slug, req->project, NULL, out);
-}
+static const struct br_driver_ops *const drivers[] = {
+    [BR_DRIVER_NONE] = &driver_none,
+    [BR_DRIVER_SIGNAL] = &br_driver_signal,
+    [BR_DRIVER_EXEC] = &br_driver_exec,
+    [BR_DRIVER_DOCKER] = &br_driver_docker,
+};
 
 int br_driver_reload(const struct br_reload_request *req, struct br_reload_result *res) {
   br_buf_reset(&res->message);
   res->retry_after_ms = 0;
-  switch (req->reload->driver) {
-  case BR_DRIVER_NONE:
-    res->status = BR_RELOAD_NOT_NEEDED;
-    br_buf_adds(&res->message, "driver none: the sidecar watches its file");
+  unsigned kind = req->reload->driver;
+  if (kind >= sizeof drivers / sizeof *drivers || !drivers[kind]) {
+    res->status = BR_RELOAD_PERMANENT;
+    br_buf_adds(&res->message, "unknown reload driver");
     return 0;
-  case BR_DRIVER_SIGNAL:
-    return br_driver_signal_reload(req, res);
-  case BR_DRIVER_EXEC:
-    return br_driver_exec_reload(req, res);
-  case BR_DRIVER_DOCKER:
-    return br_driver_docker_reload(req, res);
   }
-  res->status = BR_RELOAD_PERMANENT;
-  br_buf_adds(&res->message, "unknown reload driver");
-  return 0;
+  return drivers[kind]->reload(req, res);
 }

@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "common/proc.h"
-#include "reconciler/drivers/driver.h"
+#include "reconciler/drivers/reload.h"
 
-int br_driver_exec_reload(const struct br_reload_request *req, struct br_reload_result *res) {
+static int exec_reload(const struct br_reload_request *req, struct br_reload_result *res) {
   const struct br_strv *tmpl = &req->reload->argv;
   struct br_strv argv;
   struct br_buf word;
@@ -14,7 +14,7 @@ int br_driver_exec_reload(const struct br_reload_request *req, struct br_reload_
   br_buf_init(&word, 4096);
   int rc = 0;
   for (size_t i = 0; i < tmpl->n && !rc; i++)
-    if (!(rc = br_driver_expand(req, tmpl->v[i], &word)))
+    if (!(rc = br_reload_expand(req, tmpl->v[i], &word)))
       rc = br_strv_add(&argv, word.data);
   br_buf_free(&word);
   if (rc || argv.n == 0) {
@@ -37,3 +37,5 @@ int br_driver_exec_reload(const struct br_reload_request *req, struct br_reload_
   br_strv_free(&argv);
   return 0;
 }
+
+const struct br_driver_ops br_driver_exec = {.name = "exec", .reload = exec_reload};

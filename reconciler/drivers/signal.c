@@ -12,19 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fileio.h"
 #include "common/proc.h"
-#include "reconciler/drivers/driver.h"
-
-/* The kernel keeps process start times in clock ticks (10 ms here), so two
- * times closer than this cannot be ordered. */
-#define TICK_SLACK_NS (20 * 1000000LL)
-
-static int64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "reconciler/drivers/reload.h"
 
 static int read_pid(const char *pidfile, pid_t *pid, int64_t *mtime_ns) {
   struct br_buf text;
@@ -54,10 +45,10 @@ static struct br_buf *gone(struct br_reload_result *res) {
   return &res->message;
 }
 
-int br_driver_signal_reload(const struct br_reload_request *req, struct br_reload_result *res) {
+static int signal_reload(const struct br_reload_request *req, struct br_reload_result *res) {
   struct br_buf pidfile;
   br_buf_init(&pidfile, 4096);
-  int rc = br_driver_expand(req, req->reload->pidfile, &pidfile);
+  int rc = br_reload_expand(req, req->reload->pidfile, &pidfile);
   if (rc) {
     br_buf_free(&pidfile);
     res->status = BR_RELOAD_PERMANENT;
@@ -85,27 +76,17 @@ int br_driver_signal_reload(const struct br_reload_request *req, struct br_reloa
     br_buf_printf(gone(res), "pid %ld from %s is gone", (long)pid, pidfile.data);
     goto out;
   }
-  if (started > pidfile_mtime + TICK_SLACK_NS) {
+  if (started > pidfile_mtime + BR_TICK_SLACK_NS) {
     /* A sidecar writes its pidfile after it starts; a process younger than
      * the pidfile is an unrelated one that got the pid recycled. */
     br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)", pidfile.data,
                   (long)pid);
     goto out;
   }
-  if (req->written_at_ns && started > req->written_at_ns + TICK_SLACK_NS) {
-    res->status = BR_RELOAD_NOT_NEEDED;
-    br_buf_printf(&res->message, "pid %ld started after the write and read the new file", (long)pid);
+  char what[32];
+  snprintf(what, sizeof what, "pid %ld", (long)pid);
+  if (br_reload_too_early(req, started, started, what, res))
     goto out;
-  }
-  int64_t age_ms = (clock_ns(CLOCK_REALTIME) - started) / 1000000;
-  if (age_ms < (int64_t)req->reload->grace_ms) {
-    /* Real proxies die from a SIGHUP that arrives before their handler is in place. */
-    res->status = BR_RELOAD_DEFER;
-    res->retry_after_ms = (unsigned)(req->reload->grace_ms - age_ms);
-    br_buf_printf(&res->message, "pid %ld started %lld ms ago; signalling after its %u ms grace", (long)pid,
-                  (long long)age_ms, req->reload->grace_ms);
-    goto out;
-  }
   if (syscall(SYS_pidfd_send_signal, pidfd, req->reload->signo, NULL, 0) < 0) {
     if (errno == ESRCH)
       br_buf_printf(gone(res), "pid %ld from %s exited", (long)pid, pidfile.data);
@@ -123,3 +104,5 @@ out:
   br_buf_free(&pidfile);
   return 0;
 }
+
+const struct br_driver_ops br_driver_signal = {.name = "signal", .reload = signal_reload};

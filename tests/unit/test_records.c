@@ -40,18 +40,18 @@ int main(void) {
   struct br_reloads r;
   int64_t ns = -1;
   CHECK(br_reloads_open(&r, state, "alpha", true, &err) == 0);
-  CHECK(!br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns));
-  CHECK(!br_reloads_get(&r, "egress", BR_MARK_SETTLE_UNTIL, &ns));
+  CHECK(!br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &ns));
+  CHECK(!br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_SETTLE_UNTIL, &ns));
   CHECK_STR(reloads_text("alpha"), "(unreadable)");
 
   /* The first mark writes all four lines; later ones change one line. */
-  CHECK(br_reloads_set(&r, "egress", BR_MARK_RELOAD_OWED, 1795839967028330408, &err) == 0);
+  CHECK(br_reloads_set(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, 1795839967028330408, &err) == 0);
   CHECK_STR(reloads_text("alpha"), "pipelock reload done 0000000000000000000\n"
                                    "egress   reload owed 1795839967028330408\n"
                                    "pipelock settle done 0000000000000000000\n"
                                    "egress   settle done 0000000000000000000\n");
-  CHECK(br_reloads_set(&r, "pipelock", BR_MARK_SETTLE_UNTIL, 42, &err) == 0);
-  CHECK(br_reloads_clear(&r, "egress", BR_MARK_RELOAD_OWED, &err) == 0);
+  CHECK(br_reloads_set(&r, BR_SIDECAR_PIPELOCK, BR_MARK_SETTLE_UNTIL, 42, &err) == 0);
+  CHECK(br_reloads_clear(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, &err) == 0);
   br_reloads_close(&r);
   CHECK_STR(reloads_text("alpha"), "pipelock reload done 0000000000000000000\n"
                                    "egress   reload done 0000000000000000000\n"
@@ -60,10 +60,10 @@ int main(void) {
 
   /* Read back by another open (as the next converge does). */
   CHECK(br_reloads_open(&r, state, "alpha", false, &err) == 0);
-  CHECK(br_reloads_get(&r, "pipelock", BR_MARK_SETTLE_UNTIL, &ns) && ns == 42);
-  CHECK(!br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns));
+  CHECK(br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_SETTLE_UNTIL, &ns) && ns == 42);
+  CHECK(!br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, &ns));
   /* Read only (plan): no change possible. */
-  CHECK(br_reloads_set(&r, "egress", BR_MARK_RELOAD_OWED, 1, &err) != 0);
+  CHECK(br_reloads_set(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, 1, &err) != 0);
   br_reloads_close(&r);
 
   /* A file a machine crash left empty, or one with a damaged line: a
@@ -90,11 +90,11 @@ int main(void) {
     put("reloads/alpha", damaged[i].text);
     CHECK(br_reloads_open(&r, state, "alpha", true, &err) == 0);
     ns = -1;
-    CHECK(br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns) == damaged[i].pipelock_owed);
+    CHECK(br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &ns) == damaged[i].pipelock_owed);
     CHECK(!damaged[i].pipelock_owed || ns == 0);
-    CHECK(br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns) && ns == 0);
-    CHECK(!br_reloads_get(&r, "pipelock", BR_MARK_SETTLE_UNTIL, &ns));
-    CHECK(br_reloads_clear(&r, "pipelock", BR_MARK_RELOAD_OWED, &err) == 0);
+    CHECK(br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, &ns) && ns == 0);
+    CHECK(!br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_SETTLE_UNTIL, &ns));
+    CHECK(br_reloads_clear(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &err) == 0);
     br_reloads_close(&r);
     CHECK_STR(reloads_text("alpha"), "pipelock reload done 0000000000000000000\n"
                                      "egress   reload owed 0000000000000000000\n"
@@ -114,21 +114,21 @@ int main(void) {
     text[at] = at == 8 ? 'x' : good[at] == ' ' ? '_' : good[at] == '0' ? 'x' : good[at] == '\n' ? ' ' : '0';
     put("reloads/alpha", text);
     CHECK(br_reloads_open(&r, state, "alpha", true, &err) == 0);
-    bool owed = br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns);
-    if (!owed || ns != 0 || br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns))
+    bool owed = br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &ns);
+    if (!owed || ns != 0 || br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, &ns))
       fprintf(stderr, "a bad byte at %zu of the first line: read as owed %d\n", at, owed);
     CHECK(owed && ns == 0);
-    CHECK(!br_reloads_get(&r, "egress", BR_MARK_RELOAD_OWED, &ns));
+    CHECK(!br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED, &ns));
     br_reloads_close(&r);
   }
 
   /* A change that cannot be written leaves the marks as they were. */
   put("reloads/alpha", "");
   CHECK(br_reloads_open(&r, state, "alpha", false, &err) == 0);
-  CHECK(br_reloads_clear(&r, "pipelock", BR_MARK_RELOAD_OWED, &err) != 0);
-  CHECK(br_reloads_set(&r, "egress", BR_MARK_SETTLE_UNTIL, 5, &err) != 0);
-  CHECK(br_reloads_get(&r, "pipelock", BR_MARK_RELOAD_OWED, &ns));
-  CHECK(!br_reloads_get(&r, "egress", BR_MARK_SETTLE_UNTIL, &ns));
+  CHECK(br_reloads_clear(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &err) != 0);
+  CHECK(br_reloads_set(&r, BR_SIDECAR_EGRESS, BR_MARK_SETTLE_UNTIL, 5, &err) != 0);
+  CHECK(br_reloads_get(&r, BR_SIDECAR_PIPELOCK, BR_MARK_RELOAD_OWED, &ns));
+  CHECK(!br_reloads_get(&r, BR_SIDECAR_EGRESS, BR_MARK_SETTLE_UNTIL, &ns));
   br_reloads_close(&r);
 
   /* A symlink is not followed. */

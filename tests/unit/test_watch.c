@@ -30,12 +30,17 @@ struct seen {
   int overflows;
   const char *forget_on_vanish; /* forget this slug from inside slug_vanished */
   char live_file[PATH_MAX];     /* the live file of the last drift mark, or "" */
+  enum br_watch_reason last_reason;
   struct br_watch *w;
 };
 
-static void on_dirty(void *ctx, const char *slug, const char *why, const char *live_file) {
+static void on_dirty(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
+                     const char *live_file) {
   struct seen *s = ctx;
-  CHECK(!live_file || strncmp(why, "drift: ", 7) == 0); /* only drift names a live file */
+  CHECK(!live_file || reason == BR_WATCH_DRIFT); /* only drift names a live file */
+  CHECK((reason == BR_WATCH_DRIFT) == (strncmp(why, "drift: ", 7) == 0));
+  CHECK((reason == BR_WATCH_METADATA) == (strstr(why, "metadata.json") != NULL));
+  s->last_reason = reason;
   snprintf(s->live_file, sizeof s->live_file, "%s", live_file ? live_file : "");
   char line[PATH_MAX + 256];
   snprintf(line, sizeof line, "%s|%s", slug, why);
@@ -313,6 +318,7 @@ static void test_fragments(struct br_watch *w, struct seen *s) {
   write_via_temp(p.dir, "metadata.json", "{}\n");
   CHECK(wait_dirty(s, "s1", 5));
   CHECK_STR(last_why(s, "s1"), "s1/metadata.json moved in");
+  CHECK(s->last_reason == BR_WATCH_METADATA);
 
   /* Live files: the daemon's own temp file is not drift, a hand edit is. */
   write_file(join(f, p.egress, ".br-tmp.1234"), "x\n");

@@ -1,0 +1,46 @@
+/* bottle: one bottle's record: the facts that the config and the bottle's
+ * state directory decide (its directory, compose project, source
+ * directories, live files). br_bottle_derive is the one place that expands
+ * those templates and br_bottle_project the one that reads metadata.json;
+ * every other file asks the record. */
+#ifndef BR_RECONCILER_BOTTLE_BOTTLE_H
+#define BR_RECONCILER_BOTTLE_BOTTLE_H
+
+#include <stdbool.h>
+
+#include "common/buf.h"
+#include "common/strv.h"
+#include "config/config.h"
+#include "reconciler/bottle/slug.h"
+
+struct br_bottle {
+  const struct br_config *cfg; /* borrowed: the config it was derived under */
+  char slug[BR_SLUG_MAX + 1];
+  char *dir;                    /* STATE/<slug>: the bottle exists iff this directory does */
+  struct br_strv sources;       /* source directories, in merge order */
+  char *live[BR_SIDECAR_COUNT]; /* each sidecar's live file */
+  /* compose_project of metadata.json, else the slug. Read when first asked
+   * (br_bottle_project): most converges find nothing to do and never need
+   * it; read by br_bottle_derive when a path names {project}. */
+  char *project;
+  bool project_read;
+};
+
+/* Derives slug's record under cfg. Returns 0, -EINVAL for a slug that is not
+ * valid (or a path template that cannot name it), or -ENOMEM/-EFBIG.
+ * Problems with metadata.json are lines in warnings (the slug is used). Call
+ * br_bottle_free() in either case. */
+int br_bottle_derive(struct br_bottle *b, const struct br_config *cfg, const char *slug, struct br_buf *warnings);
+void br_bottle_free(struct br_bottle *b);
+
+/* The bottle's compose project, read from STATE/<slug>/metadata.json the
+ * first time it is asked for; NULL only when memory ran out. */
+const char *br_bottle_project(struct br_bottle *b, struct br_buf *warnings);
+
+/* Expands a template of the sidecar's config (reload targets, validate
+ * argv; file = the staged path for {file}, or NULL) for this bottle, reading
+ * the project if the template needs it. */
+int br_bottle_expand(struct br_bottle *b, enum br_sidecar sidecar, const char *tmpl, const char *file,
+                     struct br_buf *out, struct br_buf *warnings);
+
+#endif
