@@ -9,16 +9,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/buf.h"
+
+/* A message is at most 16 KiB. Its longest rendering is JSON escaping every
+ * byte as \u00XX (6 bytes each); a 3-byte "<N>" per line costs less. */
+#define MESSAGE_MAX 16384
+#define LINE_MAX_BYTES (6 * MESSAGE_MAX + 4096)
 
 static enum br_log_level min_level = BR_LOG_INFO;
 static enum br_log_format log_format = BR_LOG_TEXT;
 static bool under_journald;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const int syslog_priority[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 
 void br_log_setup(enum br_log_level min, enum br_log_format format) {
   min_level = min;
@@ -56,13 +63,31 @@ static void timestamp(char *out, size_t size) {
   snprintf(out + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Appends the message's bytes and a newline, with prefix after each of its
+ * newlines: journald's stream protocol makes every line an entry of its own,
+ * and a line without "<N>" would get the default priority. */
+static void add_message(struct br_buf *line, const char *prefix, const char *msg, size_t len) {
+  const char *end = msg + len;
+  for (;;) {
+    const char *nl = memchr(msg, '\n', (size_t)(end - msg));
+    if (!nl) {
+      br_buf_add(line, msg, (size_t)(end - msg));
+      br_buf_adds(line, "\n");
+      return;
+    }
+    br_buf_add(line, msg, (size_t)(nl + 1 - msg));
+    br_buf_adds(line, prefix);
+    msg = nl + 1;
+  }
+}
+
 void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) {
   if (level < min_level)
     return;
   int saved = errno;
   struct br_buf msg, line;
-  br_buf_init(&msg, 16384);
-  br_buf_init(&line, 32768);
+  br_buf_init(&msg, MESSAGE_MAX);
+  br_buf_init(&line, LINE_MAX_BYTES);
   va_list ap;
   va_start(ap, fmt);
   if (br_buf_vprintf(&msg, fmt, ap) == -EFBIG)
@@ -72,6 +97,9 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
     msg.data[--msg.len] = '\0';
   char ts[40];
   timestamp(ts, sizeof ts);
+  char prefix[8] = "";
+  if (under_journald)
+    snprintf(prefix, sizeof prefix, "<%d>", syslog_priority[level]);
   if (log_format == BR_LOG_JSON) {
     json_t *obj = json_pack("{s:s, s:s, s:s?, s:s}", "time", ts, "level", level_names[level], "slug", subject,
                             "msg", msg.data ? msg.data : "");
@@ -81,15 +109,14 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
     free(text);
     json_decref(obj);
   } else {
-    static const int syslog_prio[] = {7, 6, 4, 3};
     if (under_journald)
-      br_buf_printf(&line, "<%d>", syslog_prio[level]);
+      br_buf_adds(&line, prefix);
     else
       br_buf_printf(&line, "%s ", ts);
     br_buf_printf(&line, "%-5s ", level_names[level]);
     if (subject)
       br_buf_printf(&line, "[%s] ", subject);
-    br_buf_printf(&line, "%s\n", msg.data ? msg.data : "");
+    add_message(&line, prefix, msg.data ? msg.data : "", msg.len);
   }
   if (line.data) {
     ssize_t ignored = write(STDERR_FILENO, line.data, line.len);

@@ -1,5 +1,11 @@
 /* log: one line per event on stderr, as text (journald-friendly) or JSON.
- * Thread-safe; it must not know what a slug means beyond a subject label. */
+ * Thread-safe; it must not know what a slug means beyond a subject label.
+ *
+ * Under journald (JOURNAL_STREAM set) each event carries its syslog
+ * priority (debug 7, info 6, warn 4, error 3): every line written starts
+ * with "<N>" (sd-daemon(3)), the continuation lines of a multi-line message
+ * too, since journald makes an entry of each line; text lines then carry no
+ * timestamp, journald has its own. */
 #ifndef BR_COMMON_LOG_H
 #define BR_COMMON_LOG_H
 
