@@ -6,9 +6,11 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,12 +29,46 @@ static bool under_journald;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static const int syslog_priority[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 
+/* Reads the decimal number at *s and moves *s past it. Digits only: strtoull
+ * would take a sign or spaces. */
+static int parse_decimal(const char **s, uintmax_t *out) {
+  const char *p = *s;
+  uintmax_t value = 0;
+  if (*p < '0' || *p > '9')
+    return -EINVAL;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned digit = (unsigned)(*p - '0');
+    if (value > (UINTMAX_MAX - digit) / 10)
+      return -ERANGE;
+    value = value * 10 + digit;
+  }
+  *s = p;
+  *out = value;
+  return 0;
+}
+
+/* Whether stderr is the stream journald gave this process. systemd sets
+ * JOURNAL_STREAM=<st_dev>:<st_ino> of that stream (systemd.exec(5)), but the
+ * variable is inherited by children and outlives a redirection of stderr
+ * (`ExecStart=sh -c '... 2>file'`), so it counts only when fstat(2) of
+ * stderr shows that very device and inode. */
+static bool stderr_is_journal(void) {
+  const char *s = getenv("JOURNAL_STREAM");
+  uintmax_t dev, ino;
+  if (!s || parse_decimal(&s, &dev) < 0 || *s++ != ':' || parse_decimal(&s, &ino) < 0 || *s)
+    return false;
+  struct stat st;
+  if (fstat(STDERR_FILENO, &st) < 0)
+    return false;
+  return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
+
 void br_log_setup(enum br_log_level min, enum br_log_format format) {
   min_level = min;
   log_format = format;
   /* journald stamps each line itself and reads a "<N>" syslog priority
-   * prefix (sd-daemon(3)); JOURNAL_STREAM says stderr goes there. */
-  under_journald = getenv("JOURNAL_STREAM") != NULL;
+   * prefix (sd-daemon(3)). Decided once: nothing moves stderr later. */
+  under_journald = stderr_is_journal();
 }
 
 int br_log_level_parse(const char *s, enum br_log_level *out) {

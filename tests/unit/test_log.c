@@ -1,5 +1,6 @@
 /* Unit tests for common/log: what journald receives on its stream socket (a
- * "<N>" priority on every line). */
+ * "<N>" priority on every line, only when stderr is the stream that
+ * JOURNAL_STREAM names). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -84,6 +85,16 @@ static bool every_line_starts(const char *out, const char *prefix) {
   return true;
 }
 
+/* Whether some line of out starts with '<', the syslog priority prefix. */
+static bool any_line_prefixed(const char *out) {
+  if (out[0] == '<')
+    return true;
+  for (const char *p = out; (p = strchr(p, '\n')); p++)
+    if (p[1] == '<')
+      return true;
+  return false;
+}
+
 static void journal_text(void) {
   journal_stream_names(journal[1], 0, 0);
   /* Continuation lines carry the priority too: journald splits the stream
@@ -107,6 +118,50 @@ static void journal_text(void) {
   }
 }
 
+/* JOURNAL_STREAM is inherited and outlives a redirection of stderr: only a
+ * stderr with exactly its device and inode gets the prefix. Without it the
+ * lines are the plain text format, a timestamp first. */
+static void not_journal_text(void) {
+  static const char *const bad_values[] = {"", "garbage", "1", "1:", ":1", "1:2x", "-1:-1", "1:2:3"};
+  for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+    setenv("JOURNAL_STREAM", bad_values[i], 1);
+    char *out = capture(journal[1], BR_LOG_TEXT, BR_LOG_WARN, "alpha", "first\nsecond");
+    CHECK(count_lines(out) == 2);
+    CHECK(!any_line_prefixed(out));
+    free(out);
+  }
+
+  struct {
+    int dev_shift, ino_shift;
+  } shifts[] = {{0, 1}, {1, 0}};
+  for (size_t i = 0; i < sizeof shifts / sizeof shifts[0]; i++) {
+    journal_stream_names(journal[1], (uintmax_t)shifts[i].dev_shift, (uintmax_t)shifts[i].ino_shift);
+    char *out = capture(journal[1], BR_LOG_TEXT, BR_LOG_WARN, "alpha", "first\nsecond");
+    CHECK(!any_line_prefixed(out));
+    free(out);
+  }
+
+  /* JOURNAL_STREAM names another file (a temp file's inode). */
+  journal_stream_names(temp_fd, 0, 0);
+  char *out = capture(journal[1], BR_LOG_TEXT, BR_LOG_WARN, "alpha", "first\nsecond");
+  CHECK(count_lines(out) == 2);
+  CHECK(!any_line_prefixed(out));
+  CHECK(strstr(out, "Z warn  [alpha] first\nsecond\n") != NULL); /* the timestamp is back */
+  free(out);
+
+  /* The case: a unit's stderr redirected to a file by its command. */
+  journal_stream_names(journal[1], 0, 0);
+  out = capture(temp_fd, BR_LOG_TEXT, BR_LOG_ERROR, "alpha", "first\nsecond");
+  CHECK(count_lines(out) == 2);
+  CHECK(!any_line_prefixed(out));
+  free(out);
+
+  unsetenv("JOURNAL_STREAM");
+  out = capture(journal[1], BR_LOG_TEXT, BR_LOG_WARN, NULL, "first\nsecond");
+  CHECK(!any_line_prefixed(out));
+  free(out);
+}
+
 int main(void) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, journal) < 0) {
     perror("socketpair");
@@ -120,6 +175,7 @@ int main(void) {
   unlink(temp_path);
 
   journal_text();
+  not_journal_text();
 
   unsetenv("JOURNAL_STREAM");
   close(journal[0]);
