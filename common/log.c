@@ -137,11 +137,11 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
   if (under_journald)
     snprintf(prefix, sizeof prefix, "<%d>", syslog_priority[level]);
   if (log_format == BR_LOG_JSON) {
-    json_t *obj = json_pack("{s:s, s:s, s:s?, s:s}", "time", ts, "level", level_names[level], "slug", subject,
-                            "msg", msg.data ? msg.data : "");
+    json_t *obj = json_pack("{s:s, s:s, s:i, s:s?, s:s}", "time", ts, "level", level_names[level], "priority",
+                            syslog_priority[level], "slug", subject, "msg", msg.data ? msg.data : "");
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (text)
-      br_buf_printf(&line, "%s\n", text);
+      br_buf_printf(&line, "%s%s\n", prefix, text);
     free(text);
     json_decref(obj);
   } else {

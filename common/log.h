@@ -9,7 +9,9 @@
  * journald's stream every line written starts with "<N>" (sd-daemon(3)),
  * the continuation lines of a multi-line message too, since journald makes
  * an entry of each line; text lines then carry no timestamp, journald has
- * its own. */
+ * its own. JSON lines always have the priority as a field, for whoever reads
+ * them from a file or from MESSAGE; on journald's stream "<N>" comes before
+ * the object too, and journald strips it, so MESSAGE is the bare object. */
 #ifndef BR_COMMON_LOG_H
 #define BR_COMMON_LOG_H
 
@@ -22,7 +24,7 @@ enum br_log_level {
 
 enum br_log_format {
   BR_LOG_TEXT, /* "LEVEL [subject] message"; timestamps unless under journald */
-  BR_LOG_JSON, /* {"time","level","slug","msg"} per line */
+  BR_LOG_JSON, /* {"time","level","priority","slug","msg"} per line; "slug" null without a subject */
 };
 
 /* Sets the threshold and format, and looks at stderr and JOURNAL_STREAM:

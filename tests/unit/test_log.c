@@ -1,9 +1,10 @@
 /* Unit tests for common/log: what journald receives on its stream socket (a
  * "<N>" priority on every line, only when stderr is the stream that
- * JOURNAL_STREAM names). */
+ * JOURNAL_STREAM names) and the priority in JSON mode. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,17 @@ static bool any_line_prefixed(const char *out) {
   return false;
 }
 
+/* Parses the JSON object of a line, after skip bytes; NULL if it is not one. */
+static json_t *json_line(const char *out, size_t skip) {
+  if (strlen(out) < skip || count_lines(out) != 1)
+    return NULL;
+  json_error_t error;
+  json_t *obj = json_loads(out + skip, 0, &error);
+  if (!obj)
+    fprintf(stderr, "not JSON: %s: %s\n", error.text, out);
+  return obj;
+}
+
 static void journal_text(void) {
   journal_stream_names(journal[1], 0, 0);
   /* Continuation lines carry the priority too: journald splits the stream
@@ -162,6 +174,46 @@ static void not_journal_text(void) {
   free(out);
 }
 
+static void json(void) {
+  /* Under journald: "<N>" before the JSON line (journald strips it), and
+   * the priority in the object for whoever reads MESSAGE. */
+  journal_stream_names(journal[1], 0, 0);
+  char *out = capture(journal[1], BR_LOG_JSON, BR_LOG_WARN, "alpha", "first\nsecond");
+  CHECK(strncmp(out, "<4>{", 4) == 0);
+  json_t *obj = json_line(out, 3);
+  CHECK(obj != NULL);
+  CHECK(json_integer_value(json_object_get(obj, "priority")) == 4);
+  CHECK(json_is_integer(json_object_get(obj, "priority")));
+  CHECK_STR(json_string_value(json_object_get(obj, "level")), "warn");
+  CHECK_STR(json_string_value(json_object_get(obj, "slug")), "alpha");
+  CHECK_STR(json_string_value(json_object_get(obj, "msg")), "first\nsecond");
+  json_decref(obj);
+  free(out);
+
+  out = capture(journal[1], BR_LOG_JSON, BR_LOG_ERROR, NULL, "failed");
+  CHECK(strncmp(out, "<3>{", 4) == 0);
+  obj = json_line(out, 3);
+  CHECK(obj != NULL);
+  CHECK(json_is_integer(json_object_get(obj, "priority")) &&
+        json_integer_value(json_object_get(obj, "priority")) == 3);
+  CHECK(json_is_null(json_object_get(obj, "slug"))); /* as before: a null slug */
+  json_decref(obj);
+  free(out);
+
+  /* Elsewhere: a bare JSON line, with the priority still in it. */
+  journal_stream_names(temp_fd, 0, 0);
+  out = capture(journal[1], BR_LOG_JSON, BR_LOG_INFO, "alpha", "done");
+  CHECK(out[0] == '{');
+  obj = json_line(out, 0);
+  CHECK(obj != NULL);
+  CHECK(json_is_integer(json_object_get(obj, "priority")) &&
+        json_integer_value(json_object_get(obj, "priority")) == 6);
+  CHECK_STR(json_string_value(json_object_get(obj, "level")), "info");
+  CHECK(json_string_value(json_object_get(obj, "time")) != NULL);
+  json_decref(obj);
+  free(out);
+}
+
 int main(void) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, journal) < 0) {
     perror("socketpair");
@@ -176,6 +228,7 @@ int main(void) {
 
   journal_text();
   not_journal_text();
+  json();
 
   unsetenv("JOURNAL_STREAM");
   close(journal[0]);
