@@ -171,6 +171,18 @@ void br_queue_configure(struct br_queue *q, unsigned debounce_ms, unsigned max_w
 
 struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create) {
   struct br_slot *s = br_strmap_get(&q->slots, slug);
+  if (s && s->removed) {
+    /* A bottle removed while it converged is back: its slot is still the
+     * one in flight, so the new bottle runs after that converge, never
+     * beside it. */
+    if (!create)
+      return NULL;
+    s->removed = false;
+    s->dirty = true;
+    s->attempts = 0;
+    s->settled = BR_PHASE_PENDING;
+    return s;
+  }
   if (s || !create)
     return s;
   s = calloc(1, sizeof *s);
@@ -223,9 +235,11 @@ int br_queue_mark(struct br_queue *q, const char *slug, bool now) {
 }
 
 void br_queue_mark_all(struct br_queue *q, bool now) {
-  for (size_t i = 0; i < q->slots.cap; i++)
-    if (q->slots.slots[i].key)
-      mark_slot(q, q->slots.slots[i].value, now);
+  for (size_t i = 0; i < q->slots.cap; i++) {
+    struct br_slot *s = q->slots.slots[i].key ? q->slots.slots[i].value : NULL;
+    if (s && !s->removed)
+      mark_slot(q, s, now);
+  }
 }
 
 static void slot_free(struct br_slot *s) {
@@ -250,6 +264,7 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
                    char *message) {
   q->in_flight--;
   if (s->removed) {
+    br_strmap_del(&q->slots, s->slug);
     q->counts[s->phase]--;
     slot_free(s);
     free(message);
@@ -283,8 +298,8 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
 }
 
 void br_queue_remove(struct br_queue *q, const char *slug) {
-  struct br_slot *s = br_strmap_del(&q->slots, slug);
-  if (!s)
+  struct br_slot *s = br_strmap_get(&q->slots, slug);
+  if (!s || s->removed)
     return;
   heap_remove(q, s);
   if (s->ready) {
@@ -299,9 +314,13 @@ void br_queue_remove(struct br_queue *q, const char *slug) {
     q->ready_n--;
   }
   if (s->phase == BR_PHASE_CONVERGING) {
-    s->removed = true; /* the worker still holds it */
+    /* The worker still holds it; it stays in the table (and is not
+     * dispatched) until done, so that the slug cannot run twice at once. */
+    s->removed = true;
+    s->dirty = false;
     return;
   }
+  br_strmap_del(&q->slots, slug);
   q->counts[s->phase]--;
   slot_free(s);
   rearm(q);

@@ -29,7 +29,8 @@ struct br_slot {
                                PENDING until one has finished */
   bool dirty;               /* changed while converging: runs again right after */
   bool ready;               /* in the ready FIFO, waiting for a worker */
-  bool removed;             /* the bottle went away while converging: freed when done */
+  bool removed;             /* the bottle went away while converging: freed when done,
+                               unless it comes back before (br_queue_slot) */
   uint64_t first_mark_ms;   /* loop time the current debounce window opened */
   uint64_t due_ms;          /* loop time it becomes ready (debounce end, retry time) */
   size_t heap_index;        /* position in the timer heap, or SIZE_MAX */
@@ -68,7 +69,9 @@ struct br_queue {
 int br_queue_init(struct br_queue *q, uv_loop_t *loop, br_queue_dispatch_fn dispatch, void *ctx);
 void br_queue_configure(struct br_queue *q, unsigned debounce_ms, unsigned max_wait_ms,
                         unsigned backoff_initial_ms, unsigned backoff_max_ms, unsigned max_in_flight);
-/* The slot of slug, created (phase PENDING, not scheduled) when create is true. */
+/* The slot of slug, created (phase PENDING, not scheduled) when create is
+ * true. A slot removed while converging is not found, and created again is
+ * that same slot, marked to run again once its converge is done. */
 struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create);
 /* Something of slug changed. It converges once the changes stop for the
  * debounce time, or max_wait after the first one; with now, at once. A slug
