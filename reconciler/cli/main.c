@@ -79,7 +79,9 @@ static void command_help(const char *command) {
       {"run", "usage: bottle-reconciler run [--config FILE] [--state-dir DIR] [--log-level L] [--log-format F]\n"
               "Watches the state root with inotify and converges every managed slug whenever\n"
               "its fragments or live files change, retrying failures with backoff. SIGHUP\n"
-              "re-reads the config; SIGTERM drains and exits 0.\n"},
+              "re-reads the config. SIGTERM or SIGINT drains (converges in flight finish,\n"
+              "at most 30 s) and exits 0, or 1 when the 30 s ran out; a second SIGINT exits\n"
+              "130 at once.\n"},
       {"once", "usage: bottle-reconciler once [SLUG...]\n"
                "Converges the named slugs (default: every slug in the state root) and exits:\n"
                "pipelock widened and reloaded first, then egress. One line per slug.\n"
