@@ -33,9 +33,18 @@ static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 static bool is_lower_alnum(unsigned char c) { return is_digit(c) || (c >= 'a' && c <= 'z'); }
 
-/* A name whose last label is all digits is read as an IPv4 address by URL
- * parsers and inet_aton alike (which also take "1.2.3", octal "010" and
- * "4294967295"). Only the dotted quad means the same thing to everyone. */
+/* Whether a label is a number to URL parsers (WHATWG "ends in a number")
+ * and inet_aton: decimal digits, or "0x"/"0X" and hex digits (also none). A
+ * name whose last label is one is read as an IPv4 address: "0x7f000001",
+ * "127.0x1" and "0xa9fea9fe" (the metadata address) are addresses, not names. */
+static bool numeric_label(const char *s, size_t len) {
+  if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+    return strspn(s + 2, "0123456789abcdefABCDEF") >= len - 2;
+  return strspn(s, "0123456789") >= len;
+}
+
+/* Of the numeric forms (inet_aton also takes "1.2.3", octal "010" and
+ * "4294967295"), only the dotted quad means the same thing to everyone. */
 static bool dotted_quad(const char *s, size_t len) {
   size_t parts = 0, i = 0;
   while (i <= len) {
@@ -115,7 +124,7 @@ int br_host_check(const char *s, size_t len, char *normalised, const char **why)
     last_label = start;
     start = end + 1;
   }
-  if (strspn(normalised + last_label, "0123456789") == len - last_label && !dotted_quad(normalised, len))
+  if (numeric_label(normalised + last_label, len - last_label) && !dotted_quad(normalised, len))
     return bad(why, "is numeric but not an IPv4 address, "
                     "expected four numbers 0-255 without leading zeros");
   return 0;
