@@ -81,7 +81,10 @@ struct plan {
   struct br_strv widened, narrowed; /* pipelock's list after widening, after narrowing */
   struct br_strv hosts_added, hosts_removed; /* what changes in pipelock */
   struct br_diff diff;                       /* what changes in egress */
-  bool owed[BR_SIDECAR_COUNT];               /* a reload owed from an earlier write */
+  /* The bytes each write will install, made and checked (validate
+   * commands) before the first of them: a refusal changes nothing. */
+  struct br_buf pl_widened, eg_rendered, pl_narrowed;
+  bool owed[BR_SIDECAR_COUNT]; /* a reload owed from an earlier write */
   int64_t owed_at[BR_SIDECAR_COUNT];
 };
 
@@ -157,6 +160,9 @@ struct stage {
   int64_t written_at_ns;
   struct stat staged; /* the new file, filled by br_file_write_atomic */
 };
+
+/* before_rename of a staged file that was only to be checked. */
+#define CHECKED_ONLY (-EALREADY)
 
 static int validate_staged(const char *staged_path, void *arg) {
   struct stage *st = arg;
@@ -255,8 +261,8 @@ static enum step_result write_live(struct run *run, struct stage *st, const stru
   struct br_buf err;
   br_buf_init(&err, 4096);
   int replaced = -1;
+  /* The bytes were checked by check_staged: validate does not run twice. */
   struct br_write_opts opts = {.new_mode = 0644,
-                               .validate = validate_staged,
                                .before_rename = before_rename,
                                .arg = st,
                                .staged = run->observer ? &st->staged : NULL,
@@ -351,33 +357,20 @@ static enum step_result apply_owed(struct run *run, enum br_sidecar sidecar, boo
   return apply(run, sidecar, NULL, run->plan.owed_at[sidecar], more, audit);
 }
 
-/* Splices list into the pipelock bytes and applies them. */
-static enum step_result pipelock_write(struct run *run, const struct br_strv *list, const struct br_strv *added,
-                                       const struct br_strv *removed, bool more) {
-  struct br_buf *live_bytes = &run->plan.pl_bytes;
+/* Applies new pipelock bytes (spliced by stage_bytes) on top of live_bytes. */
+static enum step_result pipelock_write(struct run *run, const struct br_buf *before, const struct br_buf *spliced,
+                                       const struct br_strv *added, const struct br_strv *removed, bool more) {
+  const struct br_buf *live_bytes = before;
   const char *file = live_file(run, BR_SIDECAR_PIPELOCK);
-  struct br_buf spliced;
-  br_buf_init(&spliced, LIVE_FILE_MAX);
-  if (br_pipelock_splice(file, live_bytes->data, live_bytes->len, list, &spliced, &run->rep->errors)) {
-    br_buf_free(&spliced);
-    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", file);
-  }
   json_t *audit = br_audit_record(run->rep->audit, run->bottle->slug, BR_SIDECAR_PIPELOCK, file);
-  char before[BR_SHA256_HEX_LEN + 1], after[BR_SHA256_HEX_LEN + 1];
-  br_sha256_hex(live_bytes->data, live_bytes->len, before);
-  br_sha256_hex(spliced.data, spliced.len, after);
+  char before_hash[BR_SHA256_HEX_LEN + 1], after[BR_SHA256_HEX_LEN + 1];
+  br_sha256_hex(live_bytes->data, live_bytes->len, before_hash);
+  br_sha256_hex(spliced->data, spliced->len, after);
   json_object_set_new(audit, "hosts_added", strv_json(added));
   json_object_set_new(audit, "hosts_removed", strv_json(removed));
-  json_object_set_new(audit, "sha256_before", json_string(before));
+  json_object_set_new(audit, "sha256_before", json_string(before_hash));
   json_object_set_new(audit, "sha256_after", json_string(after));
-  enum step_result out = apply(run, BR_SIDECAR_PIPELOCK, &spliced, 0, more, audit);
-  if (out == STEP_DONE || out == STEP_SETTLE) {
-    /* Later steps splice on top of what is live now. */
-    br_buf_reset(live_bytes);
-    br_buf_add(live_bytes, spliced.data, spliced.len);
-  }
-  br_buf_free(&spliced);
-  return out;
+  return apply(run, BR_SIDECAR_PIPELOCK, spliced, 0, more, audit);
 }
 
 /* ---- the steps of a converge, in order ----------------------------------- */
@@ -497,6 +490,9 @@ static void describe_plan(struct run *run) {
     br_buf_adds(out, "  egress: reload owed from an earlier write\n");
 }
 
+static enum step_result stage_bytes(struct run *run);
+static enum step_result check_staged(struct run *run);
+
 /* 3. Plan: what pipelock and egress need. Only prune plans with the record
  * of hosts this tool added; additive mode reads it when it adds a host
  * (widen_pipelock), not on every converge. */
@@ -519,6 +515,8 @@ static enum step_result make_plan(struct run *run) {
   p->egress_differs =
       !p->egress_exists || !p->egress_parsed || !br_routes_equal(&p->desired.routes, &p->eg_live.routes);
   describe_plan(run);
+  if (stage_bytes(run) != STEP_DONE)
+    return STEP_REFUSED;
   bool anything = p->hosts_added.n || p->hosts_removed.n || p->egress_differs || p->owed[BR_SIDECAR_PIPELOCK] ||
                   p->owed[BR_SIDECAR_EGRESS];
   if (run->mode == BR_CONVERGE_PLAN)
@@ -526,9 +524,75 @@ static enum step_result make_plan(struct run *run) {
                   anything ? "changes pending" : "no changes");
   if (!anything)
     return finish(run, STEP_STOP, BR_OUTCOME_CONVERGED, "no changes");
+  if (check_staged(run) != STEP_DONE)
+    return STEP_REFUSED;
   /* A settle time an earlier converge began may still be running out. */
   enum step_result step = settled(run, BR_SIDECAR_PIPELOCK);
   return step == STEP_DONE ? settled(run, BR_SIDECAR_EGRESS) : step;
+}
+
+/* The bytes of every write this converge will make: pipelock widened,
+ * egress rendered, pipelock narrowed on top of the widened file. */
+static enum step_result stage_bytes(struct run *run) {
+  struct plan *p = &run->plan;
+  const char *pl_file = live_file(run, BR_SIDECAR_PIPELOCK);
+  if (p->hosts_added.n && br_pipelock_splice(pl_file, p->pl_bytes.data, p->pl_bytes.len, &p->widened,
+                                             &p->pl_widened, &run->rep->errors))
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", pl_file);
+  const struct br_buf *base = p->hosts_added.n ? &p->pl_widened : &p->pl_bytes;
+  if (p->hosts_removed.n &&
+      br_pipelock_splice(pl_file, base->data, base->len, &p->narrowed, &p->pl_narrowed, &run->rep->errors))
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", pl_file);
+  int rc = p->egress_differs ? br_egress_render(&p->desired.routes, p->eg_live.doc, &p->eg_rendered) : 0;
+  if (rc)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot render the egress file: %s", strerror(-rc));
+  return STEP_DONE;
+}
+
+static int checked_only(void *arg) {
+  (void)arg;
+  return CHECKED_ONLY;
+}
+
+/* Runs a sidecar's validate command on bytes staged beside its live file,
+ * installing nothing. */
+static enum step_result check_one(struct run *run, enum br_sidecar sidecar, const struct br_buf *bytes) {
+  if (!bytes->data || !br_config_sidecar(run->cfg, sidecar)->validate.n)
+    return STEP_DONE;
+  struct stage st = {.run = run, .sidecar = sidecar};
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  struct br_write_opts opts = {
+      .new_mode = 0644, .validate = validate_staged, .before_rename = checked_only, .arg = &st};
+  int rc = br_file_write_atomic(live_file(run, sidecar), bytes->data, bytes->len, &opts, &err);
+  enum step_result out = STEP_DONE;
+  if (rc == -ECANCELED)
+    out = finish(run, STEP_REFUSED, BR_OUTCOME_INVALID,
+                 "%s file refused by its validate command; neither sidecar's live file was changed",
+                 br_sidecar_name(sidecar));
+  else if (rc != CHECKED_ONLY)
+    out = finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot stage the %s file for its validate command: %s",
+                 br_sidecar_name(sidecar), err.len ? br_buf_str(&err) : strerror(-rc));
+  br_buf_free(&err);
+  return out;
+}
+
+/* Every validate command passes on the exact bytes before the first rename:
+ * a refusal of the egress file must not leave pipelock widened. */
+static enum step_result check_staged(struct run *run) {
+  struct plan *p = &run->plan;
+  enum step_result out = check_one(run, BR_SIDECAR_PIPELOCK, &p->pl_widened);
+  if (out == STEP_DONE)
+    out = check_one(run, BR_SIDECAR_EGRESS, &p->eg_rendered);
+  if (out == STEP_DONE)
+    out = check_one(run, BR_SIDECAR_PIPELOCK, &p->pl_narrowed);
+  if (out == STEP_REFUSED) {
+    /* The audit says what was refused, as a refused write did before. */
+    json_t *audit =
+        br_audit_record(run->rep->audit, run->bottle->slug, BR_SIDECAR_EGRESS, live_file(run, BR_SIDECAR_EGRESS));
+    json_object_set_new(audit, "write", json_string("refused by validate"));
+  }
+  return out;
 }
 
 static bool egress_step(const struct plan *p) { return p->egress_differs || p->owed[BR_SIDECAR_EGRESS]; }
@@ -558,7 +622,7 @@ static enum step_result widen_pipelock(struct run *run) {
     return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
   struct br_strv none;
   br_strv_init(&none);
-  return pipelock_write(run, &p->widened, &p->hosts_added, &none, more);
+  return pipelock_write(run, &p->pl_bytes, &p->pl_widened, &p->hosts_added, &none, more);
 }
 
 /* 5. Egress: the canonical rendering of the desired routes. */
@@ -567,25 +631,17 @@ static enum step_result write_egress(struct run *run) {
   bool more = p->hosts_removed.n > 0;
   if (!p->egress_differs)
     return p->owed[BR_SIDECAR_EGRESS] ? apply_owed(run, BR_SIDECAR_EGRESS, more) : STEP_DONE;
-  struct br_buf rendered;
-  br_buf_init(&rendered, LIVE_FILE_MAX);
-  int rc = br_egress_render(&p->desired.routes, p->eg_live.doc, &rendered);
-  if (rc) {
-    br_buf_free(&rendered);
-    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot render the egress file: %s", strerror(-rc));
-  }
+  const struct br_buf *rendered = &p->eg_rendered;
   const char *file = live_file(run, BR_SIDECAR_EGRESS);
   json_t *audit = br_audit_record(run->rep->audit, run->bottle->slug, BR_SIDECAR_EGRESS, file);
   char before[BR_SHA256_HEX_LEN + 1] = "", after[BR_SHA256_HEX_LEN + 1];
   if (p->egress_exists)
     br_sha256_hex(p->eg_bytes.data, p->eg_bytes.len, before);
-  br_sha256_hex(rendered.data, rendered.len, after);
+  br_sha256_hex(rendered->data, rendered->len, after);
   json_object_set_new(audit, "changes", br_diff_to_json(&p->diff));
   json_object_set_new(audit, "sha256_before", p->egress_exists ? json_string(before) : json_null());
   json_object_set_new(audit, "sha256_after", json_string(after));
-  enum step_result out = apply(run, BR_SIDECAR_EGRESS, &rendered, 0, more, audit);
-  br_buf_free(&rendered);
-  return out;
+  return apply(run, BR_SIDECAR_EGRESS, rendered, 0, more, audit);
 }
 
 /* 6. Narrow pipelock last (prune mode): egress no longer needs these hosts.
@@ -597,7 +653,8 @@ static enum step_result narrow_pipelock(struct run *run) {
     return STEP_DONE;
   struct br_strv none;
   br_strv_init(&none);
-  enum step_result step = pipelock_write(run, &p->narrowed, &none, &p->hosts_removed, false);
+  const struct br_buf *before = p->hosts_added.n ? &p->pl_widened : &p->pl_bytes;
+  enum step_result step = pipelock_write(run, before, &p->pl_narrowed, &none, &p->hosts_removed, false);
   if (step != STEP_DONE)
     return step;
   struct br_strv record;
@@ -619,6 +676,9 @@ static void plan_init(struct plan *p) {
   br_desired_init(&p->desired);
   br_buf_init(&p->pl_bytes, LIVE_FILE_MAX);
   br_buf_init(&p->eg_bytes, LIVE_FILE_MAX);
+  br_buf_init(&p->pl_widened, LIVE_FILE_MAX);
+  br_buf_init(&p->eg_rendered, LIVE_FILE_MAX);
+  br_buf_init(&p->pl_narrowed, LIVE_FILE_MAX);
   br_strv_init(&p->pl_live);
   br_strv_init(&p->added_record);
   br_strv_init(&p->widened);
@@ -632,6 +692,9 @@ static void plan_free(struct plan *p) {
   br_desired_free(&p->desired);
   br_buf_free(&p->pl_bytes);
   br_buf_free(&p->eg_bytes);
+  br_buf_free(&p->pl_widened);
+  br_buf_free(&p->eg_rendered);
+  br_buf_free(&p->pl_narrowed);
   br_strv_free(&p->pl_live);
   br_strv_free(&p->added_record);
   br_strv_free(&p->widened);

@@ -175,6 +175,8 @@ YAML
 br once three >/dev/null || fail "once with validate + exec driver failed"
 wait_for sidecar_has "$(eg_log three)" reload "$(sha256_of "$(eg_file three)")" ok
 eg_hash=$(sha256_of "$(eg_file three)")
+pl_hash=$(sha256_of "$(pl_file three)")
+pl_reloads=$(sidecar_count "$(pl_log three)" reload)
 bottle_fragment three b.yaml <<'YAML'
 routes:
   - {host: forbidden.example.com, path_allowlist: [/]}
@@ -184,6 +186,11 @@ br once three >/dev/null 2>"$BR_TMP/err" || rc=$?
 ((rc == 1)) || fail "a refused staged file did not fail once"
 grep -q "refused the new file (exit 3: policy: forbidden.example.com is not allowed)" "$BR_TMP/err" || fail "$(cat "$BR_TMP/err")"
 [[ $(sha256_of "$(eg_file three)") == "$eg_hash" ]] || fail "refused file replaced the live one"
+# Every check passes before the first rename: egress's refusal must not leave
+# the host in pipelock's allowlist, nor pipelock signalled.
+[[ $(sha256_of "$(pl_file three)") == "$pl_hash" ]] ||
+  fail "pipelock was widened for a host egress's validate refused: $(cat "$(pl_file three)")"
+[[ $(sidecar_count "$(pl_log three)" reload) == "$pl_reloads" ]] || fail "pipelock was signalled for a refused change"
 ls -a "$BR_TMP/state/three/egress" | grep -q '\.br-tmp\.' && fail "refused temp file left behind"
 rm "$BR_TMP/state/three/routes.d/b.yaml"
 
