@@ -42,12 +42,15 @@ EGP_PID=$!
 br_track "$EGP_PID"
 pidfile_names_proxy() { [[ -e $pidfile && $(<"$pidfile") == "$EGP_PID" ]]; }
 wait_for pidfile_names_proxy
-hups=0 changed=false
+hups=0 early=0 changed=false
+# SIGHUP is ignored (the launcher's trap) and not yet caught (the addon's handler).
+hup_only_ignored() { _br_sigmask_has_hup "$1" SigIgn && ! _br_sigmask_has_hup "$1" SigCgt; }
 # hup_until_ready: one SIGHUP per call, and once the proxy has loaded v1
 # (at configure, before it listens or has a handler), a change to v2 and
 # then no more signals. Success once the proxy is ready.
 hup_until_ready() {
   if ! $changed; then
+    ! hup_only_ignored "$EGP_PID" || early=$((early + 1))
     kill -HUP "$EGP_PID" 2>/dev/null || true
     hups=$((hups + 1))
     if [[ $(egress_status_field "$status" sha256) == "$v1" ]]; then
@@ -72,8 +75,9 @@ JSON
 }
 wait_for -t "${BR_READY_S:-30}" hup_until_ready
 $changed || fail "the proxy was ready before the status file showed its first load"
-echo "sent $hups SIGHUPs during start-up"
-((hups >= 2)) || fail "only $hups SIGHUPs were sent during start-up"
+echo "sent $hups SIGHUPs during start-up, $early of them before the addon's handler was in place"
+((early >= 1)) || fail "no SIGHUP was sent before the addon's handler was in place"
+_br_sigmask_has_hup "$EGP_PID" SigCgt || fail "the ready proxy does not catch SIGHUP"
 # The change is live without a signal after the proxy was ready: the addon
 # installs its handler before its first read, so a SIGHUP is either ignored
 # before a read that sees the change, or handled after it.
