@@ -68,7 +68,9 @@ grep -q "^egress: loaded sha256=$(sha256_of "$live") routes=1 loads=" "$EGP_LOG"
   fail "no 'egress: loaded' line with the live file's hash in the proxy's log"
 
 echo "# allowed: the credential comes from the proxy's environment, the client's is replaced"
-expect_code 200 "$up/user" -H 'Authorization: Basic Y2xpZW50' -H 'Proxy-Authorization: Basic cHJveHk='
+# Two Authorization headers from the client: exactly one, the proxy's, goes on.
+expect_code 200 "$up/user" -H 'Authorization: Basic Y2xpZW50' -H 'Authorization: token c2Vjb25k' \
+  -H 'Proxy-Authorization: Basic cHJveHk='
 [[ $(upstream_last path) == /user ]] || fail "the upstream saw path $(upstream_last path)"
 [[ $(upstream_header authorization) == "Bearer tok-alpha-0" ]] ||
   fail "the upstream saw Authorization: $(upstream_header authorization)"
