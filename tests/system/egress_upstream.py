@@ -1,0 +1,74 @@
+"""egress_upstream: a loopback HTTP(S) server for the egress proxy tests.
+
+Answers every request 200 with a JSON echo of what it received (method,
+path, headers in order, as sent) and appends the same JSON as one line to
+the record file, so a test can tell what reached the upstream from what the
+client was told.
+
+    egress_upstream.py --record FILE --port-file FILE [--tls CERT KEY]
+
+Binds 127.0.0.1 port 0 (a free port, no race) and writes the port to
+--port-file (temp file + rename) once it listens. Standard library only.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import ssl
+import threading
+
+lock = threading.Lock()
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do
+
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            # A list, not a dict: a header sent twice must show twice.
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body.decode("utf-8", "replace"),
+        }
+        line = (json.dumps(seen) + "\n").encode()
+        with lock:
+            with open(self.server.record, "ab") as f:
+                f.write(line)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(line)))
+        self.end_headers()
+        self.wfile.write(line)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = answer
+
+    def log_message(self, *args):
+        pass  # the record file is the log
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--record", required=True)
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    args = ap.parse_args()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server.daemon_threads = True
+    server.record = args.record
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    tmp = f"{args.port_file}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{server.server_address[1]}\n")
+    os.replace(tmp, args.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
