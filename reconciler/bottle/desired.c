@@ -189,14 +189,35 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
   return rc && rc != -ENOENT ? read_error(cfg, path, rc, errors) : rc;
 }
 
-static int load_source(const struct br_config *cfg, const char *dir, struct br_desired *d) {
+/* The overlay's change to a listing: its file added (or taken out, or
+ * replaced: the bytes come from the overlay when it is read). */
+static int overlay_listing(const struct br_desired_overlay *o, struct listing *frags) {
+  for (size_t i = 0; i < frags->n; i++)
+    if (strcmp(frags->v[i].name, o->name) == 0) {
+      if (!o->bytes) {
+        free(frags->v[i].name);
+        frags->v[i] = frags->v[--frags->n];
+      }
+      return 0;
+    }
+  return o->bytes ? add_listed(o->name, DT_REG, frags) : 0;
+}
+
+static int load_source(const struct br_config *cfg, const char *dir, const struct br_desired_overlay *overlay,
+                       struct br_desired *d) {
   char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
   struct listing frags = {0};
   int rc = br_dir_each(dir, add_listed, &frags);
-  if (rc == -ENOENT || rc == -ENOTDIR) {
+  if (overlay && strcmp(overlay->dir, dir) != 0)
+    overlay = NULL;
+  if ((rc == -ENOENT || rc == -ENOTDIR) && !(overlay && overlay->bytes)) {
     listing_free(&frags);
     return 0; /* no source directory: not managed by this source */
   }
+  if (overlay && (rc == -ENOENT || rc == -ENOTDIR))
+    rc = 0; /* the overlay makes the directory */
+  if (!rc && overlay)
+    rc = overlay_listing(overlay, &frags);
   d->managed = true;
   if (frags.n > 1)
     qsort(frags.v, frags.n, sizeof *frags.v, cmp_listed);
@@ -208,7 +229,16 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
   for (size_t i = 0; !rc && i < frags.n; i++) {
     br_buf_reset(&path);
     br_buf_printf(&path, "%s/%s", dir, frags.v[i].name);
-    int frc = read_fragment(cfg, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
+    int frc;
+    if (overlay && strcmp(frags.v[i].name, overlay->name) == 0) {
+      br_buf_reset(&bytes);
+      frc = br_buf_add(&bytes, overlay->bytes, overlay->len) ? -EINVAL : 0;
+      if (frc)
+        br_buf_printf(&d->errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n",
+                      path.data, cfg->max_file_bytes);
+    } else {
+      frc = read_fragment(cfg, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
+    }
     if (frc == -ENOENT)
       continue; /* removed since the listing: not an error */
     struct br_routes routes;
@@ -240,11 +270,16 @@ static int load_source(const struct br_config *cfg, const char *dir, struct br_d
 }
 
 int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d) {
+  return br_desired_load_overlay(cfg, sources, NULL, d);
+}
+
+int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *sources,
+                            const struct br_desired_overlay *overlay, struct br_desired *d) {
   int rc = 0;
   for (size_t i = 0; !rc && i < sources->n; i++) {
     rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
-      rc = load_source(cfg, sources->v[i], d);
+      rc = load_source(cfg, sources->v[i], overlay, d);
   }
   if (!rc && d->errors.len)
     rc = -EINVAL;

@@ -33,6 +33,20 @@ void br_desired_free(struct br_desired *d);
  * an operator sees all that is wrong at once. */
 int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d);
 
+/* A change to one fragment file that is not made yet: the desired state is
+ * loaded as if dir/name held bytes (NULL: as if it were gone). Commands
+ * check a whole bottle with their change before they install it. */
+struct br_desired_overlay {
+  const char *dir;   /* a source directory, as the record names it */
+  const char *name;  /* a fragment file name in it */
+  const char *bytes; /* its new content, or NULL */
+  size_t len;
+};
+
+/* br_desired_load with an overlay (NULL: none). */
+int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *sources,
+                            const struct br_desired_overlay *overlay, struct br_desired *d);
+
 /* Parses one file as a fragment, as `check` does. Returns 0 or -EINVAL/-errno
  * with a line in errors. */
 int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,

@@ -20,12 +20,11 @@
 #include "reconciler/bottle/desired.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
+#include "reconciler/cli/cli.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
 #include "reconciler/model/fragment.h"
 #include "reconciler/model/merge.h"
-
-#define EXIT_USAGE 64 /* sysexits.h EX_USAGE */
 
 static const char usage_text[] =
     "usage: bottle-reconciler [--config FILE] [--state-dir DIR] COMMAND [ARGS]\n"
@@ -40,6 +39,13 @@ static const char usage_text[] =
     "  check FILE...          validate fragment files; 0 valid, 1 invalid\n"
     "  apply SLUG FILE [--name NAME]\n"
     "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
+    "  adopt SLUG...|--all    make the live egress routes of unmanaged bottles a fragment\n"
+    "  add-route SLUG [PROPOSAL|-]\n"
+    "                         approve one proposed route (its own fragment, a token slot)\n"
+    "  remove-route SLUG HOST [--path PATH]\n"
+    "                         take a host or path back from the approvals\n"
+    "  revoke SLUG ID         remove one approval\n"
+    "  edit SLUG [NAME]       edit an operator fragment in $EDITOR, checked on save\n"
     "  status [SLUG] [--json] ask the running daemon for every slug's phase\n"
     "  resync [SLUG]          ask the running daemon to converge now\n"
     "\n"
@@ -48,21 +54,12 @@ static const char usage_text[] =
     "  -s, --state-dir DIR    state root; overrides state_dir of the config\n"
     "      --log-level LEVEL  debug, info, warn or error (default info)\n"
     "      --log-format FMT   text or json (default text)\n"
+    "      --wait[=SECONDS]   changes: return once live (default 30 s); exit 3 if not yet\n"
+    "      --json             status and changes: one JSON document\n"
     "  -h, --help             this text (COMMAND --help: the command's own)\n"
     "  -V, --version          print the version\n";
 
-struct cli {
-  const char *command;
-  const char *config_path;
-  const char *state_dir;
-  const char *name; /* apply --name */
-  bool json;        /* status --json */
-  struct br_config cfg;
-};
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...) {
+int usage_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "bottle-reconciler: ");
@@ -71,6 +68,10 @@ static int usage_error(const char *fmt, ...) {
   fprintf(stderr, "\nTry 'bottle-reconciler --help'.\n");
   return EXIT_USAGE;
 }
+
+#define CHANGE_EXITS                                                                                              \
+  "Exit 0 installed (with --wait: live, both sidecars told), 1 refused (nothing is left\n"                        \
+  "installed), 3 installed but not live within the wait (the daemon keeps retrying).\n"
 
 static void command_help(const char *command) {
   static const struct {
@@ -92,9 +93,29 @@ static void command_help(const char *command) {
       {"check", "usage: bottle-reconciler check FILE...\n"
                 "Validates fragment files (and their merge, in the order given).\n"
                 "Errors go to stderr as FILE:LINE:COLUMN: FIELD: message. Exit 0 valid, 1 invalid.\n"},
-      {"apply", "usage: bottle-reconciler apply SLUG FILE [--name NAME]\n"
-                "Validates FILE and installs it atomically as STATE/SLUG/routes.d/NAME\n"
-                "(default NAME: FILE's base name). Exit 0 installed, 1 invalid.\n"},
+      {"apply",
+       "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--wait[=SECONDS]] [--json] [--actor NAME]\n"
+       "Checks FILE with the whole bottle and installs it atomically as NAME (default:\n"
+       "FILE's base name) in the bottle's local source (STATE/SLUG/routes.d). A bottle\n"
+       "not managed yet is adopted first (see adopt).\n" CHANGE_EXITS},
+      {"adopt", "usage: bottle-reconciler adopt SLUG...|--all [--json]\n"
+                "Writes the live egress routes of each unmanaged bottle as routes.d/00-adopted.json,\n"
+                "so that managing it changes nothing. Exit 0 adopted or nothing to do, 1 refused.\n"},
+      {"add-route",
+       "usage: bottle-reconciler add-route SLUG [PROPOSAL|-] [--host HOST] [--path PATH]...\n"
+       "          [--auth-scheme SCHEME --token-ref REF] [--id ID] [--actor NAME] [--wait[=S]] [--json]\n"
+       "Approves one proposed route ({\"host\", \"path_allowlist\", \"auth\": {\"scheme\",\n"
+       "\"token_ref\"}}) as its own fragment ~approval-ID.json. A new host with auth gets\n"
+       "the lowest free slot EGRESS_TOKEN_N; a host the bottle has keeps its auth.\n" CHANGE_EXITS},
+      {"remove-route", "usage: bottle-reconciler remove-route SLUG HOST [--path PATH] [--wait[=S]] [--json]\n"
+                       "Takes HOST (or one PATH of it) back from the approvals that grant it; refused\n"
+                       "when an operator fragment or another source grants it too.\n" CHANGE_EXITS},
+      {"revoke", "usage: bottle-reconciler revoke SLUG ID [--wait[=S]] [--json]\n"
+                 "Removes the approval ID (~approval-ID.json).\n" CHANGE_EXITS},
+      {"edit", "usage: bottle-reconciler edit SLUG [NAME] [--wait[=S]] [--json]\n"
+               "Opens $VISUAL or $EDITOR on a copy of the operator's fragment NAME (default\n"
+               "50-operator.yaml), checks the whole bottle on save and reopens it with the\n"
+               "errors on top until it is valid; unchanged changes nothing, emptied removes it.\n" CHANGE_EXITS},
       {"status", "usage: bottle-reconciler status [SLUG] [--json]\n"
                  "Asks the running daemon (STATE/.reconciler/control.sock) for each slug's phase.\n"},
       {"resync", "usage: bottle-reconciler resync [SLUG]\n"
@@ -109,7 +130,7 @@ static void command_help(const char *command) {
 }
 
 /* Loads the config, applies --state-dir, and prepares STATE/.reconciler. */
-static int load_config(struct cli *cli, bool need_state) {
+int load_config(struct cli *cli, bool need_state) {
   struct br_buf err;
   br_buf_init(&err, 64 * 1024);
   int rc = br_config_load(&cli->cfg, cli->config_path, &err);
@@ -137,7 +158,7 @@ static int load_config(struct cli *cli, bool need_state) {
   return 0;
 }
 
-static void print_indented(FILE *f, const char *prefix, const struct br_buf *text) {
+void print_indented(FILE *f, const char *prefix, const struct br_buf *text) {
   if (!text->len)
     return;
   const char *p = text->data;
@@ -208,11 +229,11 @@ static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slug
   return 0;
 }
 
-static void write_audit(struct cli *cli, const struct br_converge_report *rep) {
+void write_audit(struct cli *cli, const json_t *records) {
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
   if (!br_config_expand(&cli->cfg, cli->cfg.audit_log, NULL, NULL, &path)) {
-    int rc = br_audit_append(path.data, rep->audit);
+    int rc = br_audit_append(path.data, records);
     if (rc)
       br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
   }
@@ -243,7 +264,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     for (int tries = 0; !rc && !dry_run && rep.outcome == BR_OUTCOME_RETRY && rep.retry_after_ms &&
                         rep.retry_after_ms <= 10000 && tries < 5;
          tries++) {
-      write_audit(cli, &rep);
+      write_audit(cli, rep.audit);
       struct timespec ts = {.tv_sec = rep.retry_after_ms / 1000,
                             .tv_nsec = (long)(rep.retry_after_ms % 1000) * 1000000};
       nanosleep(&ts, NULL);
@@ -263,7 +284,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       if (rep.outcome == BR_OUTCOME_INVALID)
         fputs(rep.errors.data ? rep.errors.data : "", stderr);
       if (!dry_run)
-        write_audit(cli, &rep);
+        write_audit(cli, rep.audit);
       if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)
         exit_code = 2;
       else if (rep.outcome != BR_OUTCOME_CONVERGED && rep.outcome != BR_OUTCOME_UNMANAGED &&
@@ -277,90 +298,9 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
   return exit_code;
 }
 
-/* The first source directory (in merge order) inside the bottle's own
- * directory: the one this tool may write fragments into. */
-static const char *local_source(const struct br_bottle *b) {
-  size_t len = strlen(b->dir);
-  for (size_t i = 0; i < b->sources.n; i++)
-    if (strncmp(b->sources.v[i], b->dir, len) == 0 && b->sources.v[i][len] == '/')
-      return b->sources.v[i];
-  return NULL;
-}
-
-static int cmd_apply(struct cli *cli, int argc, char **argv) {
-  if (argc != 2)
-    return usage_error("%s", "apply needs SLUG and FILE");
-  const char *slug = argv[0], *file = argv[1];
-  const char *slash = strrchr(file, '/');
-  const char *name = cli->name ? cli->name : (slash ? slash + 1 : file);
-  if (!br_slug_valid(slug))
-    return usage_error("\"%s\" is not a valid slug", slug);
-  if (strchr(name, '/') || !br_fragment_name_counts(name))
-    return usage_error("--name \"%s\": expected a file name ending in .yaml, .yml or .json, not starting with '.'",
-                       name);
-  if (load_config(cli, false))
-    return 1;
-  struct br_buf errors, bytes, dir, path;
-  br_buf_init(&errors, 64 * 1024);
-  br_buf_init(&bytes, cli->cfg.max_file_bytes);
-  br_buf_init(&dir, PATH_MAX);
-  br_buf_init(&path, PATH_MAX);
-  struct br_routes routes;
-  br_routes_init(&routes);
-  int exit_code = 1;
-  if (br_desired_check_file(&cli->cfg, file, &routes, &errors)) {
-    fputs(errors.data, stderr);
-    goto out;
-  }
-  struct br_bottle bottle;
-  int drc = br_bottle_derive(&bottle, &cli->cfg, slug, &errors);
-  struct stat st;
-  if (drc || stat(bottle.dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "bottle-reconciler: no bottle %s on this host (%s/%s does not exist)\n", slug,
-            cli->cfg.state_dir, slug);
-    br_bottle_free(&bottle);
-    goto out;
-  }
-  const char *local = local_source(&bottle);
-  if (!local) {
-    fprintf(stderr,
-            "bottle-reconciler: no source directory of %s lies in %s, and apply installs only there "
-            "(the others, such as a git checkout, belong to someone else); add one to sources, such as "
-            "\"{state_dir}/{slug}/routes.d\"\n",
-            slug, bottle.dir);
-    br_bottle_free(&bottle);
-    goto out;
-  }
-  br_buf_adds(&dir, local);
-  br_bottle_free(&bottle);
-  if (mkdir(dir.data, 0755) < 0 && errno != EEXIST) {
-    fprintf(stderr, "bottle-reconciler: %s: %s\n", dir.data, strerror(errno));
-    goto out;
-  }
-  br_buf_printf(&path, "%s/%s", dir.data, name);
-  int rc = br_file_read(file, cli->cfg.max_file_bytes, false, &bytes);
-  if (!rc)
-    rc =
-        br_file_write_atomic(path.data, bytes.data, bytes.len, &(struct br_write_opts){.new_mode = 0644}, &errors);
-  if (rc) {
-    fprintf(stderr, "bottle-reconciler: %s", errors.len ? errors.data : strerror(-rc));
-    if (!errors.len)
-      fputc('\n', stderr);
-    goto out;
-  }
-  printf("%s: installed %s (%zu route%s)\n", slug, path.data, routes.n, routes.n == 1 ? "" : "s");
-  exit_code = 0;
-out:
-  br_routes_free(&routes);
-  br_buf_free(&errors);
-  br_buf_free(&bytes);
-  br_buf_free(&dir);
-  br_buf_free(&path);
-  return exit_code;
-}
-
 int main(int argc, char **argv) {
-  struct cli cli = {0};
+  struct cli cli = {.wait_s = 30};
+  br_strv_init(&cli.paths);
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
@@ -370,6 +310,14 @@ int main(int argc, char **argv) {
       {"log-format", required_argument, NULL, 'F'},
       {"name", required_argument, NULL, 'n'},
       {"json", no_argument, NULL, 'j'},
+      {"wait", optional_argument, NULL, 'w'},
+      {"all", no_argument, NULL, 'l'},
+      {"id", required_argument, NULL, 'i'},
+      {"actor", required_argument, NULL, 'a'},
+      {"host", required_argument, NULL, 'H'},
+      {"path", required_argument, NULL, 'p'},
+      {"auth-scheme", required_argument, NULL, 'A'},
+      {"token-ref", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -398,6 +346,36 @@ int main(int argc, char **argv) {
     case 'j':
       cli.json = true;
       break;
+    case 'w': {
+      char *end = NULL;
+      unsigned long s = optarg ? strtoul(optarg, &end, 10) : 30;
+      if (optarg && (!*optarg || *end || s == 0 || s > 86400))
+        return usage_error("--wait=%s: expected a number of seconds, 1-86400", optarg);
+      cli.wait = true;
+      cli.wait_s = (unsigned)s;
+      break;
+    }
+    case 'l':
+      cli.all = true;
+      break;
+    case 'i':
+      cli.id = optarg;
+      break;
+    case 'a':
+      cli.actor = optarg;
+      break;
+    case 'H':
+      cli.host = optarg;
+      break;
+    case 'p':
+      br_strv_add(&cli.paths, optarg);
+      break;
+    case 'A':
+      cli.auth_scheme = optarg;
+      break;
+    case 'T':
+      cli.token_ref = optarg;
+      break;
     case 'h':
       help = true;
       break;
@@ -423,8 +401,24 @@ int main(int argc, char **argv) {
     command_help(cli.command);
     return 0;
   }
-  if ((cli.name && strcmp(cli.command, "apply") != 0) || (cli.json && strcmp(cli.command, "status") != 0))
-    return usage_error("%s", cli.name ? "--name belongs to apply" : "--json belongs to status");
+  bool changes = strcmp(cli.command, "apply") == 0 || strcmp(cli.command, "add-route") == 0 ||
+                 strcmp(cli.command, "remove-route") == 0 || strcmp(cli.command, "revoke") == 0 ||
+                 strcmp(cli.command, "edit") == 0 || strcmp(cli.command, "adopt") == 0;
+  bool adding = strcmp(cli.command, "add-route") == 0;
+  if (cli.all && strcmp(cli.command, "adopt") != 0)
+    return usage_error("%s", "--all belongs to adopt");
+  if (cli.name && strcmp(cli.command, "apply") != 0)
+    return usage_error("%s", "--name belongs to apply");
+  if (cli.json && !changes && strcmp(cli.command, "status") != 0)
+    return usage_error("%s", "--json belongs to status and the commands that change fragments");
+  if (cli.wait && (!changes || strcmp(cli.command, "adopt") == 0))
+    return usage_error("%s", "--wait belongs to apply, add-route, remove-route, revoke and edit");
+  if ((cli.id || cli.host || cli.auth_scheme || cli.token_ref) && !adding)
+    return usage_error("%s", "--id, --host, --auth-scheme and --token-ref belong to add-route");
+  if (cli.paths.n && !adding && strcmp(cli.command, "remove-route") != 0)
+    return usage_error("%s", "--path belongs to add-route and remove-route");
+  if (cli.actor && !changes)
+    return usage_error("%s", "--actor belongs to the commands that change fragments");
   int code;
   if (strcmp(cli.command, "check") == 0)
     code = cmd_check(&cli, rest - 1, args + 1);
@@ -434,6 +428,16 @@ int main(int argc, char **argv) {
     code = cmd_converge(&cli, rest - 1, args + 1, false);
   else if (strcmp(cli.command, "apply") == 0)
     code = cmd_apply(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "adopt") == 0)
+    code = cmd_adopt(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "add-route") == 0)
+    code = cmd_add_route(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "remove-route") == 0)
+    code = cmd_remove_route(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "revoke") == 0)
+    code = cmd_revoke(&cli, rest - 1, args + 1);
+  else if (strcmp(cli.command, "edit") == 0)
+    code = cmd_edit(&cli, rest - 1, args + 1);
   else if (strcmp(cli.command, "run") == 0)
     code = rest > 1 ? usage_error("%s", "run takes no arguments")
                     : (load_config(&cli, true) ? 1 : br_daemon_run(&cli.cfg, cli.config_path, cli.state_dir));
@@ -445,5 +449,6 @@ int main(int argc, char **argv) {
   else
     return usage_error("unknown command \"%s\"", cli.command);
   br_config_free(&cli.cfg);
+  br_strv_free(&cli.paths);
   return code;
 }

@@ -3,7 +3,9 @@
 #include "reconciler/daemon/control.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +16,17 @@
 
 #define REQUEST_MAX 1024
 
-struct conn {
+struct br_control_conn {
   uv_pipe_t pipe;
   struct br_control *control;
   struct br_buf request;
   struct br_buf response;
   uv_write_t write;
+  bool deferred;
 };
 
 static void conn_closed(uv_handle_t *handle) {
-  struct conn *c = handle->data;
+  struct br_control_conn *c = handle->data;
   br_buf_free(&c->request);
   br_buf_free(&c->response);
   free(c);
@@ -31,8 +34,17 @@ static void conn_closed(uv_handle_t *handle) {
 
 static void conn_written(uv_write_t *req, int status) {
   (void)status;
-  struct conn *c = req->data;
+  struct br_control_conn *c = req->data;
   uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void send_response(struct br_control_conn *c) {
+  if (!c->response.data)
+    br_buf_adds(&c->response, "{}\n");
+  uv_buf_t out = uv_buf_init(c->response.data, (unsigned)c->response.len);
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t *)&c->pipe, &out, 1, conn_written))
+    uv_close((uv_handle_t *)&c->pipe, conn_closed);
 }
 
 static void conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
@@ -43,7 +55,7 @@ static void conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
 }
 
 static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  struct conn *c = stream->data;
+  struct br_control_conn *c = stream->data;
   if (nread < 0) {
     uv_close((uv_handle_t *)&c->pipe, conn_closed);
     return;
@@ -57,20 +69,24 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   *nl = '\0';
   uv_read_stop(stream);
-  c->control->handle(c->control->ctx, c->request.data, &c->response);
-  if (!c->response.data)
-    br_buf_adds(&c->response, "{}\n");
-  uv_buf_t out = uv_buf_init(c->response.data, (unsigned)c->response.len);
-  c->write.data = c;
-  if (uv_write(&c->write, stream, &out, 1, conn_written))
-    uv_close((uv_handle_t *)&c->pipe, conn_closed);
+  c->control->handle(c->control->ctx, c, c->request.data, &c->response);
+  if (!c->deferred)
+    send_response(c);
+}
+
+void br_control_defer(struct br_control_conn *c) { c->deferred = true; }
+
+void br_control_answer(struct br_control_conn *c, const char *answer) {
+  br_buf_reset(&c->response);
+  br_buf_printf(&c->response, "%s\n", answer);
+  send_response(c);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   struct br_control *control = server->data;
   if (status < 0)
     return;
-  struct conn *c = calloc(1, sizeof *c);
+  struct br_control_conn *c = calloc(1, sizeof *c);
   if (!c)
     return;
   c->control = control;
@@ -120,7 +136,7 @@ void br_control_close(struct br_control *c, void (*on_closed)(struct br_control 
   uv_close((uv_handle_t *)&c->server, server_closed);
 }
 
-int br_control_request(const char *path, const char *request, struct br_buf *response) {
+int br_control_request(const char *path, const char *request, unsigned timeout_ms, struct br_buf *response) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof addr.sun_path)
     return -ENAMETOOLONG;
@@ -141,7 +157,9 @@ int br_control_request(const char *path, const char *request, struct br_buf *res
   char chunk[65536];
   for (;;) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n = poll(&p, 1, 10000);
+    int n = poll(&p, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n == 0) {
       rc = -ETIMEDOUT;
       break;

@@ -31,6 +31,7 @@
 #include "reconciler/daemon/queue.h"
 #include "reconciler/daemon/status.h"
 #include "reconciler/daemon/tracked.h"
+#include "reconciler/daemon/waiters.h"
 #include "reconciler/daemon/watch.h"
 #include "reconciler/drivers/docker_container.h"
 #include "reconciler/drivers/docker_events.h"
@@ -63,6 +64,7 @@ struct daemon {
   struct br_queue queue;
   struct br_watch watch;
   struct br_control control;
+  struct br_waiters waiters;              /* control clients waiting for a converge (--wait) */
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
   struct br_tracked_table bottles;        /* every bottle the daemon tracks, and what it knows of each */
   uv_signal_t sigterm, sigint, sighup;
@@ -416,6 +418,7 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   if (b->first_pass && b->slot->phase != BR_PHASE_CONVERGING)
     first_pass_done(d);
   br_watch_forget(&d->watch, slug);
+  br_waiters_drop(&d->waiters, slug, "the bottle was removed");
   br_queue_remove(&d->queue, slug);
   br_tracked_remove(&d->bottles, slug);
   br_records_forget(d->config->cfg.state_dir, slug);
@@ -761,6 +764,8 @@ static void converge_done(uv_work_t *req, int status) {
   if (first_pass)
     b->first_pass = false;
   br_queue_done(&d->queue, slot, phase, retry_after, message);
+  if (b)
+    br_waiters_converged(&d->waiters, slot, phase, br_buf_str(&job->rep.errors));
   job_free(job);
   if (first_pass)
     first_pass_done(d);
@@ -806,7 +811,33 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
 
 /* --- status and resync over the control socket ------------------------------ */
 
-static void handle_control(void *ctx, const char *request, struct br_buf *response) {
+static const struct br_slot *slot_of(void *ctx, const char *slug) {
+  const struct br_tracked *b = br_tracked_get(&((struct daemon *)ctx)->bottles, slug);
+  return b ? b->slot : NULL;
+}
+
+/* "wait SLUG HASH MS": answered by the converge that runs HASH (or finds the
+ * bottle invalid), or after MS. One already converged to HASH is live now. */
+static json_t *control_wait(struct daemon *d, struct br_control_conn *conn, const char *args) {
+  char slug[BR_SLUG_MAX + 1], hash[65];
+  unsigned ms;
+  if (sscanf(args, "%128s %64s %u", slug, hash, &ms) != 3)
+    return json_pack("{s:s}", "error", "expected: wait SLUG DESIRED_HASH TIMEOUT_MS");
+  struct br_tracked *b = br_tracked_get(&d->bottles, slug);
+  if (!b)
+    return json_pack("{s:o}", "error", json_sprintf("no slug %s is known to the daemon", slug));
+  const struct br_slot *s = b->slot;
+  if (s->phase == BR_PHASE_CONVERGED && !s->dirty && strcmp(s->desired_hash, hash) == 0)
+    return json_pack("{s:s, s:s, s:s, s:s}", "outcome", "live", "slug", slug, "phase", "converged", "desired_hash",
+                     hash);
+  if (br_waiters_add(&d->waiters, conn, slug, hash, ms))
+    return json_pack("{s:s}", "error", "out of memory");
+  /* At once rather than after the debounce: someone is waiting. */
+  br_queue_mark(&d->queue, slug, true);
+  return NULL;
+}
+
+static void handle_control(void *ctx, struct br_control_conn *conn, const char *request, struct br_buf *response) {
   struct daemon *d = ctx;
   char verb[16] = "", slug[BR_SLUG_MAX + 2] = "";
   const char *space = strchr(request, ' ');
@@ -816,7 +847,10 @@ static void handle_control(void *ctx, const char *request, struct br_buf *respon
   if (space)
     snprintf(slug, sizeof slug, "%s", space + 1);
   json_t *answer;
-  if (slug[0] && !br_tracked_get(&d->bottles, slug)) {
+  if (strcmp(verb, "wait") == 0) {
+    if (!(answer = control_wait(d, conn, space ? space + 1 : "")))
+      return; /* deferred */
+  } else if (slug[0] && !br_tracked_get(&d->bottles, slug)) {
     answer = json_pack("{s:o}", "error", json_sprintf("no slug %s is known to the daemon", slug));
   } else if (strcmp(verb, "status") == 0) {
     answer = br_status_answer(&d->bottles, &d->queue, slug[0] ? slug : NULL, d->ready);
@@ -827,7 +861,7 @@ static void handle_control(void *ctx, const char *request, struct br_buf *respon
       resync_all(d, "requested over the control socket");
     answer = json_pack("{s:b}", "ok", 1);
   } else {
-    answer = json_pack("{s:s}", "error", "unknown request, expected status or resync");
+    answer = json_pack("{s:s}", "error", "unknown request, expected status, resync or wait");
   }
   char *text = answer ? json_dumps(answer, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   if (text)
@@ -867,6 +901,7 @@ static void start_drain(struct daemon *d, const char *why) {
     return;
   d->draining = true;
   atomic_store(&d->stop_cleanup, true);
+  br_waiters_drop(&d->waiters, NULL, "the daemon is stopping");
   br_log(BR_LOG_INFO, NULL, "%s: finishing %u converge(s) in flight, then exiting", why,
          br_queue_in_flight(&d->queue));
   br_notify_state("STOPPING=1");
@@ -980,6 +1015,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   long threads = strtol(getenv("UV_THREADPOOL_SIZE"), NULL, 10); /* libuv clamps it likewise */
   d->pool_threads = threads < 1 ? 1 : threads > 1024 ? 1024 : (unsigned)threads;
   d->loop = uv_default_loop();
+  br_waiters_init(&d->waiters, d->loop, slot_of, d);
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
   const struct br_config *c = &ref->cfg;
@@ -1050,6 +1086,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_log(BR_LOG_INFO, NULL, "stopped");
 
 out:
+  br_waiters_drop(&d->waiters, NULL, "the daemon stopped");
   /* Close every handle and let libuv run their close callbacks. */
   if (d->watching)
     br_watch_close(&d->watch, NULL);

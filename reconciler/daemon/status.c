@@ -66,7 +66,7 @@ int br_daemon_client(const struct br_config *cfg, const char *command, const cha
   snprintf(request, sizeof request, "%s%s%s", command, slug ? " " : "", slug ? slug : "");
   struct br_buf response;
   br_buf_init(&response, 64 * 1024 * 1024);
-  int rc = br_control_request(sock, request, &response);
+  int rc = br_control_request(sock, request, 10000, &response);
   if (rc) {
     fprintf(stderr, "bottle-reconciler: %s: %s (is `bottle-reconciler run` running on %s?)\n", sock, strerror(-rc),
             cfg->state_dir);

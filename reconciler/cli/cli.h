@@ -1,0 +1,49 @@
+/* cli: what the command files share: the parsed command line, config
+ * loading, printing and the audit. main.c parses; each command file acts. */
+#ifndef BR_RECONCILER_CLI_CLI_H
+#define BR_RECONCILER_CLI_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/buf.h"
+#include "common/strv.h"
+#include "config/config.h"
+
+#define EXIT_USAGE 64   /* sysexits.h EX_USAGE */
+#define EXIT_NOT_LIVE 3 /* installed, but not live yet (--wait) */
+
+struct cli {
+  const char *command;
+  const char *config_path;
+  const char *state_dir;
+  const char *name;        /* apply --name, edit's NAME */
+  bool json;               /* --json: one JSON document on stdout */
+  bool all;                /* adopt --all */
+  bool wait;               /* --wait[=SECONDS] */
+  unsigned wait_s;         /* default 30 */
+  const char *id, *actor;  /* add-route --id, --actor */
+  const char *host;        /* add-route --host */
+  struct br_strv paths;    /* add-route --path (repeatable), remove-route --path */
+  const char *auth_scheme; /* add-route --auth-scheme */
+  const char *token_ref;   /* add-route --token-ref */
+  struct br_config cfg;
+};
+
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Loads the config, applies --state-dir, and prepares STATE/.reconciler. */
+int load_config(struct cli *cli, bool need_state);
+void print_indented(FILE *f, const char *prefix, const struct br_buf *text);
+/* Appends records (an array) to the configured audit log; warns on failure. */
+void write_audit(struct cli *cli, const json_t *records);
+
+/* The commands that change fragments (changes.c). */
+int cmd_apply(struct cli *cli, int argc, char **argv);
+int cmd_adopt(struct cli *cli, int argc, char **argv);
+int cmd_add_route(struct cli *cli, int argc, char **argv);
+int cmd_remove_route(struct cli *cli, int argc, char **argv);
+int cmd_revoke(struct cli *cli, int argc, char **argv);
+int cmd_edit(struct cli *cli, int argc, char **argv);
+
+#endif
