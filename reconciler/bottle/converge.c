@@ -357,6 +357,26 @@ static enum step_result apply_owed(struct run *run, enum br_sidecar sidecar, boo
   return apply(run, sidecar, NULL, run->plan.owed_at[sidecar], more, audit);
 }
 
+/* The fragment files that declared these hosts (their routes' origins,
+ * "FILE:LINE"), for the audit: what caused a write. */
+static json_t *causes(const struct run *run, const struct br_strv *hosts) {
+  struct br_strv files;
+  br_strv_init(&files);
+  for (size_t i = 0; i < hosts->n; i++) {
+    const struct br_route *r = br_routes_find(&run->plan.desired.routes, hosts->v[i]);
+    const char *colon = r && r->origin ? strrchr(r->origin, ':') : NULL;
+    if (colon)
+      br_strv_addn(&files, r->origin, (size_t)(colon - r->origin));
+  }
+  br_strv_sort(&files);
+  json_t *out = json_array();
+  for (size_t i = 0; i < files.n; i++)
+    if (!i || strcmp(files.v[i], files.v[i - 1]) != 0)
+      json_array_append_new(out, json_string(files.v[i]));
+  br_strv_free(&files);
+  return out;
+}
+
 /* Applies new pipelock bytes (spliced by stage_bytes) on top of live_bytes. */
 static enum step_result pipelock_write(struct run *run, const struct br_buf *before, const struct br_buf *spliced,
                                        const struct br_strv *added, const struct br_strv *removed, bool more) {
@@ -368,6 +388,7 @@ static enum step_result pipelock_write(struct run *run, const struct br_buf *bef
   br_sha256_hex(spliced->data, spliced->len, after);
   json_object_set_new(audit, "hosts_added", strv_json(added));
   json_object_set_new(audit, "hosts_removed", strv_json(removed));
+  json_object_set_new(audit, "fragments", causes(run, added));
   json_object_set_new(audit, "sha256_before", json_string(before_hash));
   json_object_set_new(audit, "sha256_after", json_string(after));
   return apply(run, BR_SIDECAR_PIPELOCK, spliced, 0, more, audit);
@@ -639,6 +660,13 @@ static enum step_result write_egress(struct run *run) {
     br_sha256_hex(p->eg_bytes.data, p->eg_bytes.len, before);
   br_sha256_hex(rendered->data, rendered->len, after);
   json_object_set_new(audit, "changes", br_diff_to_json(&p->diff));
+  struct br_strv changed;
+  br_strv_init(&changed);
+  for (size_t i = 0; i < p->diff.n; i++)
+    br_strv_add(&changed, p->diff.v[i].host);
+  json_object_set_new(audit, "fragments", causes(run, &changed));
+  br_strv_free(&changed);
+  json_object_set_new(audit, "sources", strv_json(&p->desired.sources));
   json_object_set_new(audit, "sha256_before", p->egress_exists ? json_string(before) : json_null());
   json_object_set_new(audit, "sha256_after", json_string(after));
   return apply(run, BR_SIDECAR_EGRESS, rendered, 0, more, audit);
