@@ -249,8 +249,7 @@ static int fail_key(struct loader *ld, const struct br_ynode *key, const char *p
   else
     br_quote_excerpt(&field, key->value, key->len, 40);
   list_choices(&choices, keys);
-  int rc =
-      fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what, choices.data ? choices.data : "");
+  int rc = fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what, br_buf_str(&choices));
   br_buf_free(&field);
   br_buf_free(&choices);
   return rc;
@@ -775,7 +774,7 @@ int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) 
       .max_bytes = CONFIG_MAX_BYTES, .max_depth = CONFIG_MAX_DEPTH, .max_nodes = CONFIG_MAX_NODES};
   rc = read_config(path, &text, err);
   if (!rc)
-    rc = br_ydoc_parse(path, text.data ? text.data : "", text.len, &opts, &root, err);
+    rc = br_ydoc_parse(path, br_buf_str(&text), text.len, &opts, &root, err);
   /* No document, or a lone "---" or "~", means "all defaults". */
   bool empty = !root || (root->kind == BR_YNODE_SCALAR && br_yscalar_type(root) == BR_YNULL);
   if (!rc && !empty) {

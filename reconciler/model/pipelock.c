@@ -992,7 +992,7 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
                   name, sp.out.max);
   }
   if (!rc)
-    rc = br_buf_add(out, sp.out.data ? sp.out.data : "", sp.out.len);
+    rc = br_buf_add(out, br_buf_str(&sp.out), sp.out.len);
   br_buf_free(&sp.out);
   br_strv_free(&sp.old);
   br_ynode_free(sp.doc.root);

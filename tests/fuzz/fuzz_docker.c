@@ -71,7 +71,7 @@ static void mountinfo(const char *text, size_t size) {
     invariant(rc == 0 || rc == -ENOENT || rc == -EINVAL || rc == -EFBIG || rc == -ENOMEM,
               "mountinfo returns a known error");
     if (rc == 0)
-      br_mount_root_deleted(root.data ? root.data : "");
+      br_mount_root_deleted(br_buf_str(&root));
   }
   br_buf_free(&root);
 }
