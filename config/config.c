@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/diag.h"
 #include "common/fileio.h"
 #include "common/template.h"
 #include "common/yamldoc.h"
@@ -185,12 +186,10 @@ static int fail(struct loader *ld, const struct br_ynode *at, const char *field,
 /* Appends "NAME:LINE:COLUMN: FIELD: message" and returns -EINVAL, so every
  * check can end with "return fail(...)". */
 static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at ? at->line : 1, at ? at->column : 1, field);
   va_list ap;
   va_start(ap, fmt);
-  br_buf_vprintf(ld->err, fmt, ap);
+  br_vdiag(ld->err, ld->name, at ? at->line : 1, at ? at->column : 1, field, fmt, ap);
   va_end(ap);
-  br_buf_adds(ld->err, "\n");
   return -EINVAL;
 }
 
@@ -198,7 +197,7 @@ static int fail(struct loader *ld, const struct br_ynode *at, const char *field,
 static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at->line, at->column, field);
+  br_diag_start(ld->err, ld->name, at->line, at->column, field);
   br_quote_excerpt(ld->err, at->value, at->len, 40);
   br_buf_adds(ld->err, " ");
   va_list ap;
@@ -754,8 +753,8 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
 static int read_config(const char *path, struct br_buf *text, struct br_buf *err) {
   int rc = br_file_read(path, CONFIG_MAX_BYTES, false, text);
   if (rc == -EFBIG)
-    br_buf_printf(err, "%s:1:1: (file): more than %d bytes, expected at most %d\n", path, CONFIG_MAX_BYTES,
-                  CONFIG_MAX_BYTES);
+    br_diag(err, path, 1, 1, "(file)", "more than %d bytes, expected at most %d", CONFIG_MAX_BYTES,
+            CONFIG_MAX_BYTES);
   else if (rc == -EINVAL || rc == -EISDIR)
     br_buf_printf(err, "%s: not a regular file, expected a YAML file\n", path);
   else if (rc && rc != -ENOMEM)

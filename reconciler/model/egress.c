@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
+
 void br_egress_live_init(struct br_egress_live *live) {
   live->doc = NULL;
   br_routes_init(&live->routes);
@@ -133,7 +135,7 @@ static size_t locate(const char *s, size_t len, const struct step *path, size_t 
 
 /* 1-based line and column of offset pos, columns counting UTF-8 characters
  * the way jansson's own syntax errors do. */
-static void line_column(const char *s, size_t pos, int *line, int *column) {
+static void line_column(const char *s, size_t pos, size_t *line, size_t *column) {
   *line = 1;
   *column = 1;
   for (size_t i = 0; i < pos; i++) {
@@ -177,24 +179,27 @@ static const char *type_name(const json_t *v) {
   return "a value";
 }
 
-/* Appends "NAME:LINE:COLUMN: FIELD: <problem>" for the field at path and
- * returns -EINVAL, so callers can `return shape_error(...)`. */
+/* Appends "NAME:LINE:COLUMN: FIELD: <problem>" for the field at path, with
+ * no line break (br_egress_parse's contract), and returns -EINVAL, so callers
+ * can `return shape_error(...)`. */
 __attribute__((format(printf, 4, 5))) static int shape_error(const struct parse *p, const struct step *path,
                                                              size_t depth, const char *fmt, ...) {
   if (!p->err)
     return -EINVAL;
-  int line, column;
+  size_t line, column;
   line_column(p->bytes, locate(p->bytes, p->len, path, depth), &line, &column);
-  br_buf_printf(p->err, "%s:%d:%d: ", p->name, line, column);
+  struct br_buf field;
+  br_buf_init(&field, 256); /* the paths are the few fixed ones of the format */
   if (depth == 0)
-    br_buf_adds(p->err, "top level");
+    br_buf_adds(&field, "top level");
   for (size_t d = 0; d < depth; d++) {
     if (path[d].key)
-      br_buf_printf(p->err, "%s%s", d ? "." : "", path[d].key);
+      br_buf_printf(&field, "%s%s", d ? "." : "", path[d].key);
     else
-      br_buf_printf(p->err, "[%zu]", path[d].index);
+      br_buf_printf(&field, "[%zu]", path[d].index);
   }
-  br_buf_adds(p->err, ": ");
+  br_diag_start(p->err, p->name, line, column, br_buf_str(&field));
+  br_buf_free(&field);
   va_list ap;
   va_start(ap, fmt);
   br_buf_vprintf(p->err, fmt, ap);
@@ -325,9 +330,9 @@ int br_egress_parse(const char *name, const char *bytes, size_t len, struct br_e
     /* jansson's text already says what it expected ("'}' expected near
      * ']'"), except for numbers it cannot hold. An empty file reports
      * column 0; editors count from 1. */
-    if (err)
-      br_buf_printf(err, "%s:%d:%d: invalid JSON: %s%s", name, jerr.line > 0 ? jerr.line : 1,
-                    jerr.column > 0 ? jerr.column : 1, jerr.text,
+    if (err && !br_diag_start(err, name, jerr.line > 0 ? (size_t)jerr.line : 1,
+                              jerr.column > 0 ? (size_t)jerr.column : 1, "invalid JSON"))
+      br_buf_printf(err, "%s%s", jerr.text,
                     json_error_code(&jerr) == json_error_numeric_overflow
                         ? ", expected a number that fits a 64-bit integer or a double"
                         : "");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
 #include "common/yamldoc.h"
 
 #define ALLOWLIST_KEY "api_allowlist"
@@ -35,7 +36,7 @@ struct parsed {
 
 static int fail_at(struct br_buf *err, const char *name, const struct br_ynode *at, const char *field,
                    const char *what) {
-  br_buf_printf(err, "%s:%zu:%zu: %s: %s\n", name, at ? at->line : 1, at ? at->column : 1, field, what);
+  br_diag(err, name, at ? at->line : 1, at ? at->column : 1, field, "%s", what);
   return -EINVAL;
 }
 
@@ -944,7 +945,8 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
   struct splice sp = {.name = name, .bytes = bytes, .len = len, .hosts = new_list};
   for (size_t i = 0; i < new_list->n; i++) {
     if (!is_utf8(new_list->v[i])) {
-      br_buf_printf(err, "%s:1:1: " ALLOWLIST_KEY ": the new entry ", name);
+      br_diag_start(err, name, 1, 1, ALLOWLIST_KEY);
+      br_buf_adds(err, "the new entry ");
       br_quote_excerpt(err, new_list->v[i], strlen(new_list->v[i]), 64);
       br_buf_adds(err, " is not UTF-8 text, expected host names\n");
       return -EINVAL;
@@ -979,17 +981,14 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
     sp.refusal = verify(&sp);
   if (rc == -EINVAL || (!rc && sp.refusal)) {
     const struct br_ynode *at = sp.doc.key ? sp.doc.key : sp.doc.root;
-    br_buf_printf(err,
-                  "%s:%zu:%zu: " ALLOWLIST_KEY ": the splice could not be done safely (%s), expected "
-                  "a file where the list can be replaced without touching anything else; "
-                  "edit it by hand\n",
-                  name, at->line, at->column, sp.refusal ? sp.refusal : "unexpected layout");
+    br_diag(err, name, at->line, at->column, ALLOWLIST_KEY,
+            "the splice could not be done safely (%s), expected a file where the list can be replaced "
+            "without touching anything else; edit it by hand",
+            sp.refusal ? sp.refusal : "unexpected layout");
     rc = -EINVAL;
   } else if (rc == -EFBIG) {
-    br_buf_printf(err,
-                  "%s:1:1: " ALLOWLIST_KEY ": the spliced file would exceed %zu bytes, expected a "
-                  "shorter list\n",
-                  name, sp.out.max);
+    br_diag(err, name, 1, 1, ALLOWLIST_KEY, "the spliced file would exceed %zu bytes, expected a shorter list",
+            sp.out.max);
   }
   if (!rc)
     rc = br_buf_add(out, br_buf_str(&sp.out), sp.out.len);
