@@ -472,6 +472,24 @@ size_t br_ydoc_byte_offset(const char *bytes, size_t len, size_t char_index) {
   return i;
 }
 
+int br_yaml_quote(struct br_buf *out, const char *s) {
+  int rc = br_buf_adds(out, "\"");
+  while (*s && !rc) {
+    /* Copy the longest run that needs no escape in one go. */
+    size_t run = 0;
+    while (s[run] && s[run] != '"' && s[run] != '\\' && (unsigned char)s[run] >= 0x20 && s[run] != 0x7f)
+      run++;
+    if (run) {
+      rc = br_buf_add(out, s, run);
+      s += run;
+      continue;
+    }
+    unsigned char c = (unsigned char)*s++;
+    rc = c == '"' || c == '\\' ? br_buf_printf(out, "\\%c", c) : br_buf_printf(out, "\\x%02X", c);
+  }
+  return rc ? rc : br_buf_adds(out, "\"");
+}
+
 int br_quote_excerpt(struct br_buf *out, const char *s, size_t len, size_t max) {
   int rc = br_buf_adds(out, "\"");
   size_t i;

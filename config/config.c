@@ -792,27 +792,11 @@ int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) 
 
 /* ---- formatting --------------------------------------------------------- */
 
-/* A YAML double-quoted scalar. Bytes from 0x80 up are copied as they are:
- * the text is UTF-8, and YAML's \xNN would mean the code point, not a byte. */
-static int add_quoted(struct br_buf *out, const char *s) {
-  int rc = br_buf_adds(out, "\"");
-  for (; *s && !rc; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      rc = br_buf_printf(out, "\\%c", c);
-    else if (c < 0x20 || c == 0x7f)
-      rc = br_buf_printf(out, "\\x%02x", c);
-    else
-      rc = br_buf_add(out, s, 1);
-  }
-  return rc ? rc : br_buf_adds(out, "\"");
-}
-
 static int add_list(struct br_buf *out, const struct br_strv *list) {
   int rc = br_buf_adds(out, "[");
   for (size_t i = 0; i < list->n && !rc; i++)
     if (!(rc = i ? br_buf_adds(out, ", ") : 0))
-      rc = add_quoted(out, list->v[i]);
+      rc = br_yaml_quote(out, list->v[i]);
   return rc ? rc : br_buf_adds(out, "]");
 }
 
@@ -820,7 +804,7 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
   const struct br_reload_config *rl = &sc->reload;
   int rc = br_buf_printf(out, "%s:\n  file: ", br_sidecar_name(sc->which));
   if (!rc)
-    rc = add_quoted(out, sc->file);
+    rc = br_yaml_quote(out, sc->file);
   if (!rc && mirror)
     rc = br_buf_printf(out, "\n  mirror: %s", *mirror == BR_MIRROR_PRUNE ? "prune" : "additive");
   if (!rc)
@@ -831,11 +815,11 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
     rc = br_buf_printf(out, "\n  reload: {driver: %s", driver_names[rl->driver]);
   if (!rc && rl->driver == BR_DRIVER_DOCKER) {
     if (!(rc = br_buf_adds(out, ", container: ")))
-      rc = add_quoted(out, rl->container);
+      rc = br_yaml_quote(out, rl->container);
   }
   if (!rc && rl->driver == BR_DRIVER_SIGNAL) {
     if (!(rc = br_buf_adds(out, ", pidfile: ")))
-      rc = add_quoted(out, rl->pidfile);
+      rc = br_yaml_quote(out, rl->pidfile);
   }
   if (!rc && (rl->driver == BR_DRIVER_DOCKER || rl->driver == BR_DRIVER_SIGNAL))
     rc = br_buf_printf(out, ", signal: %s, grace_ms: %u", br_signal_name(rl->signo), rl->grace_ms);
@@ -854,7 +838,7 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
 int br_config_format(const struct br_config *cfg, struct br_buf *out) {
   int rc = br_buf_adds(out, "state_dir: ");
   if (!rc)
-    rc = add_quoted(out, cfg->state_dir);
+    rc = br_yaml_quote(out, cfg->state_dir);
   if (!rc)
     rc = br_buf_adds(out, "\nsources: ");
   if (!rc)
@@ -869,11 +853,11 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
                        cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->max_file_bytes, cfg->max_routes,
                        cfg->max_paths);
   if (!rc)
-    rc = add_quoted(out, cfg->audit_log);
+    rc = br_yaml_quote(out, cfg->audit_log);
   if (!rc)
     rc = br_buf_adds(out, "\nmetrics_file: ");
   if (!rc)
-    rc = cfg->metrics_file ? add_quoted(out, cfg->metrics_file) : br_buf_adds(out, "null");
+    rc = cfg->metrics_file ? br_yaml_quote(out, cfg->metrics_file) : br_buf_adds(out, "null");
   if (!rc)
     rc = br_buf_adds(out, "\n");
   if (!rc)

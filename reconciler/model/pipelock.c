@@ -401,19 +401,7 @@ static bool plain_is_safe(const char *s) {
 }
 
 static int add_host(struct br_buf *out, const char *host) {
-  if (plain_is_safe(host))
-    return br_buf_adds(out, host);
-  int rc = br_buf_adds(out, "\"");
-  for (const char *p = host; *p && !rc; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '"' || c == '\\')
-      rc = br_buf_printf(out, "\\%c", c);
-    else if (c < 0x20 || c == 0x7f)
-      rc = br_buf_printf(out, "\\x%02X", c);
-    else
-      rc = br_buf_add(out, p, 1);
-  }
-  return rc ? rc : br_buf_adds(out, "\"");
+  return plain_is_safe(host) ? br_buf_adds(out, host) : br_yaml_quote(out, host);
 }
 
 /* Whether s is well-formed UTF-8, which YAML requires of the whole file. */
