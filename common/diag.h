@@ -1,6 +1,5 @@
 /* diag: the one shape of a message about a place in an input file,
- * "FILE:LINE:COLUMN: FIELD: message", the line compilers print and editors
- * and CI annotate. It knows the shape, not what any file or field means. */
+ * "FILE:LINE:COLUMN: FIELD: message". It knows the shape, not the files. */
 #ifndef BR_COMMON_DIAG_H
 #define BR_COMMON_DIAG_H
 

@@ -1,6 +1,5 @@
-/* pyjson: JSON text byte-identical to what Python's json.dumps(obj, indent=2)
- * writes (ensure_ascii, ", " and ": " separators, float repr), from jansson
- * values. It knows JSON and Python's spelling of it, nothing of any schema. */
+/* pyjson: JSON text byte-identical to Python's json.dumps(obj, indent=2), from
+ * jansson values. It knows JSON as Python spells it, nothing of any schema. */
 #ifndef BR_COMMON_PYJSON_H
 #define BR_COMMON_PYJSON_H
 
