@@ -1,6 +1,8 @@
-/* Unit tests for reconciler/pipelock: reading api_allowlist, pipelock's host
- * matching, the plan, and the splice (table-driven from tests/data/pipelock). */
+/* Unit tests for reconciler/model/pipelock and pipelock_plan: reading
+ * api_allowlist, pipelock's host matching, the plan, and the splice
+ * (table-driven from tests/data/pipelock). */
 #include "reconciler/model/pipelock.h"
+#include "reconciler/model/pipelock_plan.h"
 
 #include <errno.h>
 #include <stdlib.h>
