@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -180,9 +181,20 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len, const 
   fd = -1;
 
   if (opts && opts->validate) {
-    char staged[1024];
-    snprintf(staged, sizeof staged, "%s/%s", dir, tmp);
-    if ((rc = opts->validate(staged, opts->arg)))
+    /* The validator is handed a path, which open(2) takes only up to
+     * PATH_MAX: the temp name is longer than the target's, so a target that
+     * just fits may leave a staged path that does not. Refused, never cut. */
+    struct br_buf staged;
+    br_buf_init(&staged, PATH_MAX - 1);
+    rc = br_buf_printf(&staged, "%s/%s", dir, tmp);
+    if (rc == -EFBIG)
+      rc = fail(err, -ENAMETOOLONG, path, "path of the staged temp file");
+    else if (rc)
+      fail(err, rc, path, "path of the staged temp file");
+    else
+      rc = opts->validate(staged.data, opts->arg);
+    br_buf_free(&staged);
+    if (rc)
       goto out;
   }
   if (opts && opts->staged && fstatat(dirfd, tmp, opts->staged, AT_SYMLINK_NOFOLLOW) < 0) {

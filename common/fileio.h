@@ -34,7 +34,9 @@ int br_dir_each(const char *path, int (*each)(const char *name, unsigned char ty
 struct br_write_opts {
   mode_t new_mode; /* mode when the target does not exist yet */
   /* Called with the staged temp file's path after it is written and
-   * fsync'd; non-zero refuses the write (the temp file is removed). */
+   * fsync'd; non-zero refuses the write (the temp file is removed). That
+   * path is longer than the target's: one that would not fit PATH_MAX
+   * refuses the write with -ENAMETOOLONG before validate is called. */
   int (*validate)(const char *staged_path, void *arg);
   /* Called just before the rename, e.g. to record "written but not yet
    * reloaded"; non-zero aborts the write. */

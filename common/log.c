@@ -130,7 +130,7 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
     snprintf(prefix, sizeof prefix, "<%d>", syslog_priority[level]);
   if (log_format == BR_LOG_JSON) {
     json_t *obj = json_pack("{s:s, s:s, s:i, s:s?, s:s}", "time", ts, "level", level_names[level], "priority",
-                            syslog_priority[level], "slug", subject, "msg", msg.data ? msg.data : "");
+                            syslog_priority[level], "slug", subject, "msg", br_buf_str(&msg));
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (text)
       br_buf_printf(&line, "%s%s\n", prefix, text);
@@ -144,7 +144,7 @@ void br_log(enum br_log_level level, const char *subject, const char *fmt, ...) 
     br_buf_printf(&line, "%-5s ", level_names[level]);
     if (subject)
       br_buf_printf(&line, "[%s] ", subject);
-    add_message(&line, prefix, msg.data ? msg.data : "", msg.len);
+    add_message(&line, prefix, br_buf_str(&msg), msg.len);
   }
   if (line.data) {
     ssize_t ignored = write(STDERR_FILENO, line.data, line.len);

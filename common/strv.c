@@ -48,6 +48,25 @@ long br_strv_find(const struct br_strv *s, const char *str) {
   return -1;
 }
 
+void br_strv_truncate(struct br_strv *s, size_t n) {
+  while (s->n > n)
+    free(s->v[--s->n]);
+  if (s->v)
+    s->v[s->n] = NULL;
+}
+
+int br_strv_append_all(struct br_strv *dst, const struct br_strv *src) {
+  size_t n = dst->n;
+  for (size_t i = 0; i < src->n; i++) {
+    int rc = br_strv_add(dst, src->v[i]);
+    if (rc) {
+      br_strv_truncate(dst, n);
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int br_strv_copy(struct br_strv *dst, const struct br_strv *src) {
   br_strv_init(dst);
   for (size_t i = 0; i < src->n; i++) {

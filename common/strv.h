@@ -24,6 +24,11 @@ int br_strv_add_unique(struct br_strv *s, const char *str);
 /* Index of str, or -1. */
 long br_strv_find(const struct br_strv *s, const char *str);
 static inline bool br_strv_contains(const struct br_strv *s, const char *str) { return br_strv_find(s, str) >= 0; }
+/* Drops (and frees) the entries from index n on; nothing when n >= s->n. */
+void br_strv_truncate(struct br_strv *s, size_t n);
+/* Appends copies of src's entries to dst, all or none: on -ENOMEM dst is
+ * left as it was. */
+int br_strv_append_all(struct br_strv *dst, const struct br_strv *src);
 /* Deep copy into dst (initialised by this call). */
 int br_strv_copy(struct br_strv *dst, const struct br_strv *src);
 /* Same strings regardless of order (both lists free of duplicates). */

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "common/diag.h"
+
 struct loader {
   yaml_parser_t parser;
   const char *name;
@@ -21,8 +23,7 @@ struct loader {
 };
 
 static void fail_at(struct loader *ld, size_t line, size_t column, const char *what) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: %s\n", ld->name, line, column,
-                ld->path.len ? ld->path.data : "(document)", what);
+  br_diag(ld->err, ld->name, line, column, ld->path.len ? ld->path.data : "(document)", "%s", what);
 }
 
 static void fail_parser(struct loader *ld) {
@@ -39,8 +40,8 @@ static void fail_parser(struct loader *ld) {
       else if (((unsigned char)ld->bytes[i] & 0xC0) != 0x80)
         column++;
     }
-    br_buf_printf(ld->err, "%s:%zu:%zu: encoding: %s at byte %zu, expected UTF-8 text\n", ld->name, line, column,
-                  p->problem ? p->problem : "unreadable input", p->problem_offset + ld->bom);
+    br_diag(ld->err, ld->name, line, column, "encoding", "%s at byte %zu, expected UTF-8 text",
+            p->problem ? p->problem : "unreadable input", p->problem_offset + ld->bom);
     return;
   }
   struct br_buf msg;
@@ -294,7 +295,7 @@ int br_ydoc_parse(const char *name, const char *bytes, size_t len, const struct 
                   struct br_ynode **root, struct br_buf *err) {
   *root = NULL;
   if (len > opts->max_bytes) {
-    br_buf_printf(err, "%s:1:1: (file): %zu bytes, expected at most %zu\n", name, len, opts->max_bytes);
+    br_diag(err, name, 1, 1, "(file)", "%zu bytes, expected at most %zu", len, opts->max_bytes);
     return -EFBIG;
   }
   /* libyaml asserts on a NULL input, which an empty buffer may well be. */
@@ -469,6 +470,24 @@ size_t br_ydoc_byte_offset(const char *bytes, size_t len, size_t char_index) {
       i++;
   }
   return i;
+}
+
+int br_yaml_quote(struct br_buf *out, const char *s) {
+  int rc = br_buf_adds(out, "\"");
+  while (*s && !rc) {
+    /* Copy the longest run that needs no escape in one go. */
+    size_t run = 0;
+    while (s[run] && s[run] != '"' && s[run] != '\\' && (unsigned char)s[run] >= 0x20 && s[run] != 0x7f)
+      run++;
+    if (run) {
+      rc = br_buf_add(out, s, run);
+      s += run;
+      continue;
+    }
+    unsigned char c = (unsigned char)*s++;
+    rc = c == '"' || c == '\\' ? br_buf_printf(out, "\\%c", c) : br_buf_printf(out, "\\x%02X", c);
+  }
+  return rc ? rc : br_buf_adds(out, "\"");
 }
 
 int br_quote_excerpt(struct br_buf *out, const char *s, size_t len, size_t max) {

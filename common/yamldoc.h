@@ -1,6 +1,6 @@
 /* yamldoc: a strict, bounded YAML loader: bytes to a small node tree with
- * positions, for the fragment, config and pipelock readers. It knows YAML,
- * not what any key means. */
+ * positions, for the fragment, config and pipelock readers, and the quoting
+ * of a string for the writers. It knows YAML, not what any key means. */
 #ifndef BR_COMMON_YAMLDOC_H
 #define BR_COMMON_YAMLDOC_H
 
@@ -70,6 +70,15 @@ int br_yscalar_uint(const struct br_ynode *node, unsigned long long max, unsigne
 int br_yscalar_bool(const struct br_ynode *node, bool *out);
 /* Byte offset of a character offset in the UTF-8 input (skipping a BOM). */
 size_t br_ydoc_byte_offset(const char *bytes, size_t len, size_t char_index);
+/* Appends s as a YAML double-quoted scalar that every YAML reader (libyaml,
+ * ours; go-yaml, pipelock's) reads back as exactly s: '"' and '\\' escaped
+ * with a backslash, control characters and DEL as \xNN in upper-case hex
+ * (as libyaml's and go-yaml's own emitters write them; both readers accept
+ * either case), every other byte as it is. Bytes from 0x80 up are copied
+ * unchanged: s is UTF-8, and \xNN would mean the code point U+00NN, not the
+ * byte. Returns 0, -ENOMEM or -EFBIG (out's maximum; out may then hold part
+ * of the scalar). */
+int br_yaml_quote(struct br_buf *out, const char *s);
 /* Appends a short printable excerpt of s (at most max characters, escaped,
  * with "..." when cut) to out, in double quotes: error messages quote no more. */
 int br_quote_excerpt(struct br_buf *out, const char *s, size_t len, size_t max);

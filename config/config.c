@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/diag.h"
 #include "common/fileio.h"
 #include "common/template.h"
 #include "common/yamldoc.h"
@@ -185,12 +186,10 @@ static int fail(struct loader *ld, const struct br_ynode *at, const char *field,
 /* Appends "NAME:LINE:COLUMN: FIELD: message" and returns -EINVAL, so every
  * check can end with "return fail(...)". */
 static int fail(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at ? at->line : 1, at ? at->column : 1, field);
   va_list ap;
   va_start(ap, fmt);
-  br_buf_vprintf(ld->err, fmt, ap);
+  br_vdiag(ld->err, ld->name, at ? at->line : 1, at ? at->column : 1, field, fmt, ap);
   va_end(ap);
-  br_buf_adds(ld->err, "\n");
   return -EINVAL;
 }
 
@@ -198,7 +197,7 @@ static int fail(struct loader *ld, const struct br_ynode *at, const char *field,
 static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail_value(struct loader *ld, const struct br_ynode *at, const char *field, const char *fmt, ...) {
-  br_buf_printf(ld->err, "%s:%zu:%zu: %s: ", ld->name, at->line, at->column, field);
+  br_diag_start(ld->err, ld->name, at->line, at->column, field);
   br_quote_excerpt(ld->err, at->value, at->len, 40);
   br_buf_adds(ld->err, " ");
   va_list ap;
@@ -249,8 +248,7 @@ static int fail_key(struct loader *ld, const struct br_ynode *key, const char *p
   else
     br_quote_excerpt(&field, key->value, key->len, 40);
   list_choices(&choices, keys);
-  int rc =
-      fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what, choices.data ? choices.data : "");
+  int rc = fail(ld, key, field.data ? field.data : prefix, "%s, expected %s", what, br_buf_str(&choices));
   br_buf_free(&field);
   br_buf_free(&choices);
   return rc;
@@ -755,8 +753,8 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
 static int read_config(const char *path, struct br_buf *text, struct br_buf *err) {
   int rc = br_file_read(path, CONFIG_MAX_BYTES, false, text);
   if (rc == -EFBIG)
-    br_buf_printf(err, "%s:1:1: (file): more than %d bytes, expected at most %d\n", path, CONFIG_MAX_BYTES,
-                  CONFIG_MAX_BYTES);
+    br_diag(err, path, 1, 1, "(file)", "more than %d bytes, expected at most %d", CONFIG_MAX_BYTES,
+            CONFIG_MAX_BYTES);
   else if (rc == -EINVAL || rc == -EISDIR)
     br_buf_printf(err, "%s: not a regular file, expected a YAML file\n", path);
   else if (rc && rc != -ENOMEM)
@@ -775,7 +773,7 @@ int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) 
       .max_bytes = CONFIG_MAX_BYTES, .max_depth = CONFIG_MAX_DEPTH, .max_nodes = CONFIG_MAX_NODES};
   rc = read_config(path, &text, err);
   if (!rc)
-    rc = br_ydoc_parse(path, text.data ? text.data : "", text.len, &opts, &root, err);
+    rc = br_ydoc_parse(path, br_buf_str(&text), text.len, &opts, &root, err);
   /* No document, or a lone "---" or "~", means "all defaults". */
   bool empty = !root || (root->kind == BR_YNODE_SCALAR && br_yscalar_type(root) == BR_YNULL);
   if (!rc && !empty) {
@@ -794,27 +792,11 @@ int br_config_load(struct br_config *cfg, const char *path, struct br_buf *err) 
 
 /* ---- formatting --------------------------------------------------------- */
 
-/* A YAML double-quoted scalar. Bytes from 0x80 up are copied as they are:
- * the text is UTF-8, and YAML's \xNN would mean the code point, not a byte. */
-static int add_quoted(struct br_buf *out, const char *s) {
-  int rc = br_buf_adds(out, "\"");
-  for (; *s && !rc; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      rc = br_buf_printf(out, "\\%c", c);
-    else if (c < 0x20 || c == 0x7f)
-      rc = br_buf_printf(out, "\\x%02x", c);
-    else
-      rc = br_buf_add(out, s, 1);
-  }
-  return rc ? rc : br_buf_adds(out, "\"");
-}
-
 static int add_list(struct br_buf *out, const struct br_strv *list) {
   int rc = br_buf_adds(out, "[");
   for (size_t i = 0; i < list->n && !rc; i++)
     if (!(rc = i ? br_buf_adds(out, ", ") : 0))
-      rc = add_quoted(out, list->v[i]);
+      rc = br_yaml_quote(out, list->v[i]);
   return rc ? rc : br_buf_adds(out, "]");
 }
 
@@ -822,7 +804,7 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
   const struct br_reload_config *rl = &sc->reload;
   int rc = br_buf_printf(out, "%s:\n  file: ", br_sidecar_name(sc->which));
   if (!rc)
-    rc = add_quoted(out, sc->file);
+    rc = br_yaml_quote(out, sc->file);
   if (!rc && mirror)
     rc = br_buf_printf(out, "\n  mirror: %s", *mirror == BR_MIRROR_PRUNE ? "prune" : "additive");
   if (!rc)
@@ -833,11 +815,11 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
     rc = br_buf_printf(out, "\n  reload: {driver: %s", driver_names[rl->driver]);
   if (!rc && rl->driver == BR_DRIVER_DOCKER) {
     if (!(rc = br_buf_adds(out, ", container: ")))
-      rc = add_quoted(out, rl->container);
+      rc = br_yaml_quote(out, rl->container);
   }
   if (!rc && rl->driver == BR_DRIVER_SIGNAL) {
     if (!(rc = br_buf_adds(out, ", pidfile: ")))
-      rc = add_quoted(out, rl->pidfile);
+      rc = br_yaml_quote(out, rl->pidfile);
   }
   if (!rc && (rl->driver == BR_DRIVER_DOCKER || rl->driver == BR_DRIVER_SIGNAL))
     rc = br_buf_printf(out, ", signal: %s, grace_ms: %u", br_signal_name(rl->signo), rl->grace_ms);
@@ -856,7 +838,7 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
 int br_config_format(const struct br_config *cfg, struct br_buf *out) {
   int rc = br_buf_adds(out, "state_dir: ");
   if (!rc)
-    rc = add_quoted(out, cfg->state_dir);
+    rc = br_yaml_quote(out, cfg->state_dir);
   if (!rc)
     rc = br_buf_adds(out, "\nsources: ");
   if (!rc)
@@ -871,11 +853,11 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
                        cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->max_file_bytes, cfg->max_routes,
                        cfg->max_paths);
   if (!rc)
-    rc = add_quoted(out, cfg->audit_log);
+    rc = br_yaml_quote(out, cfg->audit_log);
   if (!rc)
     rc = br_buf_adds(out, "\nmetrics_file: ");
   if (!rc)
-    rc = cfg->metrics_file ? add_quoted(out, cfg->metrics_file) : br_buf_adds(out, "null");
+    rc = cfg->metrics_file ? br_yaml_quote(out, cfg->metrics_file) : br_buf_adds(out, "null");
   if (!rc)
     rc = br_buf_adds(out, "\n");
   if (!rc)

@@ -63,7 +63,7 @@ const char *br_bottle_project(struct br_bottle *b, struct br_buf *warnings) {
 }
 
 static int expanded(struct br_buf *scratch, char **out) {
-  *out = strdup(scratch->data ? scratch->data : "");
+  *out = strdup(br_buf_str(scratch));
   return *out ? 0 : -ENOMEM;
 }
 

@@ -24,6 +24,7 @@
 #include "reconciler/model/diff.h"
 #include "reconciler/model/egress.h"
 #include "reconciler/model/pipelock.h"
+#include "reconciler/model/pipelock_plan.h"
 
 /* Live files may be larger than one fragment (they hold a merge of many). */
 #define LIVE_FILE_MAX (64u * 1024 * 1024)

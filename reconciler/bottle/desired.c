@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/diag.h"
 #include "common/fileio.h"
 #include "reconciler/model/egress.h"
 #include "reconciler/model/fragment.h"
@@ -43,8 +44,8 @@ static void limits_of(const struct br_config *cfg, struct br_limits *limits) {
  * input (-EINVAL) or as a failure worth a retry (rc itself). */
 static int read_error(const struct br_config *cfg, const char *path, int rc, struct br_buf *errors) {
   if (rc == -EFBIG) {
-    br_buf_printf(errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n", path,
-                  cfg->max_file_bytes);
+    br_diag(errors, path, 1, 1, "(file)", "larger than %zu bytes, expected a smaller fragment",
+            cfg->max_file_bytes);
     return -EINVAL;
   }
   if (rc == -EINVAL || rc == -EISDIR) {
@@ -250,10 +251,9 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
     if (!frc && !d->errors.len) {
       frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
       if (frc == -E2BIG) {
-        br_buf_printf(&d->errors,
-                      "%s:1:1: routes: takes the slug past %zu distinct hosts, "
-                      "expected fewer routes across its fragments\n",
-                      path.data, cfg->max_routes);
+        br_diag(&d->errors, path.data, 1, 1, "routes",
+                "takes the slug past %zu distinct hosts, expected fewer routes across its fragments",
+                cfg->max_routes);
         frc = -EINVAL;
       }
     }

@@ -271,7 +271,7 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
     br_reloads_close(&r);
     if (rc)
       br_log(BR_LOG_WARN, slug, "cannot move %s into its reload file, left in place: %.*s", path.data,
-             (int)strcspn(err.data ? err.data : "", "\n"), err.data ? err.data : "");
+             (int)strcspn(br_buf_str(&err), "\n"), br_buf_str(&err));
     else if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
       br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path.data, strerror(errno));
   }

@@ -192,7 +192,7 @@ static int cmd_check(struct cli *cli, int argc, char **argv) {
     }
     br_routes_free(&r);
   }
-  fputs(errors.data ? errors.data : "", stderr);
+  fputs(br_buf_str(&errors), stderr);
   print_indented(stderr, "warning: ", &warnings);
   if (!bad)
     printf("%d fragment%s valid, %zu route%s, %zu host%s\n", argc, argc == 1 ? "" : "s", routes,
@@ -278,11 +278,11 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       exit_code = 1;
     } else {
       print_indented(stderr, "warning: ", &rep.warnings);
-      printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), rep.message.data ? rep.message.data : "");
+      printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), br_buf_str(&rep.message));
       if (dry_run || rep.outcome == BR_OUTCOME_CONVERGED)
-        fputs(rep.plan.data ? rep.plan.data : "", stdout);
+        fputs(br_buf_str(&rep.plan), stdout);
       if (rep.outcome == BR_OUTCOME_INVALID)
-        fputs(rep.errors.data ? rep.errors.data : "", stderr);
+        fputs(br_buf_str(&rep.errors), stderr);
       if (!dry_run)
         write_audit(cli, rep.audit);
       if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)

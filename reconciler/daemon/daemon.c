@@ -643,7 +643,7 @@ static enum br_phase phase_of(const struct job *job) {
 static void log_outcome(const struct job *job, const struct br_tracked *b, enum br_phase phase) {
   const struct br_slot *slot = b->slot;
   const struct br_converge_report *rep = &job->rep;
-  const char *msg = rep->message.data ? rep->message.data : "";
+  const char *msg = br_buf_str(&rep->message);
   if (rep->warnings.len)
     br_log(BR_LOG_WARN, job->slug, "%s", rep->warnings.data);
   /* Say it when it changes; repeating the same state on every event is noise.
@@ -657,9 +657,9 @@ static void log_outcome(const struct job *job, const struct br_tracked *b, enum 
       br_log(BR_LOG_WARN, job->slug,
              "drift: live files no longer matched the unchanged desired state; "
              "reverted: %s\n%s",
-             msg, rep->plan.data ? rep->plan.data : "");
+             msg, br_buf_str(&rep->plan));
     else if (rep->writes || rep->reloads)
-      br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, rep->plan.data ? rep->plan.data : "");
+      br_log(BR_LOG_INFO, job->slug, "converged: %s\n%s", msg, br_buf_str(&rep->plan));
     else /* the first pass's "no changes" are counted in the READY line instead */
       br_log(same || b->first_pass ? BR_LOG_DEBUG : BR_LOG_INFO, job->slug, "converged: %s", msg);
     break;
@@ -672,7 +672,7 @@ static void log_outcome(const struct job *job, const struct br_tracked *b, enum 
     break;
   case BR_PHASE_PENDING: /* settling between two steps of one converge */
     if (rep->writes || rep->reloads)
-      br_log(BR_LOG_INFO, job->slug, "%s\n%s", msg, rep->plan.data ? rep->plan.data : "");
+      br_log(BR_LOG_INFO, job->slug, "%s\n%s", msg, br_buf_str(&rep->plan));
     else
       br_log(BR_LOG_DEBUG, job->slug, "%s", msg);
     break;

@@ -275,7 +275,7 @@ static bool check_mounts(struct target *t) {
   br_buf_init(&why, 4096);
   if (!cache_get(&t->c, t->req->file, &verdict, &why)) {
     verdict = first_sight(t, &why);
-    cache_put(&t->c, t->req->file, verdict, why.data ? why.data : "");
+    cache_put(&t->c, t->req->file, verdict, br_buf_str(&why));
     /* Said once per container start, not on every reload. */
     if (verdict == MOUNT_UNKNOWN)
       br_log(BR_LOG_WARN, t->req->slug, "%s: %s", br_sidecar_name(t->req->sidecar), why.data);
@@ -376,7 +376,7 @@ static int file_sha256(const char *path, char hex[BR_SHA256_HEX_LEN + 1]) {
   br_buf_init(&bytes, LIVE_FILE_MAX);
   int rc = br_file_read(path, bytes.max, false, &bytes);
   if (!rc)
-    br_sha256_hex(bytes.data ? bytes.data : "", bytes.len, hex);
+    br_sha256_hex(br_buf_str(&bytes), bytes.len, hex);
   br_buf_free(&bytes);
   return rc;
 }

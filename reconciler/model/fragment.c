@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
 #include "common/yamldoc.h"
 
 /* How much of a value a message may quote. */
@@ -170,22 +171,16 @@ bool br_auth_scheme_valid(const char *s, size_t len) {
   return true;
 }
 
-/* Appends the one message line. It is assembled apart and added whole, so a
- * full err buffer never ends up holding half a line. */
+/* Appends the one message line, whole or not at all (br_vdiag), so a full
+ * err buffer never ends up holding half a line. */
 static int fail(struct parser *p, int rc, size_t line, size_t column, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
 static int fail(struct parser *p, int rc, size_t line, size_t column, const char *fmt, ...) {
-  struct br_buf msg;
-  br_buf_init(&msg, strlen(p->name) + p->field.len + 4096);
-  br_buf_printf(&msg, "%s:%zu:%zu: %s: ", p->name, line, column, p->field.len ? p->field.data : "(document)");
   va_list ap;
   va_start(ap, fmt);
-  br_buf_vprintf(&msg, fmt, ap);
+  br_vdiag(p->err, p->name, line, column, p->field.len ? p->field.data : "(document)", fmt, ap);
   va_end(ap);
-  if (!br_buf_adds(&msg, "\n"))
-    br_buf_add(p->err, msg.data, msg.len);
-  br_buf_free(&msg);
   return rc;
 }
 

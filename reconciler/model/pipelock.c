@@ -1,14 +1,15 @@
-/* pipelock: api_allowlist in the text of a pipelock config: read it, splice a
- * new list into the text, plan changes. No I/O; the splice edits only the
- * bytes of the list and proves it by reading its own result back. */
+/* pipelock: reads api_allowlist in a pipelock config's text and splices a new
+ * list in. No I/O; a splice edits only the list and reads its result back. */
 #include "reconciler/model/pipelock.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
 #include "common/yamldoc.h"
 
 #define ALLOWLIST_KEY "api_allowlist"
@@ -35,7 +36,7 @@ struct parsed {
 
 static int fail_at(struct br_buf *err, const char *name, const struct br_ynode *at, const char *field,
                    const char *what) {
-  br_buf_printf(err, "%s:%zu:%zu: %s: %s\n", name, at ? at->line : 1, at ? at->column : 1, field, what);
+  br_diag(err, name, at ? at->line : 1, at ? at->column : 1, field, "%s", what);
   return -EINVAL;
 }
 
@@ -125,27 +126,6 @@ static int read_config(const char *name, const char *bytes, size_t len, struct p
   return rc;
 }
 
-/* Drops the entries of s from index n on. */
-static void strv_truncate(struct br_strv *s, size_t n) {
-  while (s->n > n)
-    free(s->v[--s->n]);
-  if (s->v)
-    s->v[s->n] = NULL;
-}
-
-/* Appends copies of src's entries to dst, all or none. */
-static int strv_append_all(struct br_strv *dst, const struct br_strv *src) {
-  size_t n = dst->n;
-  for (size_t i = 0; i < src->n; i++) {
-    int rc = br_strv_add(dst, src->v[i]);
-    if (rc) {
-      strv_truncate(dst, n);
-      return rc;
-    }
-  }
-  return 0;
-}
-
 int br_pipelock_allowlist(const char *name, const char *bytes, size_t len, struct br_strv *hosts,
                           struct br_buf *err) {
   struct parsed doc;
@@ -153,116 +133,9 @@ int br_pipelock_allowlist(const char *name, const char *bytes, size_t len, struc
   int rc = read_config(name, bytes, len, &doc, &found, err);
   if (rc)
     return rc;
-  rc = strv_append_all(hosts, &found);
+  rc = br_strv_append_all(hosts, &found);
   br_strv_free(&found);
   br_ynode_free(doc.root);
-  return rc;
-}
-
-/* ---- matching --------------------------------------------------------- */
-
-/* ASCII only, like the host names pipelock compares (IDNs arrive as
- * punycode); never the C library's locale-dependent tolower. */
-static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-
-static bool same_nocase(const char *a, const char *b, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (ascii_lower(a[i]) != ascii_lower(b[i]))
-      return false;
-  return true;
-}
-
-void br_pipelock_host_normalise(char *host) {
-  size_t n = strlen(host);
-  for (size_t i = 0; i < n; i++)
-    host[i] = ascii_lower(host[i]);
-  if (n && host[n - 1] == '.')
-    host[n - 1] = '\0';
-}
-
-/* Compares normalised views of both strings without copying them. */
-static bool entry_allows(const char *entry, const char *host) {
-  size_t hl = strlen(host), el = strlen(entry);
-  if (hl && host[hl - 1] == '.')
-    hl--;
-  if (el && entry[el - 1] == '.')
-    el--;
-  if (hl == 0 || el == 0)
-    return false;
-  if (memchr(entry, ':', el) || memchr(entry, '/', el))
-    return false; /* a port or a scheme: pipelock never matches these */
-  if (entry[0] == '*' && el >= 2 && entry[1] == '.') {
-    const char *suffix = entry + 2;
-    size_t sl = el - 2;
-    if (sl == 0)
-      return false;
-    if (hl == sl)
-      return same_nocase(host, suffix, sl);
-    return hl > sl && host[hl - sl - 1] == '.' && same_nocase(host + hl - sl, suffix, sl);
-  }
-  if (el == 1 && entry[0] == '*')
-    return false;
-  return hl == el && same_nocase(host, entry, el);
-}
-
-bool br_pipelock_allows(const struct br_strv *allowlist, const char *host) {
-  for (size_t i = 0; i < allowlist->n; i++)
-    if (entry_allows(allowlist->v[i], host))
-      return true;
-  return false;
-}
-
-/* ---- planning --------------------------------------------------------- */
-
-static bool serves_a_needed_host(const char *entry, const struct br_strv *needed) {
-  for (size_t i = 0; i < needed->n; i++)
-    if (entry_allows(entry, needed->v[i]))
-      return true;
-  return false;
-}
-
-int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed, const struct br_strv *added_by_us,
-                     bool prune, struct br_strv *widened, struct br_strv *narrowed, struct br_strv *hosts_added,
-                     struct br_strv *hosts_removed) {
-  struct br_strv wide, narrow, added, removed;
-  br_strv_init(&narrow);
-  br_strv_init(&added);
-  br_strv_init(&removed);
-  int rc = br_strv_copy(&wide, live);
-  /* Checked against the list as it grows, so a host needed twice (or in
-   * two spellings pipelock treats as one) is added once. */
-  for (size_t i = 0; !rc && i < needed->n; i++) {
-    if (br_pipelock_allows(&wide, needed->v[i]))
-      continue;
-    rc = br_strv_add(&wide, needed->v[i]);
-    if (!rc)
-      rc = br_strv_add(&added, needed->v[i]);
-  }
-  for (size_t i = 0; !rc && i < wide.n; i++) {
-    const char *entry = wide.v[i];
-    if (prune && br_strv_contains(added_by_us, entry) && !serves_a_needed_host(entry, needed))
-      rc = br_strv_add_unique(&removed, entry);
-    else
-      rc = br_strv_add(&narrow, entry);
-  }
-  size_t n_wide = widened->n, n_narrow = narrowed->n, n_added = hosts_added->n;
-  if (!rc)
-    rc = strv_append_all(widened, &wide);
-  if (!rc)
-    rc = strv_append_all(narrowed, &narrow);
-  if (!rc)
-    rc = strv_append_all(hosts_added, &added);
-  if (!rc)
-    rc = strv_append_all(hosts_removed, &removed);
-  if (rc) {
-    strv_truncate(widened, n_wide);
-    strv_truncate(narrowed, n_narrow);
-    strv_truncate(hosts_added, n_added);
-  }
-  br_strv_free(&wide);
-  br_strv_free(&narrow);
-  br_strv_free(&added);
-  br_strv_free(&removed);
   return rc;
 }
 
@@ -400,19 +273,7 @@ static bool plain_is_safe(const char *s) {
 }
 
 static int add_host(struct br_buf *out, const char *host) {
-  if (plain_is_safe(host))
-    return br_buf_adds(out, host);
-  int rc = br_buf_adds(out, "\"");
-  for (const char *p = host; *p && !rc; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '"' || c == '\\')
-      rc = br_buf_printf(out, "\\%c", c);
-    else if (c < 0x20 || c == 0x7f)
-      rc = br_buf_printf(out, "\\x%02X", c);
-    else
-      rc = br_buf_add(out, p, 1);
-  }
-  return rc ? rc : br_buf_adds(out, "\"");
+  return plain_is_safe(host) ? br_buf_adds(out, host) : br_yaml_quote(out, host);
 }
 
 /* Whether s is well-formed UTF-8, which YAML requires of the whole file. */
@@ -944,7 +805,8 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
   struct splice sp = {.name = name, .bytes = bytes, .len = len, .hosts = new_list};
   for (size_t i = 0; i < new_list->n; i++) {
     if (!is_utf8(new_list->v[i])) {
-      br_buf_printf(err, "%s:1:1: " ALLOWLIST_KEY ": the new entry ", name);
+      br_diag_start(err, name, 1, 1, ALLOWLIST_KEY);
+      br_buf_adds(err, "the new entry ");
       br_quote_excerpt(err, new_list->v[i], strlen(new_list->v[i]), 64);
       br_buf_adds(err, " is not UTF-8 text, expected host names\n");
       return -EINVAL;
@@ -979,20 +841,17 @@ int br_pipelock_splice(const char *name, const char *bytes, size_t len, const st
     sp.refusal = verify(&sp);
   if (rc == -EINVAL || (!rc && sp.refusal)) {
     const struct br_ynode *at = sp.doc.key ? sp.doc.key : sp.doc.root;
-    br_buf_printf(err,
-                  "%s:%zu:%zu: " ALLOWLIST_KEY ": the splice could not be done safely (%s), expected "
-                  "a file where the list can be replaced without touching anything else; "
-                  "edit it by hand\n",
-                  name, at->line, at->column, sp.refusal ? sp.refusal : "unexpected layout");
+    br_diag(err, name, at->line, at->column, ALLOWLIST_KEY,
+            "the splice could not be done safely (%s), expected a file where the list can be replaced "
+            "without touching anything else; edit it by hand",
+            sp.refusal ? sp.refusal : "unexpected layout");
     rc = -EINVAL;
   } else if (rc == -EFBIG) {
-    br_buf_printf(err,
-                  "%s:1:1: " ALLOWLIST_KEY ": the spliced file would exceed %zu bytes, expected a "
-                  "shorter list\n",
-                  name, sp.out.max);
+    br_diag(err, name, 1, 1, ALLOWLIST_KEY, "the spliced file would exceed %zu bytes, expected a shorter list",
+            sp.out.max);
   }
   if (!rc)
-    rc = br_buf_add(out, sp.out.data ? sp.out.data : "", sp.out.len);
+    rc = br_buf_add(out, br_buf_str(&sp.out), sp.out.len);
   br_buf_free(&sp.out);
   br_strv_free(&sp.old);
   br_ynode_free(sp.doc.root);

@@ -1,10 +1,8 @@
-/* pipelock: reads and rewrites api_allowlist in the bytes of a pipelock config,
- * and plans which hosts to add or remove. Pure: it must not do I/O, and must
- * never hand back a spliced file that it has not read back and checked. */
+/* pipelock: reads and rewrites api_allowlist in the bytes of a pipelock config.
+ * Pure: no I/O, and never a spliced file that it has not read back and checked. */
 #ifndef BR_RECONCILER_PIPELOCK_H
 #define BR_RECONCILER_PIPELOCK_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -15,7 +13,7 @@
 
 /* Reads the top-level api_allowlist of a pipelock config (name is only used in
  * messages). Absent or null gives no entries. Entries are appended to hosts
- * exactly as written: matching is br_pipelock_allows' business.
+ * exactly as written: matching is br_pipelock_allows' business (pipelock_plan.h).
  *
  * Returns 0, -ENOMEM, -EFBIG (file too large) or -EINVAL with one line per
  * problem appended to err, "NAME:LINE:COLUMN: FIELD: what is wrong, what was
@@ -28,18 +26,6 @@
  * left as it was. */
 int br_pipelock_allowlist(const char *name, const char *bytes, size_t len, struct br_strv *hosts,
                           struct br_buf *err);
-
-/* Lower-cases ASCII letters and strips one trailing dot, in place: what
- * pipelock does to a host name and to each entry before comparing them. */
-void br_pipelock_host_normalise(char *host);
-
-/* Whether pipelock would let host through an allowlist: after normalising
- * both, an entry equal to host, or a leading-"*." entry whose suffix equals
- * host or ends it after a dot (*.example.com allows example.com and
- * a.b.example.com). Entries with a port or scheme (any ':' or '/') and a bare
- * "*" match nothing, as in pipelock, which accepts them silently. An empty
- * host is never allowed. */
-bool br_pipelock_allows(const struct br_strv *allowlist, const char *host);
 
 /* Appends to out the config with api_allowlist replaced by new_list and every
  * other byte unchanged: comments, blank lines, key order, other keys, line
@@ -87,24 +73,5 @@ bool br_pipelock_allows(const struct br_strv *allowlist, const char *host);
  * list in a list layout gives back the input bytes). */
 int br_pipelock_splice(const char *name, const char *bytes, size_t len, const struct br_strv *new_list,
                        struct br_buf *out, struct br_buf *err);
-
-/* Plans an allowlist change, in two steps that converge applies in that order:
- *
- * widened: live, then each needed host that the list so far does not already
- *   allow (br_pipelock_allows: a wildcard entry that covers a host counts, so
- *   *.github.com means api.github.com is not added), in needed's order and as
- *   written there. hosts_added lists exactly the hosts appended.
- * narrowed: with prune, widened without the entries that are in added_by_us
- *   (exact string) and that allow no needed host: it never removes an entry
- *   this daemon did not add, nor one a route still needs. hosts_removed lists
- *   them (each once). Without prune, narrowed equals widened and nothing is
- *   removed.
- *
- * All four outputs must be initialised; results are appended to them. Returns
- * 0 or -ENOMEM, after which the outputs are left as they were. Lookups are
- * linear (like br_strv's), which suits lists of a few thousand hosts. */
-int br_pipelock_plan(const struct br_strv *live, const struct br_strv *needed, const struct br_strv *added_by_us,
-                     bool prune, struct br_strv *widened, struct br_strv *narrowed, struct br_strv *hosts_added,
-                     struct br_strv *hosts_removed);
 
 #endif

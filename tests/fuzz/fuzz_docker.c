@@ -5,7 +5,7 @@
  * Build and run (from the repository root, with clang):
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
  *     tests/fuzz/fuzz_docker.c reconciler/drivers/docker_container.c config/config.c common/buf.c \
- *     common/strv.c common/template.c common/yamldoc.c common/fileio.c \
+ *     common/strv.c common/template.c common/yamldoc.c common/fileio.c common/diag.c \
  *     $(pkg-config --cflags --libs jansson yaml-0.1) -o fuzz_docker
  *   cp -r tests/data/docker corpus
  *   ./fuzz_docker -max_total_time=60 -max_len=8192 corpus
@@ -71,7 +71,7 @@ static void mountinfo(const char *text, size_t size) {
     invariant(rc == 0 || rc == -ENOENT || rc == -EINVAL || rc == -EFBIG || rc == -ENOMEM,
               "mountinfo returns a known error");
     if (rc == 0)
-      br_mount_root_deleted(root.data ? root.data : "");
+      br_mount_root_deleted(br_buf_str(&root));
   }
   br_buf_free(&root);
 }

@@ -4,7 +4,7 @@
  * Build and run (from the repository root, with clang):
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
  *     tests/fuzz/fuzz_fragment.c reconciler/model/fragment.c reconciler/model/routes.c \
- *     common/buf.c common/strv.c common/yamldoc.c $(pkg-config --cflags --libs yaml-0.1) \
+ *     common/buf.c common/strv.c common/yamldoc.c common/diag.c $(pkg-config --cflags --libs yaml-0.1) \
  *     -o fuzz_fragment
  *   mkdir -p corpus && cp tests/data/fragments/[a-z]*.[jy]* corpus
  *   ./fuzz_fragment -max_total_time=60 -max_len=4096 -dict=tests/fuzz/fragment.dict corpus

@@ -7,7 +7,7 @@
  *   mkdir -p build-fuzz/corpus && cp tests/data/pipelock/[a-z]*.in.yaml build-fuzz/corpus/
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *     -std=c11 -D_GNU_SOURCE -I. tests/fuzz/fuzz_pipelock.c reconciler/model/pipelock.c \
- *     common/yamldoc.c common/buf.c common/strv.c $(pkg-config --cflags --libs yaml-0.1) \
+ *     common/yamldoc.c common/diag.c common/buf.c common/strv.c $(pkg-config --cflags --libs yaml-0.1) \
  *     -o build-fuzz/fuzz_pipelock
  *   build-fuzz/fuzz_pipelock -max_total_time=60 -max_len=4096 build-fuzz/corpus
  * tests/fuzz/replay.c gives it a main() for replaying a corpus without clang. */

@@ -206,7 +206,7 @@ static void expect_expand(const struct br_config *cfg, const struct br_sidecar_c
               : br_config_expand(cfg, tmpl, slug, project, &out);
   CHECK(rc == want_rc);
   if (!rc && want)
-    CHECK_STR(out.data ? out.data : "", want);
+    CHECK_STR(br_buf_str(&out), want);
   br_buf_free(&out);
 }
 

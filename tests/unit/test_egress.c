@@ -1,5 +1,6 @@
 /* test_egress: the live egress file rule by rule, and its rendering byte for
- * byte against Python's json.dumps (expected files made by make_expected.py). */
+ * byte against Python's json.dumps (expected files made by make_expected.py).
+ * The JSON writer underneath, on its own: test_pyjson. */
 #include "reconciler/model/egress.h"
 
 #include <errno.h>

@@ -1,8 +1,9 @@
 /* Unit tests for common/fileio: reads that stop at a short read only when
- * the size is known, the replaced file handed to the caller, and stale temp
- * files told from live writers' ones. */
+ * the size is known, the replaced file handed to the caller, stale temp
+ * files told from live writers' ones, and long paths never cut short. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,93 @@ static int exists(const char *dir, const char *name) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   return access(path, F_OK) == 0;
+}
+
+/* What the validator saw: the staged path, and whether it held the bytes. */
+struct staged_seen {
+  char path[PATH_MAX];
+  size_t calls;
+  int held_bytes;
+};
+
+static int record_staged(const char *staged_path, void *arg) {
+  struct staged_seen *seen = arg;
+  seen->calls++;
+  snprintf(seen->path, sizeof seen->path, "%s", staged_path);
+  struct br_buf bytes;
+  br_buf_init(&bytes, 64);
+  seen->held_bytes = br_file_read(staged_path, bytes.max, true, &bytes) == 0 && bytes.len == 5 &&
+                     memcmp(bytes.data, "long\n", 5) == 0;
+  br_buf_free(&bytes);
+  return 0;
+}
+
+static int count_entry(const char *name, unsigned char type, void *arg) {
+  (void)name, (void)type;
+  ++*(size_t *)arg;
+  return 0;
+}
+
+/* Makes directories below base, each name at most 200 bytes, until the path
+ * in deep is exactly len bytes long. */
+static void make_deep_dir(const char *base, size_t len, struct br_buf *deep) {
+  static char name[201];
+  memset(name, 'd', sizeof name - 1);
+  br_buf_reset(deep);
+  CHECK(br_buf_adds(deep, base) == 0);
+  while (deep->len + 1 < len) {
+    size_t n = len - deep->len - 1 < 200 ? len - deep->len - 1 : 200;
+    CHECK(br_buf_printf(deep, "/%.*s", (int)n, name) == 0);
+    CHECK(mkdir(deep->data, 0700) == 0 || errno == EEXIST); /* shared with a shorter one */
+  }
+}
+
+/* The staged path handed to validate is the temp file's full path, however
+ * long (it was once cut at 1024 bytes), or the write is refused with an error
+ * when that path could not be opened at all (PATH_MAX); never a shortened
+ * path, which would validate some other file or none. */
+static void long_paths(const char *dir) {
+  struct br_buf deep, target, want_prefix, err, back;
+  br_buf_init(&deep, PATH_MAX);
+  br_buf_init(&target, PATH_MAX);
+  br_buf_init(&want_prefix, PATH_MAX);
+  br_buf_init(&err, 4 * PATH_MAX); /* room for a message naming a long path */
+  br_buf_init(&back, 64);
+
+  /* Past the old 1024-byte buffer: written, and validated by its real path. */
+  make_deep_dir(dir, 1200, &deep);
+  CHECK(br_buf_printf(&target, "%s/target.yaml", deep.data) == 0);
+  CHECK(br_buf_printf(&want_prefix, "%s/" BR_TMP_PREFIX, deep.data) == 0);
+  struct staged_seen seen = {0};
+  struct br_write_opts opts = {.validate = record_staged, .arg = &seen};
+  CHECK(br_file_write_atomic(target.data, "long\n", 5, &opts, &err) == 0);
+  CHECK(seen.calls == 1);
+  CHECK(strlen(seen.path) > 1024 && strncmp(seen.path, want_prefix.data, want_prefix.len) == 0);
+  CHECK(strcmp(seen.path + strlen(seen.path) - strlen(".target.yaml"), ".target.yaml") == 0);
+  CHECK(seen.held_bytes);
+  CHECK(br_file_read(target.data, back.max, true, &back) == 0);
+  CHECK(back.len == 5 && memcmp(back.data, "long\n", 5) == 0);
+  CHECK_STR(br_buf_str(&err), "");
+
+  /* A target that fits PATH_MAX whose temp file's path does not: refused
+   * before validate runs, with the reason, and nothing left behind. */
+  make_deep_dir(dir, PATH_MAX - 12, &deep);
+  br_buf_reset(&target);
+  CHECK(br_buf_printf(&target, "%s/t", deep.data) == 0);
+  memset(&seen, 0, sizeof seen);
+  CHECK(br_file_write_atomic(target.data, "long\n", 5, &opts, &err) == -ENAMETOOLONG);
+  CHECK(seen.calls == 0);
+  CHECK(strstr(br_buf_str(&err), ": path of the staged temp file: File name too long\n") != NULL);
+  CHECK(access(target.data, F_OK) != 0 && errno == ENOENT);
+  size_t entries = 0;
+  CHECK(br_dir_each(deep.data, count_entry, &entries) == 0);
+  CHECK(entries == 0); /* no temp file left */
+
+  br_buf_free(&deep);
+  br_buf_free(&target);
+  br_buf_free(&want_prefix);
+  br_buf_free(&err);
+  br_buf_free(&back);
 }
 
 int main(void) {
@@ -94,6 +182,8 @@ int main(void) {
   CHECK(exists(dir, mine));
   CHECK(exists(dir, other));
   CHECK(exists(dir, "keep.yaml"));
+
+  long_paths(dir);
 
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

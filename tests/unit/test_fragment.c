@@ -95,13 +95,13 @@ static void run_case(const char *name) {
   int rc = br_fragment_parse(name, bytes, len, NULL, &routes, &err);
   if (want_routes) {
     print_routes(&routes, 0, &got);
-    if (rc != 0 || strcmp(got.data ? got.data : "", want) != 0) {
+    if (rc != 0 || strcmp(br_buf_str(&got), want) != 0) {
       fprintf(stderr, "%s: rc=%d\n  error: %s  got routes:\n%s  want routes:\n%s", path, rc,
-              err.data ? err.data : "(none)\n", got.data ? got.data : "", want);
+              err.data ? err.data : "(none)\n", br_buf_str(&got), want);
       check_failures++;
     }
   } else {
-    if (rc >= 0 || rc == -ENOMEM || routes.n != 0 || strcmp(err.data ? err.data : "", want) != 0 ||
+    if (rc >= 0 || rc == -ENOMEM || routes.n != 0 || strcmp(br_buf_str(&err), want) != 0 ||
         count_lines(err.data) != 1) {
       fprintf(stderr, "%s: rc=%d, %zu routes\n  got:  %s  want: %s", path, rc, routes.n,
               err.data ? err.data : "(no message)\n", want);

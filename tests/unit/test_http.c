@@ -139,7 +139,7 @@ static void run_case(const char *dir, const char *name) {
   struct outcome whole, other;
   outcome_init(&whole);
   outcome_init(&other);
-  const char *bytes = wire.data ? wire.data : "";
+  const char *bytes = br_buf_str(&wire);
   feed(bytes, wire.len, wire.len, wire.len, &whole);
   CHECK(whole.rc == want_rc);
   if (want_rc == BR_HTTP_END) {

@@ -62,7 +62,7 @@ static bool read_case_file(const char *dir, const char *name, bool optional, str
 }
 
 static void expect_same(const char *dir, const char *what, const struct br_buf *got, const struct br_buf *want) {
-  const char *g = got->data ? got->data : "", *w = want->data ? want->data : "";
+  const char *g = br_buf_str(got), *w = br_buf_str(want);
   if (strcmp(g, w) != 0) {
     fprintf(stderr, "%s/%s differs; got:\n%s-- want:\n%s--\n", dir, what, g, w);
     check_failures++;

@@ -1,6 +1,8 @@
-/* Unit tests for reconciler/pipelock: reading api_allowlist, pipelock's host
- * matching, the plan, and the splice (table-driven from tests/data/pipelock). */
+/* Unit tests for reconciler/model/pipelock and pipelock_plan: reading
+ * api_allowlist, pipelock's host matching, the plan, and the splice
+ * (table-driven from tests/data/pipelock). */
 #include "reconciler/model/pipelock.h"
+#include "reconciler/model/pipelock_plan.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -101,7 +103,7 @@ static int run_case(const char *dir, const char *name) {
   CHECK(read_file(path, &in) == 0);
   snprintf(path, sizeof path, "%s/%s.hosts", dir, name);
   CHECK(read_file(path, &hosts_text) == 0);
-  split_lines(hosts_text.data ? hosts_text.data : "", &hosts);
+  split_lines(br_buf_str(&hosts_text), &hosts);
 
   char display[256];
   snprintf(display, sizeof display, "%s.in.yaml", name);
@@ -112,7 +114,7 @@ static int run_case(const char *dir, const char *name) {
   snprintf(path, sizeof path, "%s/%s.out.yaml", dir, name);
   if (read_file(path, &want) == 0) {
     if (rc)
-      fprintf(stderr, "%s: unexpected error %d: %s", name, rc, err.data ? err.data : "");
+      fprintf(stderr, "%s: unexpected error %d: %s", name, rc, br_buf_str(&err));
     CHECK(rc == 0);
     if (!rc && (out.len != want.len || memcmp(out.data, want.data, want.len) != 0)) {
       show_difference(name, out.data, want.data);
@@ -233,7 +235,7 @@ static void test_allowlist(void) {
     br_buf_reset(&err);
     CHECK(br_pipelock_allowlist("p.yaml", bad[i].text, strlen(bad[i].text), &hosts, &err) == -EINVAL);
     if (!err.data || strncmp(err.data, bad[i].err, strlen(bad[i].err)) != 0) {
-      fprintf(stderr, "case %zu: want \"%s\" got \"%s\"\n", i, bad[i].err, err.data ? err.data : "");
+      fprintf(stderr, "case %zu: want \"%s\" got \"%s\"\n", i, bad[i].err, br_buf_str(&err));
       check_failures++;
     }
     CHECK(hosts.n == 0);
@@ -375,7 +377,7 @@ static void check_splice(const char *in, size_t in_len, const char *const *hosts
   br_buf_init(&err, 4096);
   char *got = splice(in, in_len, &list, &err);
   if (!got)
-    fprintf(stderr, "unexpected error: %s", err.data ? err.data : "");
+    fprintf(stderr, "unexpected error: %s", br_buf_str(&err));
   CHECK(got != NULL);
   if (got && strcmp(got, want) != 0) {
     show_difference("inline splice", got, want);
@@ -476,7 +478,7 @@ static void test_splice_refusals(void) {
     CHECK(rc == -EINVAL);
     CHECK_STR(out.data, "kept");
     if (!err.data || strncmp(err.data, cases[i].err, strlen(cases[i].err)) != 0) {
-      fprintf(stderr, "refusal %zu: want \"%s\"\n got \"%s\"\n", i, cases[i].err, err.data ? err.data : "");
+      fprintf(stderr, "refusal %zu: want \"%s\"\n got \"%s\"\n", i, cases[i].err, br_buf_str(&err));
       check_failures++;
     }
   }

@@ -17,7 +17,7 @@ static void expect(const char *tmpl, int want_rc, const char *want) {
   CHECK(rc == want_rc);
   if (!rc) {
     CHECK(bad == NULL);
-    CHECK_STR(out.data ? out.data : "", want);
+    CHECK_STR(br_buf_str(&out), want);
   } else if (rc == -EINVAL) {
     /* want names the text the bad "{" starts */
     CHECK(bad != NULL && strncmp(bad, want, strlen(want)) == 0);

@@ -1,4 +1,4 @@
-/* Unit tests for common/yamldoc: strictness rules and positions. */
+/* Unit tests for common/yamldoc: strictness rules, positions and quoting. */
 #include "check.h"
 #include "common/yamldoc.h"
 
@@ -88,5 +88,40 @@ int main(void) {
   br_quote_excerpt(&q, "ab\"c\n", 5, 3);
   CHECK_STR(q.data, "\"ab\\\"...\"");
   br_buf_free(&q);
+
+  /* br_yaml_quote: the exact bytes (hex in upper case), and every string
+   * reads back as itself, as a value in block and in flow context. */
+  br_buf_init(&q, 256);
+  CHECK(br_yaml_quote(&q, "a\"b\\c\n\x1f\x7f\tcaf\xc3\xa9 #d: [e]") == 0);
+  CHECK_STR(br_buf_str(&q), "\"a\\\"b\\\\c\\x0A\\x1F\\x7F\\x09caf\xc3\xa9 #d: [e]\"");
+  br_buf_free(&q);
+  const char *round_trip[] = {"",
+                              "plain",
+                              "yes",
+                              "*.example.com",
+                              "\"\\",
+                              "\x01\x0b\r\n\x1b\x7f",
+                              "'single'",
+                              "  spaces  ",
+                              "caf\xc3\xa9 \xe2\x98\x95",
+                              "- not a list",
+                              "{not: a map}"};
+  for (size_t i = 0; i < sizeof round_trip / sizeof *round_trip; i++) {
+    struct br_buf doc;
+    br_buf_init(&doc, 1024);
+    br_buf_adds(&doc, "k: ");
+    br_yaml_quote(&doc, round_trip[i]);
+    br_buf_adds(&doc, "\nf: [");
+    br_yaml_quote(&doc, round_trip[i]);
+    br_buf_adds(&doc, "]\n");
+    r = parse_ok(doc.data);
+    const struct br_ynode *k = br_ymap_get(r, "k"), *f = br_ymap_get(r, "f");
+    CHECK(k && k->kind == BR_YNODE_SCALAR && !k->plain && br_yscalar_type(k) == BR_YSTR);
+    CHECK_STR(k ? k->value : NULL, round_trip[i]);
+    CHECK(f && f->kind == BR_YNODE_SEQ && f->n == 1);
+    CHECK_STR(f && f->n == 1 ? f->items[0]->value : NULL, round_trip[i]);
+    br_ynode_free(r);
+    br_buf_free(&doc);
+  }
   CHECK_DONE();
 }
