@@ -72,7 +72,10 @@ static int add_change(struct br_diff *d, size_t *cap, const struct br_route *bef
     return rc;
   }
   c.auth_changed = !same_text(c.auth_before, c.auth_after);
-  if (c.kind == BR_CHANGE_MODIFIED && !c.auth_changed && c.paths_added.n == 0 && c.paths_removed.n == 0) {
+  c.all_paths_before = before && before->all_paths;
+  c.all_paths_after = after && after->all_paths;
+  if (c.kind == BR_CHANGE_MODIFIED && !c.auth_changed && c.paths_added.n == 0 && c.paths_removed.n == 0 &&
+      c.all_paths_before == c.all_paths_after) {
     change_free(&c);
     return 0;
   }
@@ -162,7 +165,8 @@ static int format_change(const struct br_route_change *c, const char *indent, st
     return rc;
   switch (c->kind) {
   case BR_CHANGE_ADDED:
-    rc = put_list(out, "paths", &c->paths_added, false);
+    rc = c->all_paths_after ? br_buf_adds(out, "  every path (no path_allowlist)")
+                            : put_list(out, "paths", &c->paths_added, false);
     if (rc == 0 && c->auth_after) {
       rc = br_buf_adds(out, "  auth ");
       if (rc == 0)
@@ -172,7 +176,11 @@ static int format_change(const struct br_route_change *c, const char *indent, st
   case BR_CHANGE_REMOVED:
     break;
   case BR_CHANGE_MODIFIED:
-    rc = put_list(out, "+path", &c->paths_added, true);
+    if (c->all_paths_before != c->all_paths_after)
+      rc = br_buf_adds(out, c->all_paths_after ? "  every path (no path_allowlist)"
+                                               : "  no longer every path (a path_allowlist)");
+    if (rc == 0)
+      rc = put_list(out, "+path", &c->paths_added, true);
     if (rc == 0)
       rc = put_list(out, "-path", &c->paths_removed, true);
     if (rc == 0 && c->auth_changed) {
@@ -209,7 +217,7 @@ static json_t *strv_json(const struct br_strv *s) {
 
 static json_t *opt_json(const char *s) { return s ? json_string(s) : json_null(); }
 
-/* Fills j (the five keys already present) from one change. json_*_new steal
+/* Fills j (the six keys already present) from one change. json_*_new steal
  * their argument even on failure, so NULLs from allocation need no cleanup
  * beyond the failed call. */
 static int change_json(json_t *j, const struct br_route_change *c) {
@@ -222,6 +230,8 @@ static int change_json(json_t *j, const struct br_route_change *c) {
     fail |= json_object_set_new(json_object_get(j, "paths_added"), c->host, strv_json(&c->paths_added));
   if (c->paths_removed.n)
     fail |= json_object_set_new(json_object_get(j, "paths_removed"), c->host, strv_json(&c->paths_removed));
+  if (c->all_paths_before != c->all_paths_after)
+    fail |= json_object_set_new(json_object_get(j, "every_path"), c->host, json_boolean(c->all_paths_after));
   if (c->auth_changed)
     fail |= json_array_append_new(json_object_get(j, "auth_changed"),
                                   json_pack("{s:s, s:o, s:o}", "host", c->host, "before", opt_json(c->auth_before),
@@ -230,8 +240,8 @@ static int change_json(json_t *j, const struct br_route_change *c) {
 }
 
 json_t *br_diff_to_json(const struct br_diff *diff) {
-  json_t *j = json_pack("{s:[], s:[], s:{}, s:{}, s:[]}", "hosts_added", "hosts_removed", "paths_added",
-                        "paths_removed", "auth_changed");
+  json_t *j = json_pack("{s:[], s:[], s:{}, s:{}, s:[], s:{}}", "hosts_added", "hosts_removed", "paths_added",
+                        "paths_removed", "auth_changed", "every_path");
   for (size_t i = 0; j && i < diff->n; i++) {
     if (change_json(j, &diff->v[i])) {
       json_decref(j);

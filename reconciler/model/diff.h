@@ -27,6 +27,8 @@ struct br_route_change {
   struct br_strv paths_added;   /* desired, not live; desired order */
   struct br_strv paths_removed; /* live, not desired; live order */
   bool auth_changed;            /* auth_before and auth_after differ */
+  bool all_paths_before;        /* live allows every path (no path_allowlist) */
+  bool all_paths_after;         /* desired does */
   char *auth_before;            /* "Bearer $TOKEN_ENV" live, or NULL for none; owned */
   char *auth_after;             /* the same for desired; owned */
 };

@@ -282,6 +282,13 @@ static int parse_route(const struct parse *p, json_t *route, size_t i, json_t *h
     /* Seen before: union the paths; the first occurrence keeps its auth. */
     free(lower);
     struct br_route *first = &out->v[json_integer_value(index)];
+    if (!paths) {
+      first->all_paths = true;
+      br_strv_free(&first->paths);
+      br_strv_init(&first->paths);
+    }
+    if (first->all_paths)
+      return 0;
     json_array_foreach(paths, j, v) {
       if ((rc = br_strv_add_unique(&first->paths, json_string_value(v))))
         return rc;
@@ -297,6 +304,7 @@ static int parse_route(const struct parse *p, json_t *route, size_t i, json_t *h
   free(lower);
   if (!r)
     return -ENOMEM;
+  r->all_paths = !paths; /* no path_allowlist (or null): every path */
   /* A set of the paths so far keeps de-duplication linear even for a route
    * with many thousands of paths. */
   json_t *seen = json_object();
@@ -374,30 +382,33 @@ int br_egress_parse(const char *name, const char *bytes, size_t len, struct br_e
 
 static int put_cstring(struct br_buf *out, const char *s) { return br_pyjson_string(out, s, strlen(s)); }
 
+static int put_paths(struct br_buf *out, const struct br_strv *paths, int depth) {
+  int rc = br_pyjson_member(out, "path_allowlist", 14, false, depth + 1);
+  if (rc == 0 && paths->n == 0)
+    return br_buf_adds(out, "[]");
+  if (rc == 0)
+    rc = br_buf_add(out, "[", 1);
+  for (size_t i = 0; rc == 0 && i < paths->n; i++) {
+    rc = i ? br_buf_add(out, ",", 1) : 0;
+    if (rc == 0)
+      rc = br_pyjson_newline(out, depth + 2);
+    if (rc == 0)
+      rc = put_cstring(out, paths->v[i]);
+  }
+  if (rc == 0)
+    rc = br_pyjson_newline(out, depth + 1);
+  return rc ? rc : br_buf_add(out, "]", 1);
+}
+
 static int put_route(struct br_buf *out, const struct br_route *r, int depth) {
   int rc = br_buf_add(out, "{", 1);
   if (rc == 0)
     rc = br_pyjson_member(out, "host", 4, true, depth + 1);
   if (rc == 0)
     rc = put_cstring(out, r->host);
-  if (rc == 0)
-    rc = br_pyjson_member(out, "path_allowlist", 14, false, depth + 1);
-  if (rc == 0 && r->paths.n == 0)
-    rc = br_buf_adds(out, "[]");
-  else if (rc == 0) {
-    rc = br_buf_add(out, "[", 1);
-    for (size_t i = 0; rc == 0 && i < r->paths.n; i++) {
-      rc = i ? br_buf_add(out, ",", 1) : 0;
-      if (rc == 0)
-        rc = br_pyjson_newline(out, depth + 2);
-      if (rc == 0)
-        rc = put_cstring(out, r->paths.v[i]);
-    }
-    if (rc == 0)
-      rc = br_pyjson_newline(out, depth + 1);
-    if (rc == 0)
-      rc = br_buf_add(out, "]", 1);
-  }
+  /* Every path: no path_allowlist at all, as the old tooling wrote it. */
+  if (rc == 0 && !r->all_paths)
+    rc = put_paths(out, &r->paths, depth);
   if (rc == 0 && r->auth_scheme && r->token_env) {
     rc = br_pyjson_member(out, "auth_scheme", 11, false, depth + 1);
     if (rc == 0)

@@ -26,7 +26,8 @@ void br_egress_live_free(struct br_egress_live *live);
 /* Parses the bytes of a live egress file named name (for messages only).
  *
  * Lenient about what older tooling wrote, since the file is not ours alone:
- * a missing or null path_allowlist is an empty list, hosts are lowercased,
+ * a missing or null path_allowlist means every path (all_paths; the old
+ * tooling writes a route so when a proposal names no paths), hosts are lowercased,
  * duplicate paths are dropped, keys of a route other than host,
  * path_allowlist, auth_scheme and token_env are ignored (and not kept on a
  * rewrite), null auth_scheme/token_env count as absent, and a host listed

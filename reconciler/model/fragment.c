@@ -352,10 +352,9 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
   }
   if (rc)
     goto done;
-  if (!host || !paths) {
-    set_field(p, "routes[%zu].%s", index, host ? "path_allowlist" : "host");
-    rc = fail(p, -EINVAL, map->line, map->column, "missing, expected %s",
-              host ? "a list of paths such as [\"/\"] (\"/\" allows everything)" : "an exact host name");
+  if (!host) {
+    set_field(p, "routes[%zu].host", index);
+    rc = fail(p, -EINVAL, map->line, map->column, "missing, expected an exact host name");
     goto done;
   }
   if (!scheme != !env) {
@@ -373,6 +372,9 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
    * frees it with the rest. */
   route->paths = allowlist;
   br_strv_init(&allowlist);
+  /* No path_allowlist: every path of the host, as the egress format and the
+   * old tooling have it (an empty list allows none). */
+  route->all_paths = !paths;
   if (scheme && (!(route->auth_scheme = strdup(scheme->value)) || !(route->token_env = strdup(env->value))))
     rc = -ENOMEM;
   if (!rc)

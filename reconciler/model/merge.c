@@ -70,7 +70,13 @@ int br_merge_add(struct br_routes *merged, const struct br_routes *fragment, con
         return -ENOMEM;
       continue;
     }
-    for (size_t p = 0; p < route->paths.n; p++)
+    /* Every path (no path_allowlist) covers any list: the union is every path. */
+    if (route->all_paths && !kept->all_paths) {
+      kept->all_paths = true;
+      br_strv_free(&kept->paths);
+      br_strv_init(&kept->paths);
+    }
+    for (size_t p = 0; p < route->paths.n && !kept->all_paths; p++)
       if ((rc = br_strv_add_unique(&kept->paths, route->paths.v[p])))
         return rc;
     if (!same_auth(kept, route) && (rc = warn_auth(warnings, kept, route, fragment_name)))

@@ -65,6 +65,7 @@ int br_routes_append_copy(struct br_routes *r, const struct br_route *src) {
   struct br_route *route = br_routes_append(r, src->host);
   if (!route)
     return -ENOMEM;
+  route->all_paths = src->all_paths;
   if (br_strv_copy(&route->paths, &src->paths) || dup_opt(&route->auth_scheme, src->auth_scheme) ||
       dup_opt(&route->token_env, src->token_env) || dup_opt(&route->origin, src->origin))
     return -ENOMEM; /* the partly filled route stays in r and is freed with it */
@@ -86,7 +87,7 @@ bool br_routes_equal(const struct br_routes *a, const struct br_routes *b) {
   for (size_t i = 0; i < a->n; i++) {
     const struct br_route *x = &a->v[i];
     const struct br_route *y = br_routes_find(b, x->host);
-    if (!y || !br_strv_same_set(&x->paths, &y->paths) || !same_opt(x->auth_scheme, y->auth_scheme) ||
+    if (!y || x->all_paths != y->all_paths || !br_strv_same_set(&x->paths, &y->paths) || !same_opt(x->auth_scheme, y->auth_scheme) ||
         !same_opt(x->token_env, y->token_env))
       return false;
   }

@@ -11,6 +11,8 @@
 struct br_route {
   char *host;           /* lowercase, validated; owned */
   struct br_strv paths; /* path_allowlist, first-seen order, no duplicates */
+  bool all_paths;       /* no path_allowlist at all: every path of the host (the
+                           old tooling's way to say so); paths is then empty */
   char *auth_scheme;    /* NULL when the route has no auth; owned */
   char *token_env;      /* NULL exactly when auth_scheme is NULL; owned */
   char *origin;         /* "FILE:LINE" that declared it, for messages; owned, may be NULL */

@@ -44,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const char *why;
       invariant(br_host_check(r->host, strlen(r->host), host, &why) == 0, "invalid host kept", r->host);
       invariant(strcmp(host, r->host) == 0, "host not normalised", r->host);
-      invariant(r->paths.n >= 1 && r->paths.n <= limits.max_paths, "path count", r->host);
+      invariant(r->all_paths ? r->paths.n == 0 : r->paths.n >= 1 && r->paths.n <= limits.max_paths, "path count",
+                r->host);
       for (size_t j = 0; j < r->paths.n; j++) {
         invariant(br_path_check(r->paths.v[j], strlen(r->paths.v[j]), &why) == 0, "invalid path kept",
                   r->paths.v[j]);

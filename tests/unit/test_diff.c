@@ -44,7 +44,7 @@ static void check_diff(const struct br_routes *live, const struct br_routes *des
 
 #define EMPTY_JSON                                                                                                \
   "{\"hosts_added\":[],\"hosts_removed\":[],\"paths_added\":{},\"paths_removed\":{},"                             \
-  "\"auth_changed\":[]}"
+  "\"auth_changed\":[],\"every_path\":{}}"
 
 static void test_order_alone_is_no_change(void) {
   struct br_routes live, desired;
@@ -77,7 +77,7 @@ static void test_added_host(void) {
              "{\"hosts_added\":[\"api.github.com\",\"pypi.org\"],\"hosts_removed\":[],"
              "\"paths_added\":{\"api.github.com\":[\"/a\",\"/b\"]},\"paths_removed\":{},"
              "\"auth_changed\":[{\"host\":\"api.github.com\",\"before\":null,"
-             "\"after\":\"Bearer $T\"}]}");
+             "\"after\":\"Bearer $T\"}],\"every_path\":{}}");
   br_routes_free(&live);
   br_routes_free(&desired);
 }
@@ -91,7 +91,7 @@ static void test_removed_host(void) {
              "{\"hosts_added\":[],\"hosts_removed\":[\"old.example.com\"],\"paths_added\":{},"
              "\"paths_removed\":{\"old.example.com\":[\"/x\"]},"
              "\"auth_changed\":[{\"host\":\"old.example.com\",\"before\":\"Bearer $OLD\","
-             "\"after\":null}]}");
+             "\"after\":null}],\"every_path\":{}}");
   br_routes_free(&live);
   br_routes_free(&desired);
 }
@@ -104,7 +104,7 @@ static void test_modified_paths(void) {
   add(&desired, "y.example.com", NULL, NULL, PATHS("/c", "/keep"));
   check_diff(&live, &desired, "  ~ host y.example.com  +path /c  -path /d  -path /e\n",
              "{\"hosts_added\":[],\"hosts_removed\":[],\"paths_added\":{\"y.example.com\":[\"/c\"]},"
-             "\"paths_removed\":{\"y.example.com\":[\"/d\",\"/e\"]},\"auth_changed\":[]}");
+             "\"paths_removed\":{\"y.example.com\":[\"/d\",\"/e\"]},\"auth_changed\":[],\"every_path\":{}}");
   br_routes_free(&live);
   br_routes_free(&desired);
 }
@@ -126,7 +126,7 @@ static void test_modified_auth(void) {
              "{\"hosts_added\":[],\"hosts_removed\":[],\"paths_added\":{},\"paths_removed\":{},"
              "\"auth_changed\":[{\"host\":\"y.example.com\",\"before\":\"Bearer $A\",\"after\":null},"
              "{\"host\":\"z.example.com\",\"before\":\"Bearer $A\",\"after\":\"Bearer $B\"},"
-             "{\"host\":\"w.example.com\",\"before\":null,\"after\":\"Basic $W\"}]}");
+             "{\"host\":\"w.example.com\",\"before\":null,\"after\":\"Basic $W\"}],\"every_path\":{}}");
   br_routes_free(&live);
   br_routes_free(&desired);
 }

@@ -212,8 +212,9 @@ static void test_unknown_route_keys_ignored(void) {
   br_buf_init(&out, 4096);
   CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"note\": [1]}]}", &live, &err) == 0);
   CHECK(br_egress_render(&live.routes, live.doc, &out) == 0);
-  CHECK_STR(out.data, "{\n  \"routes\": [\n    {\n      \"host\": \"a.example.com\",\n"
-                      "      \"path_allowlist\": []\n    }\n  ]\n}\n");
+  /* No path_allowlist: every path, rendered without one as it came. */
+  CHECK(live.routes.v[0].all_paths);
+  CHECK_STR(out.data, "{\n  \"routes\": [\n    {\n      \"host\": \"a.example.com\"\n    }\n  ]\n}\n");
   br_egress_live_free(&live);
   br_buf_free(&err);
   br_buf_free(&out);
@@ -259,7 +260,7 @@ static void test_equality_ignores_order(void) {
   CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"path_allowlist\": [\"/1\", \"/2\"],"
                   " \"auth_scheme\": \"Bearer\", \"token_env\": \"T\"}, {\"host\": \"b.example.com\"}]}",
                   &a, &err) == 0);
-  CHECK(parse_str("{\"x\": 1, \"routes\": [{\"host\": \"b.example.com\", \"path_allowlist\": []},"
+  CHECK(parse_str("{\"x\": 1, \"routes\": [{\"host\": \"b.example.com\", \"path_allowlist\": null},"
                   " {\"token_env\": \"T\", \"auth_scheme\": \"Bearer\", \"host\": \"A.example.com\","
                   " \"path_allowlist\": [\"/2\", \"/1\", \"/2\"]}]}",
                   &b, &err) == 0);
@@ -269,6 +270,13 @@ static void test_equality_ignores_order(void) {
   CHECK(br_routes_equal(&a.routes, &b.routes));
   CHECK(br_routes_equal(&b.routes, &a.routes));
   CHECK(!br_routes_equal(&a.routes, &c.routes));
+  /* An empty list allows no path; no list allows every path. */
+  struct br_egress_live none, every;
+  CHECK(parse_str("{\"routes\": [{\"host\": \"b.example.com\", \"path_allowlist\": []}]}", &none, &err) == 0);
+  CHECK(parse_str("{\"routes\": [{\"host\": \"b.example.com\"}]}", &every, &err) == 0);
+  CHECK(!br_routes_equal(&none.routes, &every.routes));
+  br_egress_live_free(&none);
+  br_egress_live_free(&every);
   br_egress_live_free(&a);
   br_egress_live_free(&b);
   br_egress_live_free(&c);

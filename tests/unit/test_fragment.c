@@ -37,11 +37,14 @@ static bool is_case_input(const char *name) {
   return name[0] != '.' && (ends_with(name, ".yaml") || ends_with(name, ".yml") || ends_with(name, ".json"));
 }
 
-/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]". */
+/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]";
+ * a route without path_allowlist (every path) shows "(every path)". */
 static void print_routes(const struct br_routes *r, size_t from, struct br_buf *out) {
   for (size_t i = from; i < r->n; i++) {
     const struct br_route *route = &r->v[i];
     br_buf_printf(out, "%s %s", route->origin ? route->origin : "(no origin)", route->host);
+    if (route->all_paths)
+      br_buf_adds(out, " (every path)");
     for (size_t j = 0; j < route->paths.n; j++)
       br_buf_printf(out, " %s", route->paths.v[j]);
     if (route->auth_scheme || route->token_env)
