@@ -87,8 +87,8 @@ bool br_routes_equal(const struct br_routes *a, const struct br_routes *b) {
   for (size_t i = 0; i < a->n; i++) {
     const struct br_route *x = &a->v[i];
     const struct br_route *y = br_routes_find(b, x->host);
-    if (!y || x->all_paths != y->all_paths || !br_strv_same_set(&x->paths, &y->paths) || !same_opt(x->auth_scheme, y->auth_scheme) ||
-        !same_opt(x->token_env, y->token_env))
+    if (!y || x->all_paths != y->all_paths || !br_strv_same_set(&x->paths, &y->paths) ||
+        !same_opt(x->auth_scheme, y->auth_scheme) || !same_opt(x->token_env, y->token_env))
       return false;
   }
   return true;
