@@ -30,6 +30,8 @@ use_fast_python() {
   fi
 }
 
+# RC, MS and HANDMADE_ROUTES are for the tests that source this file.
+# shellcheck disable=SC2034
 brx() {
   local t0
   t0=$(_br_now_us)
@@ -46,6 +48,7 @@ d = json.load(open(sys.argv[1]))
 $2" "$1" "${@:3}"
 }
 
+# shellcheck disable=SC2034
 HANDMADE_ROUTES='[
   {"host": "api.github.com", "path_allowlist": ["/repos/acme/"], "auth_scheme": "Bearer", "token_env": "EGRESS_TOKEN_0"},
   {"host": "pypi.org", "path_allowlist": ["/simple/"]},

@@ -14,8 +14,10 @@ br_tmpdir
 source "$here/approvals.sh"
 use_fast_python
 cfg=$BR_TMP/br.yaml
+# Refuses forbidden.example.com; slow-forbidden.example.com too, after 2 s.
 cat >"$BR_TMP/refuse.sh" <<'SH'
 #!/bin/sh
+grep -q '"host": "slow-forbidden.example.com"' "$1" && sleep 2
 grep -q forbidden.example.com "$1" && { echo "policy: forbidden.example.com is not allowed"; exit 3; }
 exit 0
 SH
@@ -139,6 +141,34 @@ echo "add-route first --wait=6, live together with a later approval: rc $first_r
 # whole wait). Without the daemon, wait_here (reconciler/cli/wait.c:51)
 # says "the desired state changed meanwhile" and exits 3 in that race.
 ((first_rc == 0)) || defect "an approval that went live with a later one: rc $first_rc: $(cat "$BR_TMP/first.out")"
+
+# --- a refused change is taken out; a change made meanwhile stays --------------
+# Approval "slow" is refused; while its command waits for the daemon's
+# answer (held stopped, so that the order is sure), approval "kept" is made
+# and reported installed. Taking "slow" out must not take "kept" with it.
+wait_for slug_converged dd
+"$BR_BIN" --config "$cfg" add-route dd --host slow-forbidden.example.com --path / --id slow --wait=20 \
+  >"$BR_TMP/slow.out" 2>&1 &
+slow=$!
+br_track "$slow"
+in_poll() { [[ $(cat "/proc/$1/wchan" 2>/dev/null) == *poll* ]]; }
+wait_for test -e "$d/~approval-slow.json"
+wait_for in_poll "$slow" # waiting for the daemon's answer, holding no lock
+kill -STOP "$slow"
+wait_for phase_is invalid
+brx add-route dd --host kept.example.com --path / --id kept
+((RC == 0)) || fail "add-route kept: rc $RC: $(outerr)"
+kill -CONT "$slow"
+reap "$slow"
+((REAP_STATUS == 1)) || fail "the slow refused add-route: rc $REAP_STATUS: $(cat "$BR_TMP/slow.out")"
+[[ ! -e $d/~approval-slow.json ]] || fail "the refused approval is still installed"
+# DEFECT: "kept" is gone too: the rollback of a refused change (restore_dir,
+# reconciler/cli/changes.c:145, with drop_new, changes.c:129) removes every
+# fragment the command did not see when it started, not only its own, so a
+# change another command (or a GitOps sync) made meanwhile and reported
+# installed is silently lost.
+[[ -e $d/~approval-kept.json ]] ||
+  defect "the rollback of a refused approval removed ~approval-kept.json, made meanwhile by another add-route"
 
 stop_daemon
 defects_verdict
