@@ -68,10 +68,14 @@ eg_hand2=$(sha256_of "$(eg_file hand2)")
 pl_hand2=$(sha256_of "$(pl_file hand2)")
 eg_lines=$(sidecar_count "$(eg_log hand2)")
 pl_lines=$(sidecar_count "$(pl_log hand2)")
-brx adopt hand2
+brx adopt hand2 --json
 ((RC == 0)) || fail "adopt hand2: rc $RC: $(outerr)"
-grep -q "adopted the 3 live egress routes of hand2 into $state/hand2/routes.d/00-adopted.json" "$BR_TMP/out" ||
-  fail "adopt did not say what it adopted: $(outerr)"
+json_assert "$BR_TMP/out" '
+assert d["command"] == "adopt" and d["outcome"] == "installed" and d["adopted"] is True, d
+assert d["fragment"] == sys.argv[2] + "/hand2/routes.d/00-adopted.json", d["fragment"]
+assert "adopted the 3 live egress routes of hand2 into " + d["fragment"] in d["notes"], d["notes"]
+assert d["error"] is None and d["slot"] is None, d
+' "$state" || fail "adopt --json: $(outerr)"
 json_assert "$state/hand2/routes.d/00-adopted.json" "assert d == {'routes': json.loads(sys.argv[2])}, d" "$HANDMADE_ROUTES" ||
   fail "00-adopted.json of hand2: $(cat "$state/hand2/routes.d/00-adopted.json")"
 brx plan hand2
@@ -87,6 +91,26 @@ adopted=$(sha256_of "$state/hand2/routes.d/00-adopted.json")
 brx adopt hand2
 ((RC == 0)) && grep -q '^hand2: unchanged' "$BR_TMP/out" || fail "adopt of a managed bottle: rc $RC: $(outerr)"
 file_is "$state/hand2/routes.d/00-adopted.json" "$adopted" || fail "a second adopt rewrote 00-adopted.json"
+
+# --- add-route on an unmanaged bottle adopts first; its slots count -----------
+handmade_bottle hand3
+bottle_start hand3
+brx add-route hand3 --host approved.example.com --path /a/ --auth-scheme Bearer --token-ref vault:a --json
+((RC == 0)) || fail "add-route on an unmanaged bottle: rc $RC: $(outerr)"
+json_assert "$BR_TMP/out" '
+assert d["outcome"] == "installed" and d["adopted"] is True, d
+assert d["slot"] == "EGRESS_TOKEN_1", d["slot"]  # 0 and 2 run already
+assert "adopted the 3 live egress routes of hand3" in d["notes"], d["notes"]
+' || fail "add-route --json on an unmanaged bottle: $(outerr)"
+json_assert "$state/hand3/routes.d/00-adopted.json" "assert d == {'routes': json.loads(sys.argv[2])}, d" "$HANDMADE_ROUTES" ||
+  fail "00-adopted.json of hand3"
+brx once hand3
+((RC == 0)) || fail "once hand3: rc $RC: $(outerr)"
+want=$(python3 -c 'import json, sys
+print(json.dumps(json.loads(sys.argv[1]) + [{"host": "approved.example.com", "path_allowlist": ["/a/"],
+    "auth_scheme": "Bearer", "token_env": "EGRESS_TOKEN_1"}]))' "$HANDMADE_ROUTES")
+egress_routes_are hand3 "$want" || fail "egress after add-route on an unmanaged bottle: $(cat "$(eg_file hand3)")"
+wait_for sidecar_has "$(eg_log hand3)" reload "$(sha256_of "$(eg_file hand3)")" ok
 
 # --- adopt --all: every unmanaged bottle, no managed one ---------------------
 handmade_bottle un1
@@ -104,7 +128,7 @@ for s in un1 un2; do
   json_assert "$state/$s/routes.d/00-adopted.json" "assert d == {'routes': json.loads(sys.argv[2])}, d" "$HANDMADE_ROUTES" ||
     fail "00-adopted.json of $s"
 done
-for s in managed hand hand2 bare; do
+for s in managed hand hand2 hand3 bare; do
   grep -q "^$s: unchanged" "$BR_TMP/out" || fail "adopt --all on $s: $(outerr)"
 done
 [[ $(tree_sum "$state/managed/routes.d") == "$before_managed" ]] || fail "adopt --all changed a managed bottle's fragments"

@@ -180,6 +180,14 @@ json_assert "$BR_TMP/out" '
 assert d["outcome"] == "refused" and d["fragment"] is None and d["slot"] is None, d
 assert "host" in d["error"] and "wildcard" in d["error"], d["error"]
 ' || fail "a refused add-route --json: $(outerr)"
+brx add-route ap - <<'JSON'
+{"host": "ok.example.com", "paths": ["/"]}
+JSON
+((RC == 1)) && grep -q 'paths: unknown key, expected host, path_allowlist, auth or id' "$BR_TMP/err" ||
+  fail "a proposal with an unknown key: rc $RC: $(outerr)"
+brx add-route ap --host ok.example.com --path / --id flags1
+((RC == 1)) && grep -q "$d/~approval-flags1.json: an approval with id flags1 exists already" "$BR_TMP/err" ||
+  fail "an approval id used twice: rc $RC: $(outerr)"
 [[ $(tree_sum "$d") == "$before" ]] || fail "a refused proposal changed the fragments"
 
 # --- remove-route takes an approved host back --------------------------------
@@ -207,6 +215,11 @@ brx remove-route ap op.example.com
 ((RC == 1)) && grep -q "$d/20-operator.yaml: an operator fragment grants op.example.com" "$BR_TMP/err" ||
   fail "remove-route of a host an applied fragment grants: rc $RC: $(outerr)"
 [[ $(tree_sum "$d") == "$before" ]] || fail "a refused remove-route changed the fragments (the approval opx too)"
+
+# A path only the approval grants can be taken back from the operator's host.
+brx remove-route ap op.example.com --path /extra/
+((RC == 0)) || fail "remove-route --path of an approved path of an operator's host: rc $RC: $(outerr)"
+[[ ! -e $d/~approval-opx.json && -e $d/20-operator.yaml ]] || fail "remove-route --path /extra/: $(ls -A "$d")"
 
 # --- --path takes one path back; revoke removes one approval -----------------
 brx add-route ap --host multi.example.com --path /p --path /q --id multi
