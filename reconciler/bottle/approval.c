@@ -24,12 +24,14 @@ void br_change_outcome_init(struct br_change_outcome *o) {
   br_buf_init(&o->fragment, PATH_MAX);
   br_buf_init(&o->errors, 256 * 1024);
   br_buf_init(&o->notes, 16 * 1024);
+  br_strv_init(&o->touched);
 }
 
 void br_change_outcome_free(struct br_change_outcome *o) {
   br_buf_free(&o->fragment);
   br_buf_free(&o->errors);
   br_buf_free(&o->notes);
+  br_strv_free(&o->touched);
 }
 
 static int refuse(struct br_change_outcome *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,6 +58,7 @@ static int checked_install(struct br_change *c, const char *name, const char *by
   if (!rc) {
     memcpy(o->desired_hash, after.hash, sizeof o->desired_hash);
     br_change_path(c, name, &o->fragment);
+    rc = br_strv_add_unique(&o->touched, name);
   }
   br_desired_free(&after);
   return rc;
@@ -117,6 +120,25 @@ static int begin_managed(struct br_change *c, struct br_bottle *b, struct br_cha
   int rc = br_change_begin(c, b, &o->errors);
   if (!rc && !c->before.managed)
     rc = adopt_locked(c, o);
+  return rc;
+}
+
+/* Ends a change; a refused one takes its adoption out again (under the same
+ * lock), so that nothing of it is left installed and the bottle stays as
+ * unmanaged as it was. */
+static int end_managed(struct br_change *c, int rc, struct br_change_outcome *o) {
+  if (rc && o->adopted) {
+    struct br_buf err;
+    br_buf_init(&err, 4096);
+    if (br_change_install(c, BR_ADOPTED_NAME, NULL, 0, &err))
+      br_buf_printf(&o->errors, "and the adoption could not be taken out again: %s", br_buf_str(&err));
+    else
+      o->adopted = false;
+    br_buf_free(&err);
+    br_buf_reset(&o->notes);
+    br_buf_reset(&o->fragment);
+  }
+  br_change_end(c);
   return rc;
 }
 
@@ -270,7 +292,7 @@ int br_approval_add(struct br_bottle *b, const struct br_proposal *p, struct br_
     rc = br_egress_render(&routes, NULL, &bytes);
   if (!rc)
     rc = checked_install(&c, name.data, bytes.data, bytes.len, o);
-  br_change_end(&c);
+  end_managed(&c, rc, o);
   br_routes_free(&routes);
   br_buf_free(&bytes);
   br_buf_free(&name);
@@ -399,6 +421,5 @@ int br_fragment_install(struct br_bottle *b, const char *name, const char *bytes
   int rc = begin_managed(&c, b, o);
   if (!rc)
     rc = checked_install(&c, name, bytes, len, o);
-  br_change_end(&c);
-  return rc;
+  return end_managed(&c, rc, o);
 }

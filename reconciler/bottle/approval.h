@@ -38,6 +38,7 @@ struct br_change_outcome {
   char desired_hash[65];  /* the bottle's desired state after the change */
   struct br_buf errors;   /* why it was refused: FILE:LINE:COLUMN: FIELD: lines or one sentence */
   struct br_buf notes;    /* what the operator should know (the slot needs a value, ...) */
+  struct br_strv touched; /* names of the files it installed or removed in the local source */
 };
 
 void br_change_outcome_init(struct br_change_outcome *o);

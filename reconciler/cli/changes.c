@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,45 +121,25 @@ static void saved_dir_free(struct saved_dir *s) {
   free(s->v);
 }
 
-struct restore {
-  const struct saved_dir *saved;
-  const char *dir;
-  int rc;
-};
-
-static int drop_new(const char *name, unsigned char type, void *arg) {
-  (void)type;
-  struct restore *r = arg;
-  if (!br_fragment_name_counts(name))
-    return 0;
-  for (size_t i = 0; i < r->saved->n; i++)
-    if (strcmp(r->saved->v[i].name, name) == 0)
-      return 0;
+/* Puts the files this command changed back as they were saved: a refused
+ * change is taken out, and nothing another command installed meanwhile. */
+static int restore_touched(const char *dir, const struct saved_dir *saved, const struct br_strv *touched,
+                           struct br_buf *err) {
+  int rc = 0;
   char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/%s", r->dir, name);
-  if (unlink(path) < 0 && errno != ENOENT)
-    r->rc = -errno;
-  return 0;
-}
-
-/* Puts the local source back as it was saved: a refused change is taken out. */
-static int restore_dir(const char *dir, const struct saved_dir *saved, struct br_buf *err) {
-  struct restore r = {.saved = saved, .dir = dir};
-  br_dir_each(dir, drop_new, &r);
-  char path[PATH_MAX];
-  struct br_buf now;
-  br_buf_init(&now, LIVE_MAX);
-  for (size_t i = 0; i < saved->n && !r.rc; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, saved->v[i].name);
-    br_buf_reset(&now);
-    if (br_file_read(path, LIVE_MAX, false, &now) == 0 && now.len == saved->v[i].bytes.len &&
-        (!now.len || memcmp(now.data, saved->v[i].bytes.data, now.len) == 0))
-      continue;
-    r.rc = br_file_write_atomic(path, saved->v[i].bytes.data, saved->v[i].bytes.len,
-                                &(struct br_write_opts){.new_mode = 0644}, err);
+  for (size_t t = 0; t < touched->n && !rc; t++) {
+    snprintf(path, sizeof path, "%s/%s", dir, touched->v[t]);
+    const struct saved_file *was = NULL;
+    for (size_t i = 0; i < saved->n && !was; i++)
+      if (strcmp(saved->v[i].name, touched->v[t]) == 0)
+        was = &saved->v[i];
+    if (was)
+      rc = br_file_write_atomic(path, was->bytes.data, was->bytes.len, &(struct br_write_opts){.new_mode = 0644},
+                                err);
+    else if (unlink(path) < 0 && errno != ENOENT)
+      rc = -errno;
   }
-  br_buf_free(&now);
-  return r.rc;
+  return rc;
 }
 
 static json_t *strv_json(const struct br_strv *s) {
@@ -264,12 +245,12 @@ static int finish_change(struct cli *cli, struct br_bottle *b, int rc, struct br
       struct br_buf err;
       br_buf_init(&err, 4096);
       const char *dir = br_change_local_source(b);
-      if (dir && restore_dir(dir, saved, &err))
+      if (dir && restore_touched(dir, saved, &o->touched, &err))
         br_buf_printf(&why, "and it could not be taken out again: %s", br_buf_str(&err));
       else if (!by_daemon) {
         struct br_converge_report rep;
         br_converge_report_init(&rep);
-        br_converge_here(cli, b, &rep); /* back to what ran before */
+        br_converge_here(cli, b, INT64_MAX, &rep); /* back to what ran before */
         br_converge_report_free(&rep);
       }
       br_buf_free(&err);
@@ -293,7 +274,7 @@ static int run_change(struct cli *cli, const char *slug,
                       void *arg) {
   if (!br_slug_valid(slug))
     return usage_error("\"%s\" is not a valid slug", slug);
-  if (load_config(cli, cli->wait))
+  if (load_config(cli, true)) /* STATE/.reconciler: the audit and the records */
     return 1;
   struct br_bottle b;
   struct br_change_outcome o;
@@ -391,6 +372,7 @@ int cmd_adopt(struct cli *cli, int argc, char **argv) {
  * {"scheme", "token_ref"}}; flags given as well win. */
 static int read_proposal(struct cli *cli, const char *from, struct br_proposal *p, json_t **doc) {
   *doc = NULL;
+  const char *shown = from && strcmp(from, "-") == 0 ? "<stdin>" : from;
   if (from) {
     json_error_t jerr;
     *doc = strcmp(from, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
@@ -405,7 +387,7 @@ static int read_proposal(struct cli *cli, const char *from, struct br_proposal *
     json_t *value;
     json_object_foreach(*doc, key, value) {
       if (strcmp(key, "host") && strcmp(key, "path_allowlist") && strcmp(key, "auth") && strcmp(key, "id")) {
-        fprintf(stderr, "%s: %s: unknown key, expected host, path_allowlist, auth or id\n", from, key);
+        fprintf(stderr, "%s: %s: unknown key, expected host, path_allowlist, auth or id\n", shown, key);
         return 1;
       }
     }
@@ -415,7 +397,7 @@ static int read_proposal(struct cli *cli, const char *from, struct br_proposal *
     size_t i;
     json_array_foreach(paths, i, value) {
       if (!json_is_string(value)) {
-        fprintf(stderr, "%s: path_allowlist[%zu]: expected a string\n", from, i);
+        fprintf(stderr, "%s: path_allowlist[%zu]: expected a string\n", shown, i);
         return 1;
       }
       br_strv_add(&p->paths, json_string_value(value));

@@ -16,6 +16,7 @@ extern char **environ;
 
 #define EDIT_MAX (1024u * 1024)
 #define ERROR_MARK "# bottle-reconciler: "
+#define ROUNDS_MAX 20 /* invalid saves before edit gives up (a script that never converges) */
 
 /* Runs the operator's editor on path; its exit status, or -errno. */
 static int run_editor(const char *path) {
@@ -107,7 +108,9 @@ int br_edit_fragment(struct cli *cli, struct br_bottle *b, const char *name, str
                        "# Routes of %s (bottle-reconciler edit). Save an empty file to remove it.\n"
                        "routes: []\n",
                        b->slug);
-  char tmp[] = "/tmp/br-edit-XXXXXX.yaml";
+  const char *tmpdir = getenv("TMPDIR");
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s/br-edit-XXXXXX.yaml", tmpdir && *tmpdir ? tmpdir : "/tmp");
   int fd = rc ? -1 : mkstemps(tmp, 5);
   if (!rc && fd < 0)
     rc = -errno;
@@ -115,7 +118,13 @@ int br_edit_fragment(struct cli *cli, struct br_bottle *b, const char *name, str
     close(fd);
   if (!rc)
     rc = write_temp(tmp, &errors, &original);
-  while (!rc) {
+  for (int round = 0; !rc; round++) {
+    if (round == ROUNDS_MAX) {
+      br_buf_add(&o->errors, errors.data, errors.len);
+      br_buf_printf(&o->errors, "still invalid after %d saves; nothing was changed\n", ROUNDS_MAX);
+      rc = -EINVAL;
+      break;
+    }
     int status = run_editor(tmp);
     if (status) {
       br_buf_printf(&o->errors, "the editor failed (%s %d); nothing was changed\n",

@@ -21,6 +21,7 @@
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/cli/cli.h"
+#include "reconciler/cli/wait.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
 #include "reconciler/model/fragment.h"
@@ -257,21 +258,10 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     int rc = br_bottle_derive(&bottle, &cli->cfg, slug, &rep.warnings);
     if (!rc && !dry_run)
       br_converge_cleanup(&bottle);
-    if (!rc)
-      rc = br_converge_bottle(&bottle, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
-    /* A sidecar too young to be signalled asks for a short wait; a one-shot
-     * command can afford it instead of failing. */
-    for (int tries = 0; !rc && !dry_run && rep.outcome == BR_OUTCOME_RETRY && rep.retry_after_ms &&
-                        rep.retry_after_ms <= 10000 && tries < 5;
-         tries++) {
-      write_audit(cli, rep.audit);
-      struct timespec ts = {.tv_sec = rep.retry_after_ms / 1000,
-                            .tv_nsec = (long)(rep.retry_after_ms % 1000) * 1000000};
-      nanosleep(&ts, NULL);
-      br_converge_report_free(&rep);
-      br_converge_report_init(&rep);
-      rc = br_converge_bottle(&bottle, BR_CONVERGE_WAIT, NULL, &rep);
-    }
+    if (!rc && dry_run)
+      rc = br_converge_bottle(&bottle, BR_CONVERGE_PLAN, NULL, &rep);
+    else if (!rc)
+      rc = br_converge_here(cli, &bottle, INT64_MAX, &rep); /* writes the audit */
     br_bottle_free(&bottle);
     if (rc) {
       fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
@@ -283,8 +273,6 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
         fputs(br_buf_str(&rep.plan), stdout);
       if (rep.outcome == BR_OUTCOME_INVALID)
         fputs(br_buf_str(&rep.errors), stderr);
-      if (!dry_run)
-        write_audit(cli, rep.audit);
       if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)
         exit_code = 2;
       else if (rep.outcome != BR_OUTCOME_CONVERGED && rep.outcome != BR_OUTCOME_UNMANAGED &&

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "reconciler/bottle/converge.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/daemon/control.h"
@@ -16,12 +17,13 @@ const char *br_live_name(enum br_live live) {
   return live == BR_LIVE ? "live" : live == BR_REFUSED ? "refused" : "not-live";
 }
 
-int br_converge_here(struct cli *cli, struct br_bottle *b, struct br_converge_report *rep) {
+int br_converge_here(struct cli *cli, struct br_bottle *b, int64_t deadline_ns, struct br_converge_report *rep) {
   int rc = br_converge_bottle(b, BR_CONVERGE_WAIT, NULL, rep);
   /* A sidecar too young to be signalled asks for a short wait; a one-shot
-   * command can afford it instead of failing. */
+   * command can afford it instead of failing, within its deadline. */
   for (int tries = 0;
-       !rc && rep->outcome == BR_OUTCOME_RETRY && rep->retry_after_ms && rep->retry_after_ms <= 10000 && tries < 5;
+       !rc && rep->outcome == BR_OUTCOME_RETRY && rep->retry_after_ms && rep->retry_after_ms <= 10000 &&
+       tries < 5 && br_monotonic_ns() + (int64_t)rep->retry_after_ms * 1000000 <= deadline_ns;
        tries++) {
     write_audit(cli, rep->audit);
     struct timespec ts = {.tv_sec = rep->retry_after_ms / 1000,
@@ -35,21 +37,19 @@ int br_converge_here(struct cli *cli, struct br_bottle *b, struct br_converge_re
   return rc;
 }
 
-static enum br_live wait_here(struct cli *cli, struct br_bottle *b, const char *desired_hash, struct br_buf *why) {
+static enum br_live wait_here(struct cli *cli, struct br_bottle *b, struct br_buf *why) {
   struct br_converge_report rep;
   br_converge_report_init(&rep);
-  int rc = br_converge_here(cli, b, &rep);
+  int64_t deadline = br_monotonic_ns() + (int64_t)cli->wait_s * 1000000000;
+  int rc = br_converge_here(cli, b, deadline, &rep);
   enum br_live live = BR_NOT_LIVE;
   if (rc)
     br_buf_printf(why, "cannot converge: %s", strerror(-rc));
-  else if (rep.outcome == BR_OUTCOME_CONVERGED && strcmp(rep.desired_hash, desired_hash) == 0)
-    live = BR_LIVE;
+  else if (rep.outcome == BR_OUTCOME_CONVERGED)
+    live = BR_LIVE; /* read after the change was installed: it includes it, whatever came with it */
   else if (rep.outcome == BR_OUTCOME_INVALID)
     live = BR_REFUSED,
     br_buf_printf(why, "%s", rep.errors.len ? br_buf_str(&rep.errors) : br_buf_str(&rep.message));
-  else if (rep.outcome == BR_OUTCOME_CONVERGED)
-    br_buf_printf(why, "the desired state changed meanwhile (now %.12s); run the command's check again",
-                  rep.desired_hash);
   else
     br_buf_printf(why, "%s: %s (no daemon runs to retry it: start `bottle-reconciler run`, or run `once`)",
                   br_outcome_name(rep.outcome), br_buf_str(&rep.message));
@@ -69,7 +69,7 @@ enum br_live br_wait_live(struct cli *cli, struct br_bottle *b, const char *desi
   *by_daemon = rc != -ENOENT && rc != -ECONNREFUSED;
   if (!*by_daemon) {
     br_buf_free(&response);
-    return wait_here(cli, b, desired_hash, why);
+    return wait_here(cli, b, why);
   }
   enum br_live live = BR_NOT_LIVE;
   json_t *doc = rc ? NULL : json_loadb(response.data, response.len, 0, NULL);

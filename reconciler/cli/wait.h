@@ -25,7 +25,9 @@ enum br_live br_wait_live(struct cli *cli, struct br_bottle *b, const char *desi
                           bool *by_daemon);
 
 /* Converges the bottle here (once and the commands without a daemon): the
- * short start-up grace of a young sidecar is waited out. Writes the audit. */
-int br_converge_here(struct cli *cli, struct br_bottle *b, struct br_converge_report *rep);
+ * short start-up grace of a young sidecar is waited out, as long as that
+ * ends before deadline_ns (CLOCK_MONOTONIC; INT64_MAX: none). Writes the
+ * audit. */
+int br_converge_here(struct cli *cli, struct br_bottle *b, int64_t deadline_ns, struct br_converge_report *rep);
 
 #endif

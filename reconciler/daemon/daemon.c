@@ -65,6 +65,7 @@ struct daemon {
   struct br_watch watch;
   struct br_control control;
   struct br_waiters waiters;              /* control clients waiting for a converge (--wait) */
+  uint64_t dispatches;                    /* converges handed out so far: orders them against waits */
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
   struct br_tracked_table bottles;        /* every bottle the daemon tracks, and what it knows of each */
   uv_signal_t sigterm, sigint, sighup;
@@ -97,6 +98,7 @@ struct job {
   struct br_slot *slot;
   struct config_ref *config;
   char slug[BR_SLUG_MAX + 1];
+  uint64_t dispatch_no;    /* the how-manieth converge handed out */
   struct br_bottle bottle; /* derived afresh on the worker */
   struct br_converge_report rep;
   int rc;
@@ -765,7 +767,7 @@ static void converge_done(uv_work_t *req, int status) {
     b->first_pass = false;
   br_queue_done(&d->queue, slot, phase, retry_after, message);
   if (b)
-    br_waiters_converged(&d->waiters, slot, phase, br_buf_str(&job->rep.errors));
+    br_waiters_converged(&d->waiters, slot, phase, br_buf_str(&job->rep.errors), job->dispatch_no);
   job_free(job);
   if (first_pass)
     first_pass_done(d);
@@ -791,6 +793,7 @@ static void dispatch(struct br_queue *q, struct br_slot *slot) {
   job->d = d;
   job->slot = slot;
   job->config = config_acquire(d->config);
+  job->dispatch_no = ++d->dispatches;
   snprintf(job->slug, sizeof job->slug, "%s", slot->slug);
   const struct br_tracked *b = br_tracked_get(&d->bottles, slot->slug);
   job->git_lock_stale =
@@ -830,7 +833,7 @@ static json_t *control_wait(struct daemon *d, struct br_control_conn *conn, cons
   if (s->phase == BR_PHASE_CONVERGED && !s->dirty && strcmp(s->desired_hash, hash) == 0)
     return json_pack("{s:s, s:s, s:s, s:s}", "outcome", "live", "slug", slug, "phase", "converged", "desired_hash",
                      hash);
-  if (br_waiters_add(&d->waiters, conn, slug, hash, ms))
+  if (br_waiters_add(&d->waiters, conn, slug, hash, ms, d->dispatches))
     return json_pack("{s:s}", "error", "out of memory");
   /* At once rather than after the debounce: someone is waiting. */
   br_queue_mark(&d->queue, slug, true);

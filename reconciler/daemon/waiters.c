@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ struct br_waiter {
   uv_timer_t deadline;
   char slug[BR_SLUG_MAX + 1];
   char hash[65];
+  uint64_t dispatched; /* converges handed out when it began to wait */
 };
 
 void br_waiters_init(struct br_waiters *w, uv_loop_t *loop,
@@ -55,12 +57,13 @@ static void on_deadline(uv_timer_t *t) {
 }
 
 int br_waiters_add(struct br_waiters *w, struct br_control_conn *conn, const char *slug, const char *desired_hash,
-                   unsigned timeout_ms) {
+                   unsigned timeout_ms, uint64_t dispatched) {
   struct br_waiter *x = calloc(1, sizeof *x);
   if (!x)
     return -ENOMEM;
   x->owner = w;
   x->conn = conn;
+  x->dispatched = dispatched;
   snprintf(x->slug, sizeof x->slug, "%s", slug);
   snprintf(x->hash, sizeof x->hash, "%s", desired_hash);
   uv_timer_init(w->loop, &x->deadline);
@@ -73,14 +76,15 @@ int br_waiters_add(struct br_waiters *w, struct br_control_conn *conn, const cha
 }
 
 void br_waiters_converged(struct br_waiters *w, const struct br_slot *slot, enum br_phase phase,
-                          const char *errors) {
+                          const char *errors, uint64_t dispatch_no) {
   for (struct br_waiter *x = w->head, *next; x; x = next) {
     next = x->next;
     if (strcmp(x->slug, slot->slug) != 0)
       continue;
-    if (phase == BR_PHASE_CONVERGED && strcmp(slot->desired_hash, x->hash) == 0)
+    bool read_after = dispatch_no > x->dispatched;
+    if (phase == BR_PHASE_CONVERGED && (read_after || strcmp(slot->desired_hash, x->hash) == 0))
       answer(x, "live", slot, NULL);
-    else if (phase == BR_PHASE_INVALID)
+    else if (phase == BR_PHASE_INVALID && read_after)
       answer(x, "refused", slot, errors);
     /* Retrying, waiting, settling, or an older state: the daemon goes on,
      * and so does the wait, until its deadline. */

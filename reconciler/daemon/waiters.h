@@ -6,6 +6,7 @@
 #ifndef BR_RECONCILER_DAEMON_WAITERS_H
 #define BR_RECONCILER_DAEMON_WAITERS_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #include "reconciler/daemon/control.h"
@@ -23,13 +24,18 @@ struct br_waiters {
 
 void br_waiters_init(struct br_waiters *w, uv_loop_t *loop,
                      const struct br_slot *(*slot_of)(void *ctx, const char *slug), void *ctx);
-/* conn waits until slug converges to desired_hash, at most timeout_ms. */
+/* conn waits until slug converges to desired_hash, at most timeout_ms.
+ * dispatched: the number of converges the daemon has handed out so far. A
+ * converge handed out after this call read the fragments after the change
+ * was installed (the client installs, then asks), so it decides the wait
+ * even when other changes came with it and its hash differs. */
 int br_waiters_add(struct br_waiters *w, struct br_control_conn *conn, const char *slug, const char *desired_hash,
-                   unsigned timeout_ms);
-/* A converge of slug finished in phase; slot says what the bottle runs now,
- * errors why it is invalid. Answers the waiters it decides. */
+                   unsigned timeout_ms, uint64_t dispatched);
+/* A converge of slug, the dispatch_no'th handed out, finished in phase;
+ * slot says what the bottle runs now, errors why it is invalid. Answers
+ * the waiters it decides. */
 void br_waiters_converged(struct br_waiters *w, const struct br_slot *slot, enum br_phase phase,
-                          const char *errors);
+                          const char *errors, uint64_t dispatch_no);
 /* The bottle is gone, or the daemon stops: every waiter of slug (NULL: all)
  * is answered not live, with why. */
 void br_waiters_drop(struct br_waiters *w, const char *slug, const char *why);

@@ -17,10 +17,7 @@
 #   egress_routes_are SLUG JSON  succeed when SLUG's live egress file routes exactly the JSON list of routes
 #   tree_sum DIR                 print one line per file of DIR: its SHA-256 and name (a DIR that does not
 #                                exist prints nothing)
-#   defect MSG                   a check that fails on a known defect: print "FAIL: DEFECT: MSG" and go on
-#   defects_verdict              fail when defect was called; otherwise print "ok"
 
-DEFECTS=0
 
 use_fast_python() {
   if [[ -x /usr/bin/python3 ]]; then
@@ -91,12 +88,3 @@ tree_sum() {
   (cd "$1" && find . -type f -print0 | sort -z | xargs -0r sha256sum)
 }
 
-defect() {
-  echo "FAIL: DEFECT: $*" >&2
-  DEFECTS=$((DEFECTS + 1))
-}
-
-defects_verdict() {
-  ((DEFECTS == 0)) || fail "$DEFECTS check(s) failed on defects, see the DEFECT lines above"
-  echo ok
-}

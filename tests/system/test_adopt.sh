@@ -156,20 +156,16 @@ printf 'routes:\n  - {host: "*.wild.example", path_allowlist: [/]}\n' >"$BR_TMP/
 brx apply refused "$BR_TMP/bad.yaml"
 ((RC == 1)) && grep -q 'routes\[0\].host: "\*.wild.example" is a wildcard' "$BR_TMP/err" ||
   fail "apply of an invalid fragment: rc $RC: $(outerr)"
-# DEFECT: the refused apply leaves routes.d/00-adopted.json: the bottle is
-# managed from then on although the command said "refused" (its text even
-# names 00-adopted.json). br_fragment_install (reconciler/bottle/approval.c:396)
-# adopts in begin_managed (approval.c:116) before the change is checked, and
-# finish_change (reconciler/cli/changes.c:257) takes it out only under --wait.
+# A refused change leaves nothing installed, its adoption included: the
+# bottle stays unmanaged.
 [[ -z $(tree_sum "$state/refused/routes.d") ]] ||
-  defect "a refused apply on an unmanaged bottle left $(ls -A "$state/refused/routes.d" | tr '\n' ' ')behind"
+  fail "a refused apply on an unmanaged bottle left $(ls -A "$state/refused/routes.d" | tr '\n' ' ')behind"
 rm -rf "$state/refused/routes.d"
 brx add-route refused --host '*.wild.example' --path /
 ((RC == 1)) && grep -q 'host: "\*.wild.example" is a wildcard' "$BR_TMP/err" ||
   fail "add-route of a wildcard host: rc $RC: $(outerr)"
-# DEFECT: same for add-route: br_approval_add (approval.c:253) adopts before
-# the proposal is checked (approval.c:268).
+# The same for add-route.
 [[ -z $(tree_sum "$state/refused/routes.d") ]] ||
-  defect "a refused add-route on an unmanaged bottle left $(ls -A "$state/refused/routes.d" | tr '\n' ' ')behind"
+  fail "a refused add-route on an unmanaged bottle left $(ls -A "$state/refused/routes.d" | tr '\n' ' ')behind"
 
-defects_verdict
+echo ok
