@@ -13,12 +13,19 @@ else
   [[ -z $out ]] || fail "groff warnings: $out"
 fi
 help=$("$BR_BIN" --help)
-for cmd in run once plan check apply status resync; do
+for cmd in run once plan check apply adopt add-route remove-route revoke edit status resync; do
   grep -q "^  $cmd" <<<"$help" || fail "--help does not list $cmd"
   grep -q "^\.Cm $cmd" "$page" || fail "the man page does not list $cmd"
 done
-for opt in config state-dir log-level log-format help version name json; do
+for opt in config state-dir log-level log-format help version name json wait; do
   grep -q -- "--$opt" <<<"$help" || fail "--help does not list --$opt"
   grep -q -- "Fl -$opt\|Fl .*, Fl -$opt" "$page" || fail "the man page does not list --$opt"
+done
+# Options of one command: in that command's --help and in the man page.
+for pair in adopt:all add-route:host add-route:path add-route:auth-scheme add-route:token-ref add-route:id \
+  add-route:actor remove-route:path; do
+  cmd=${pair%%:*} opt=${pair#*:}
+  grep -q -- "--$opt" <<<"$("$BR_BIN" "$cmd" --help)" || fail "$cmd --help does not list --$opt"
+  grep -q -- "Fl -$opt" "$page" || fail "the man page does not list --$opt"
 done
 echo ok
