@@ -327,6 +327,13 @@ static bool deliver(struct target *t, const char **how) {
   const char *why = "its process is not visible here";
   if (t->pidfd >= 0) {
     *how = "host pid, pidfd";
+    /* A process stopped by hand (not paused: Docker says so) would only
+     * queue the signal. Through the engine nothing can be seen of this. */
+    struct br_proc_stat st;
+    char what[BR_DOCKER_NAME_MAX + 64];
+    snprintf(what, sizeof what, "container %s: pid %ld", t->name.data, t->c.pid);
+    if (br_proc_stat((pid_t)t->c.pid, &st) == 0 && br_reload_not_running_state(st.state, what, t->res))
+      return true;
     if (syscall(SYS_pidfd_send_signal, t->pidfd, signo, NULL, 0) == 0)
       return false;
     if (errno == ESRCH) {

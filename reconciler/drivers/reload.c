@@ -3,6 +3,7 @@
 #include "reconciler/drivers/reload.h"
 
 #include "common/clock.h"
+#include "common/proc.h"
 
 void br_reload_result_init(struct br_reload_result *res) {
   res->status = BR_RELOAD_OK;
@@ -54,5 +55,15 @@ bool br_reload_too_early(const struct br_reload_request *req, int64_t started_ns
   br_buf_reset(&res->message);
   br_buf_printf(&res->message, "%s started %lld ms ago; signalling after its %u ms grace", what, (long long)age_ms,
                 req->reload->grace_ms);
+  return true;
+}
+
+bool br_reload_not_running_state(char state, const char *what, struct br_reload_result *res) {
+  if (br_proc_state_runs(state))
+    return false;
+  res->status = BR_RELOAD_TRANSIENT;
+  br_buf_reset(&res->message);
+  br_buf_printf(&res->message, "%s is %s (state %c); not counted as reloaded", what, br_proc_state_name(state),
+                state);
   return true;
 }

@@ -68,4 +68,12 @@ int br_reload_expand(const struct br_reload_request *req, const char *tmpl, stru
 bool br_reload_too_early(const struct br_reload_request *req, int64_t started_ns, int64_t age_from_ns,
                          const char *what, struct br_reload_result *res);
 
+/* The state rule of every driver that signals a process it can see: a
+ * stopped process (state T, or t under a debugger) only queues the signal
+ * until it is continued, and a zombie (Z) or dead one (X) drops it, so
+ * neither reloads now. state is /proc/PID/stat's letter; what names the
+ * process ("pid 12"). Returns true with res TRANSIENT for those (the
+ * bottle retries with backoff; status says why); false when it may be told. */
+bool br_reload_not_running_state(char state, const char *what, struct br_reload_result *res);
+
 #endif

@@ -1,7 +1,8 @@
 /* driver_signal: tells a sidecar process to reload by signalling the pid in
  * its pidfile. It must never signal a process that is not the sidecar (init,
- * this daemon or its parent, another bottle's sidecar, a recycled pid), and
- * never a sidecar too young to have installed its SIGHUP handler. */
+ * this daemon or its parent, another bottle's sidecar, a recycled pid), never
+ * a sidecar too young to have installed its SIGHUP handler, and never count
+ * a signal that a stopped or dead process cannot act on as a reload. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -125,6 +126,8 @@ static void reload_pid(const struct br_reload_request *req, pid_t pid, int64_t p
     snprintf(what, sizeof what, "pid %ld", (long)pid);
     if (br_reload_too_early(req, st.started_ns, st.started_ns, what, res)) {
       /* decided: not needed, or deferred */
+    } else if (br_reload_not_running_state(st.state, what, res)) {
+      /* decided: a stopped process only queues the signal, a zombie drops it */
     } else if (!send(req, pidfd, pid, pidfile, res)) {
       res->status = BR_RELOAD_OK;
       br_buf_printf(&res->message, "sent SIG%s to pid %ld", br_signal_name(req->reload->signo), (long)pid);

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A SIGHUP to a stopped (SIGSTOP) or zombie sidecar is not a reload
+# (issue 16, "a reload counts only when it happened"): the stopped process
+# would only see the signal when continued, the zombie never. The bottle
+# stays retrying, and `status` says why; after SIGCONT (or with a live
+# sidecar back) it converges, and the sidecar runs the new file.
+set -euo pipefail
+here=$(dirname "$0")
+source "$here/lib.sh"
+source "$here/bottles.sh"
+source "$here/daemon.sh"
+br_tmpdir
+cfg=$BR_TMP/br.yaml
+bottles_config "$cfg" <<'YAML'
+backoff: {initial_ms: 20, max_ms: 200}
+YAML
+bottle_create alpha
+bottle_start alpha
+pidfile=$BR_TMP/state/alpha/run/egress.pid
+start_daemon "$cfg"
+wait_for slug_converged alpha
+
+phase_says() {
+  [[ $(status_field alpha phase) == "$1" && $(status_field alpha message) == *"$2"* ]]
+}
+attempts_gt() { (($(status_field alpha attempts) > $1)); }
+fragment() {
+  printf 'routes:\n  - {host: %s.example.com, path_allowlist: [/]}\n' "$1" | bottle_fragment alpha a.yaml
+}
+
+echo "# stopped: retrying, not converged; continued: converged"
+eg=${EG_PID[alpha]}
+kill -STOP "$eg"
+fragment stopped
+wait_for phase_says retrying "pid $eg is stopped (state T); not counted as reloaded"
+wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
+not hup_pending "$eg" || fail "a SIGHUP was queued for the stopped sidecar"
+kill -CONT "$eg"
+wait_for slug_converged alpha
+wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
+sidecar_has "$(eg_log alpha)" reload "$(sha256_of "$(eg_file alpha)")" ok || fail "no reload of the new file after SIGCONT"
+
+echo "# a zombie (its parent does not reap it): retrying"
+stop_sidecar "$eg"
+# The subshell exits at once; sleep, exec'd in its parent, never reaps it.
+bash -c '(exit 0) & echo $! >"$1"; exec sleep 600' _ "$BR_TMP/zombie.pid" &
+parent=$!
+br_track "$parent"
+wait_for test -s "$BR_TMP/zombie.pid"
+zombie=$(<"$BR_TMP/zombie.pid")
+zombie_state() { [[ $(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$zombie/stat") == Z ]]; }
+wait_for zombie_state
+write_atomic "$pidfile" <"$BR_TMP/zombie.pid"
+fragment zombie
+wait_for phase_says retrying "pid $zombie is a zombie (state Z); not counted as reloaded"
+wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
+
+echo "# a live sidecar again: converged"
+start_sidecar egress "$(eg_file alpha)" "$(eg_log alpha)" "$pidfile"
+wait_for slug_converged alpha
+wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
+kill -TERM "$parent"
+reap "$parent"
+stop_daemon
+echo ok
