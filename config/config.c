@@ -76,6 +76,9 @@ const char *br_driver_name(enum br_driver_kind driver) {
 static void reload_free(struct br_reload_config *rl) {
   free(rl->pidfile);
   free(rl->container);
+  free(rl->expect_exe);
+  free(rl->expect_comm);
+  free(rl->expect_cmdline);
   br_strv_free(&rl->argv);
   memset(rl, 0, sizeof *rl);
 }
@@ -417,12 +420,15 @@ static int get_argv(struct loader *ld, const struct br_ynode *node, const char *
 
 static const char *const reload_keys_docker[] = {"driver", "container", "signal", "grace_ms",
                                                  "verify", "confirm",   NULL};
-static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", NULL};
+static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", "expect", NULL};
 static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", NULL};
 static const char *const reload_keys_none[] = {"driver", NULL};
-static const char *const reload_keys_all[] = {"driver", "container",  "pidfile", "signal",  "grace_ms",
-                                              "argv",   "timeout_ms", "verify",  "confirm", NULL};
+static const char *const reload_keys_all[] = {"driver",     "container", "pidfile", "signal", "grace_ms", "argv",
+                                              "timeout_ms", "verify",    "confirm", "expect", NULL};
 static const char *const confirm_keys[] = {"timeout_ms", NULL};
+static const char *const expect_keys[] = {"exe", "comm", "cmdline_contains", NULL};
+/* The kernel keeps the first 15 bytes of a process name (TASK_COMM_LEN 16). */
+#define COMM_MAX 15
 #define CONFIRM_DEFAULT_TIMEOUT_MS 5000
 
 static int get_signal(struct loader *ld, const struct br_ynode *node, const char *field, int *out) {
@@ -468,6 +474,42 @@ static int get_confirm(struct loader *ld, const struct br_ynode *node, const cha
   }
   if (!rc)
     *timeout_ms = ms;
+  return rc;
+}
+
+/* expect: {exe, comm, cmdline_contains}: what the process a pidfile names
+ * must be. At least one key: an empty mapping would look like a check and
+ * check nothing. */
+static int get_expect(struct loader *ld, const struct br_ynode *node, const char *field,
+                      struct br_reload_config *rl) {
+  int rc = want_map(ld, node, field, "a mapping such as {exe: /usr/local/bin/pipelock}");
+  if (!rc && node->n == 0)
+    return fail(ld, node, field, "empty mapping, expected at least one of exe, comm or cmdline_contains");
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    char sub[FIELD_ITEM];
+    if (!in_list(key, expect_keys))
+      return fail_key(ld, key, field, "unknown key", expect_keys);
+    join(sub, sizeof sub, field, key->value);
+    if (key_is(key, "exe")) {
+      if (!(rc = get_template(ld, value, sub, names_none, false, false,
+                              "the absolute path of the sidecar's executable", &rl->expect_exe)) &&
+          rl->expect_exe[0] != '/')
+        rc = fail_value(ld, value, sub,
+                        "is a relative path, expected the absolute path of the sidecar's executable");
+    } else if (key_is(key, "comm")) {
+      if (!(rc = get_template(ld, value, sub, names_none, false, false, "the sidecar's process name",
+                              &rl->expect_comm)) &&
+          strlen(rl->expect_comm) > COMM_MAX)
+        rc = fail_value(ld, value, sub,
+                        "is longer than %d bytes, expected at most %d (the kernel keeps only the first %d bytes "
+                        "of a process name)",
+                        COMM_MAX, COMM_MAX, COMM_MAX);
+    } else {
+      rc = get_template(ld, value, sub, names_sidecar, false, false, "text of the sidecar's command line",
+                        &rl->expect_cmdline);
+    }
+  }
   return rc;
 }
 
@@ -530,6 +572,8 @@ static int parse_reload(struct loader *ld, const struct br_ynode *node, const ch
       rc = get_bool(ld, value, field, &rl.verify);
     else if (key_is(key, "confirm"))
       rc = get_confirm(ld, value, field, &rl.confirm_timeout_ms);
+    else if (key_is(key, "expect"))
+      rc = get_expect(ld, value, field, &rl);
     else if (key_is(key, "argv")) {
       if (!(rc = get_argv(ld, value, field, names_sidecar, &rl.argv)) && rl.argv.n == 0)
         rc = fail(ld, value, field, "empty list, expected the program and its arguments");
@@ -818,6 +862,21 @@ static int add_list(struct br_buf *out, const struct br_strv *list) {
   return rc ? rc : br_buf_adds(out, "]");
 }
 
+/* ", expect: {...}" with the keys that are set, in the order of expect_keys. */
+static int add_expect(struct br_buf *out, const struct br_reload_config *rl) {
+  const char *values[] = {rl->expect_exe, rl->expect_comm, rl->expect_cmdline};
+  int rc = br_buf_adds(out, ", expect: {");
+  const char *sep = "";
+  for (size_t i = 0; i < sizeof values / sizeof *values && !rc; i++) {
+    if (!values[i])
+      continue;
+    if (!(rc = br_buf_printf(out, "%s%s: ", sep, expect_keys[i])))
+      rc = add_quoted(out, values[i]);
+    sep = ", ";
+  }
+  return rc ? rc : br_buf_adds(out, "}");
+}
+
 static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, const enum br_mirror_mode *mirror) {
   const struct br_reload_config *rl = &sc->reload;
   int rc = br_buf_printf(out, "%s:\n  file: ", br_sidecar_name(sc->which));
@@ -846,6 +905,8 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
     rc = br_buf_adds(out, ", verify: true");
   if (!rc && rl->driver == BR_DRIVER_DOCKER && rl->confirm_timeout_ms)
     rc = br_buf_printf(out, ", confirm: {timeout_ms: %u}", rl->confirm_timeout_ms);
+  if (!rc && rl->driver == BR_DRIVER_SIGNAL && (rl->expect_exe || rl->expect_comm || rl->expect_cmdline))
+    rc = add_expect(out, rl);
   if (!rc && rl->driver == BR_DRIVER_EXEC) {
     if (!(rc = br_buf_adds(out, ", argv: ")) && !(rc = add_list(out, &rl->argv)))
       rc = br_buf_printf(out, ", timeout_ms: %u", rl->timeout_ms);

@@ -47,6 +47,13 @@ struct br_reload_config {
   unsigned confirm_timeout_ms; /* docker: after the reload, wait this long for a
                                   container log line holding the file's SHA-256;
                                   0 (the default) = do not wait */
+  /* signal: what the process the pidfile names must be before it is
+   * signalled; each NULL (the default) is not checked; owned. */
+  char *expect_exe;     /* its executable (readlink /proc/PID/exe): this absolute
+                           path or what it resolves to */
+  char *expect_comm;    /* its name (/proc/PID/comm), at most 15 bytes */
+  char *expect_cmdline; /* template: its command line, arguments joined by
+                           spaces, contains the expansion */
 };
 
 enum br_mirror_mode {

@@ -5,6 +5,7 @@
  * a signal that a stopped or dead process cannot act on as a reload. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,9 @@
 #include "common/fileio.h"
 #include "common/proc.h"
 #include "reconciler/drivers/reload.h"
+
+/* Command lines longer than this are compared by their first bytes only. */
+#define CMDLINE_MAX (64 * 1024)
 
 /* What reading the pidfile gave. */
 enum pidfile_read {
@@ -84,6 +88,101 @@ static const char *protected_pid(pid_t pid) {
   return NULL;
 }
 
+/* The process's executable matches want: the same path, the path want
+ * resolves to (/usr/bin/python3 is python3.11 to the kernel), or either with
+ * " (deleted)" (the binary was upgraded under a running sidecar). */
+static bool exe_matches(const char *exe, const char *want) {
+  char resolved[PATH_MAX];
+  const char *alts[] = {want, realpath(want, resolved) ? resolved : want};
+  for (size_t i = 0; i < 2; i++) {
+    size_t n = strlen(alts[i]);
+    if (strncmp(exe, alts[i], n) == 0 && (!exe[n] || strcmp(exe + n, " (deleted)") == 0))
+      return true;
+  }
+  return false;
+}
+
+/* What the process looked like, for the expect check and its message. */
+struct seen {
+  int exe_rc; /* 0 when exe was readable */
+  struct br_buf exe, cmdline;
+  char comm[16];
+};
+
+/* Appends to expected each expect key the process fails, as "exe X",
+ * "comm "Y"", "a command line containing "Z"". Returns 0 or -errno when the
+ * cmdline_contains template does not expand for this bottle. */
+static int mismatches(const struct br_reload_request *req, const struct seen *p, struct br_buf *expected) {
+  const struct br_reload_config *rl = req->reload;
+  const char *sep = "";
+  if (rl->expect_exe && (p->exe_rc || !exe_matches(p->exe.data, rl->expect_exe))) {
+    br_buf_printf(expected, "exe %s", rl->expect_exe);
+    sep = ", ";
+  }
+  if (rl->expect_comm && strcmp(p->comm, rl->expect_comm) != 0) {
+    br_buf_printf(expected, "%scomm \"%s\"", sep, rl->expect_comm);
+    sep = ", ";
+  }
+  if (!rl->expect_cmdline)
+    return 0;
+  struct br_buf want;
+  br_buf_init(&want, CMDLINE_MAX);
+  int rc = br_reload_expand(req, rl->expect_cmdline, &want);
+  if (!rc && !strstr(br_buf_str(&p->cmdline), br_buf_str(&want)))
+    br_buf_printf(expected, "%sa command line containing \"%s\"", sep, br_buf_str(&want));
+  br_buf_free(&want);
+  return rc;
+}
+
+/* Checks the pinned process against the reload's expect keys. Returns true
+ * when that decided res (a mismatch, or the process may not be inspected). */
+static bool unexpected(const struct br_reload_request *req, pid_t pid, const char *pidfile,
+                       struct br_reload_result *res) {
+  const struct br_reload_config *rl = req->reload;
+  if (!rl->expect_exe && !rl->expect_comm && !rl->expect_cmdline)
+    return false;
+  const char *sidecar = br_sidecar_name(req->sidecar);
+  struct seen p = {0};
+  struct br_buf expected;
+  br_buf_init(&p.exe, PATH_MAX + 16);
+  br_buf_init(&p.cmdline, CMDLINE_MAX);
+  br_buf_init(&expected, 3 * CMDLINE_MAX);
+  p.exe_rc = br_proc_exe(pid, &p.exe);
+  int rc = br_proc_comm(pid, p.comm);
+  if (!rc)
+    rc = br_proc_cmdline(pid, &p.cmdline);
+  bool decided = true;
+  if (rc == -ENOENT || rc == -ESRCH) {
+    br_buf_printf(gone(res), "pid %ld from %s exited", (long)pid, pidfile);
+  } else if (rc || (rl->expect_exe && (p.exe_rc == -EACCES || p.exe_rc == -EPERM))) {
+    /* Only a process that may look at the sidecar can tell what it is. */
+    res->status = BR_RELOAD_PERMANENT;
+    br_buf_printf(&res->message,
+                  "cannot tell whether pid %ld from %s is the %s sidecar (reading /proc/%ld: %s): run this daemon "
+                  "as root or as the sidecar's user",
+                  (long)pid, pidfile, sidecar, (long)pid, strerror(-(rc ? rc : p.exe_rc)));
+  } else if (mismatches(req, &p, &expected)) {
+    res->status = BR_RELOAD_PERMANENT;
+    br_buf_printf(&res->message, "expect.cmdline_contains \"%s\" does not expand for this bottle",
+                  rl->expect_cmdline);
+  } else if (expected.len) {
+    /* Transient: the sidecar may be restarting and about to write its
+     * pidfile again; the pid may have been recycled meanwhile. */
+    res->status = BR_RELOAD_TRANSIENT;
+    br_buf_printf(&res->message,
+                  "pid %ld from %s is not the %s sidecar: it runs %s (comm \"%s\", command line \"%.200s\"), "
+                  "expected %s; not signalled",
+                  (long)pid, pidfile, sidecar, p.exe_rc ? "an executable it does not show" : p.exe.data, p.comm,
+                  br_buf_str(&p.cmdline), expected.data);
+  } else {
+    decided = false;
+  }
+  br_buf_free(&p.exe);
+  br_buf_free(&p.cmdline);
+  br_buf_free(&expected);
+  return decided;
+}
+
 /* Sends the signal to the pinned process. Returns true when that failed
  * (res says why). */
 static bool send(const struct br_reload_request *req, int pidfd, pid_t pid, const char *pidfile,
@@ -121,7 +220,7 @@ static void reload_pid(const struct br_reload_request *req, pid_t pid, int64_t p
     /* A sidecar writes its pidfile after it starts; a process younger than
      * the pidfile is an unrelated one that got the pid recycled. */
     br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)", pidfile, (long)pid);
-  } else {
+  } else if (!unexpected(req, pid, pidfile, res)) {
     char what[32];
     snprintf(what, sizeof what, "pid %ld", (long)pid);
     if (br_reload_too_early(req, st.started_ns, st.started_ns, what, res)) {
