@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/fileio.h"
 #include "common/proc.h"
+#include "reconciler/drivers/confirm.h"
 #include "reconciler/drivers/reload.h"
 
 /* Command lines longer than this are compared by their first bytes only. */
@@ -230,6 +231,8 @@ static void reload_pid(const struct br_reload_request *req, pid_t pid, int64_t p
     } else if (!send(req, pidfd, pid, pidfile, res)) {
       res->status = BR_RELOAD_OK;
       br_buf_printf(&res->message, "sent SIG%s to pid %ld", br_signal_name(req->reload->signo), (long)pid);
+      if (br_confirm_configured(req))
+        br_confirm_reload(req, res);
     }
   }
   if (pidfd >= 0)
