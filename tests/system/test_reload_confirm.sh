@@ -2,7 +2,8 @@
 # Confirmed, not assumed (issue 14): the signal and exec drivers with
 # `confirm: {log_file, match}` wait until the sidecar's own log says it
 # loaded the bytes just written (the stand-in logs "... SHA256 ok" per load).
-# * Both sidecars confirm: the bottle converges, and the audit says so.
+# * Both sidecars confirm: the bottle converges, and pipelock's confirmation
+#   ends its settle time (5 s here): egress loads right after pipelock.
 # * A sidecar that cannot load the new file (it runs as another user and the
 #   file is 0600; the daemon keeps a live file's mode and owner) leaves the
 #   bottle retrying, and status says which hash it did not confirm and which
@@ -18,6 +19,7 @@ cfg=$BR_TMP/br.yaml
 bottles_config "$cfg" <<YAML
 backoff: {initial_ms: 20, max_ms: 200}
 pipelock:
+  settle_ms: 5000
   reload:
     driver: signal
     pidfile: "{state_dir}/{slug}/run/pipelock.pid"
@@ -36,7 +38,7 @@ audit=$BR_TMP/state/.reconciler/audit.jsonl
 start_daemon "$cfg"
 wait_for slug_converged alpha
 
-echo "# both confirm: converged"
+echo "# both confirm: converged, and egress did not wait out pipelock's 5 s settle time"
 bottle_fragment alpha a.yaml <<'YAML'
 routes:
   - {host: one.example.com, path_allowlist: [/]}
@@ -47,6 +49,12 @@ pl_hash=$(sha256_of "$(pl_file alpha)")
 eg_hash=$(sha256_of "$(eg_file alpha)")
 sidecar_settled "$(pl_log alpha)" "$(pl_file alpha)" || fail "pipelock does not run its new file"
 sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)" || fail "egress does not run its new file"
+# load_time LOG HASH: when the sidecar first loaded HASH.
+load_time() { awk -v h="$2" '$3 == h && $4 == "ok" { print $1; exit }' "$1"; }
+pl_t=$(load_time "$(pl_log alpha)" "$pl_hash")
+eg_t=$(load_time "$(eg_log alpha)" "$eg_hash")
+awk -v p="$pl_t" -v e="$eg_t" 'BEGIN { exit !(p < e && e - p < 2.5) }' ||
+  fail "egress loaded at $eg_t, pipelock at $pl_t: expected egress after pipelock, well within its 5 s settle time"
 python3 - "$audit" "$pl_hash" "$eg_hash" <<'PY' || fail "the audit does not show both reloads confirmed: $(tail -n 2 "$audit")"
 import json, sys
 records = [json.loads(line) for line in open(sys.argv[1])]
