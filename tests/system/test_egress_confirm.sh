@@ -55,13 +55,13 @@ expect_code 200 "$up/ok/x"
 
 echo "# a file the proxy refuses: retrying, with both hashes and the proxy's reason"
 good_sha=$(sha256_of "$live")
-# 1500 nested lists: jansson (the daemon) reads up to 2048, Python's json
+# 1100 nested lists: jansson (the daemon) reads up to 2048, Python's json
 # stops at its recursion limit of 1000.
 "$EGRESS_PY" - "$live" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 doc["other_tool"] = "@"
-text = json.dumps(doc, indent=2).replace('"@"', "[" * 1500 + "]" * 1500)
+text = json.dumps(doc, indent=2).replace('"@"', "[" * 1100 + "]" * 1100)
 open(sys.argv[1] + ".new", "w").write(text + "\n")
 PY
 mv "$live.new" "$live"
@@ -77,8 +77,13 @@ unconfirmed() {
     $(status_field alpha message) == *"egress reload failed: sent SIGHUP to pid $proxy_pid, but egress did not confirm sha256 $new_sha within 1000 ms; it reports sha256 $good_sha in $status; its last load failed: "*"nested too deeply"* ]]
 }
 wait_for unconfirmed
-attempts_gt() { (($(status_field alpha attempts) > $1)); }
-wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
+attempts_gt() {
+  local a
+  a=$(status_field alpha attempts)
+  ((${a:-0} > $1))
+}
+# Each attempt waits out the 1 s confirm timeout.
+wait_for -t 30 attempts_gt "$(($(status_field alpha attempts) + 1))"
 unconfirmed || fail "no longer retrying: $(daemon_status alpha)"
 # The proxy kept its table: the new path is refused, the old one served.
 expect_refused "$up/more/x"

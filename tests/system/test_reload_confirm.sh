@@ -93,8 +93,12 @@ YAML
   }
   wait_for unconfirmed
   sidecar_has "$(eg_log alpha)" reload '' invalid || fail "the sidecar was not told to reload"
-  attempts_gt() { (($(status_field alpha attempts) > $1)); }
-  wait_for -t 20 attempts_gt "$(($(status_field alpha attempts) + 1))"
+  attempts_gt() {
+    local a
+    a=$(status_field alpha attempts)
+    ((${a:-0} > $1))
+  }
+  wait_for -t 30 attempts_gt "$(($(status_field alpha attempts) + 1))"
   unconfirmed || fail "not retrying: $(daemon_status alpha)"
   chmod 0644 "$(eg_file alpha)"
   wait_for slug_converged alpha

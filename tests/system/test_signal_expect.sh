@@ -54,7 +54,11 @@ msg=$(status_field alpha message)
 [[ $msg == *"comm \"sleep\""* && $msg == *"expected exe $(readlink -f "$BR_SIDECAR")"* ]] ||
   fail "the message does not say what the process is and what was expected: $msg"
 # Retried, not given up: the attempts go on counting.
-attempts_gt() { (($(status_field alpha attempts) > $1)); }
+attempts_gt() {
+  local a
+  a=$(status_field alpha attempts)
+  ((${a:-0} > $1))
+}
 wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
 pid_gone "$sleeper" && fail "the unrelated process was signalled (SIGHUP killed it)"
 not hup_pending "$sleeper" || fail "a SIGHUP waits for the unrelated process"

@@ -23,7 +23,11 @@ wait_for slug_converged alpha
 phase_says() {
   [[ $(status_field alpha phase) == "$1" && $(status_field alpha message) == *"$2"* ]]
 }
-attempts_gt() { (($(status_field alpha attempts) > $1)); }
+attempts_gt() {
+  local a
+  a=$(status_field alpha attempts)
+  ((${a:-0} > $1))
+}
 fragment() {
   printf 'routes:\n  - {host: %s.example.com, path_allowlist: [/]}\n' "$1" | bottle_fragment alpha a.yaml
 }
@@ -42,8 +46,17 @@ sidecar_has "$(eg_log alpha)" reload "$(sha256_of "$(eg_file alpha)")" ok || fai
 
 echo "# a zombie (its parent does not reap it): retrying"
 stop_sidecar "$eg"
-# The subshell exits at once; sleep, exec'd in its parent, never reaps it.
-bash -c '(exit 0) & echo $! >"$1"; exec sleep 600' _ "$BR_TMP/zombie.pid" &
+# The child exits at once; its parent never reaps it (python installs no
+# SIGCHLD handler, unlike a shell, which may reap it before an exec).
+python3 -c '
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{pid}\n")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)' "$BR_TMP/zombie.pid" &
 parent=$!
 br_track "$parent"
 wait_for test -s "$BR_TMP/zombie.pid"
