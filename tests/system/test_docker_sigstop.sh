@@ -24,8 +24,13 @@ start_daemon "$cfg"
 wait_for slug_converged alpha
 wait_for container_older_than alpha egress 500
 
+# state_is PID LETTER: /proc/PID/stat shows that state.
+state_is() { [[ $(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$1/stat" 2>/dev/null) == "$2" ]]; }
 pid=$(container_field alpha egress '{{.State.Pid}}')
 kill -STOP "$pid"
+# The stop takes effect when the process next runs; until then it is not
+# stopped yet, and a reload would rightly count.
+wait_for state_is "$pid" T
 bottle_fragment alpha a.yaml <<'YAML'
 routes:
   - {host: stopped.example.com, path_allowlist: [/]}
@@ -34,7 +39,7 @@ retrying_stopped() {
   [[ $(status_field alpha phase) == retrying &&
     $(status_field alpha message) == *"container $(container_name alpha egress): pid $pid is stopped (state T); not counted as reloaded"* ]]
 }
-wait_for retrying_stopped
+(wait_for retrying_stopped) || fail "not retrying for the stopped process: $(daemon_status alpha)"
 attempts_gt() { (($(status_field alpha attempts) > $1)); }
 wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
 not hup_pending "$pid" || fail "a SIGHUP was queued for the stopped process"

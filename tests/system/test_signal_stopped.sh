@@ -20,6 +20,8 @@ pidfile=$BR_TMP/state/alpha/run/egress.pid
 start_daemon "$cfg"
 wait_for slug_converged alpha
 
+# state_is PID LETTER: /proc/PID/stat shows that state.
+state_is() { [[ $(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$1/stat" 2>/dev/null) == "$2" ]]; }
 phase_says() {
   [[ $(status_field alpha phase) == "$1" && $(status_field alpha message) == *"$2"* ]]
 }
@@ -35,8 +37,12 @@ fragment() {
 echo "# stopped: retrying, not converged; continued: converged"
 eg=${EG_PID[alpha]}
 kill -STOP "$eg"
+# The stop takes effect when the process next runs; until then it is not
+# stopped yet, and a reload would rightly count.
+wait_for state_is "$eg" T
 fragment stopped
-wait_for phase_says retrying "pid $eg is stopped (state T); not counted as reloaded"
+(wait_for phase_says retrying "pid $eg is stopped (state T); not counted as reloaded") ||
+  fail "not retrying for the stopped sidecar: $(daemon_status alpha)"
 wait_for attempts_gt "$(($(status_field alpha attempts) + 1))"
 not hup_pending "$eg" || fail "a SIGHUP was queued for the stopped sidecar"
 kill -CONT "$eg"
@@ -61,8 +67,7 @@ parent=$!
 br_track "$parent"
 wait_for test -s "$BR_TMP/zombie.pid"
 zombie=$(<"$BR_TMP/zombie.pid")
-zombie_state() { [[ $(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$zombie/stat") == Z ]]; }
-wait_for zombie_state
+wait_for state_is "$zombie" Z
 write_atomic "$pidfile" <"$BR_TMP/zombie.pid"
 fragment zombie
 wait_for phase_says retrying "pid $zombie is a zombie (state Z); not counted as reloaded"
