@@ -215,19 +215,20 @@ static void reload_pid(const struct br_reload_request *req, pid_t pid, int64_t p
    * still reach it. */
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   struct br_proc_stat st;
+  char what[32];
+  snprintf(what, sizeof what, "pid %ld", (long)pid);
   if (pidfd < 0 || br_proc_stat(pid, &st) < 0) {
     br_buf_printf(gone(res), "pid %ld from %s is gone", (long)pid, pidfile);
   } else if (st.started_ns > pidfile_mtime + BR_TICK_SLACK_NS) {
     /* A sidecar writes its pidfile after it starts; a process younger than
      * the pidfile is an unrelated one that got the pid recycled. */
     br_buf_printf(gone(res), "pidfile %s is stale (pid %ld now belongs to a newer process)", pidfile, (long)pid);
+  } else if (br_reload_not_running_state(st.state, what, res)) {
+    /* decided: a stopped process only queues the signal, a zombie drops it
+     * (and shows no executable or command line to check) */
   } else if (!unexpected(req, pid, pidfile, res)) {
-    char what[32];
-    snprintf(what, sizeof what, "pid %ld", (long)pid);
     if (br_reload_too_early(req, st.started_ns, st.started_ns, what, res)) {
       /* decided: not needed, or deferred */
-    } else if (br_reload_not_running_state(st.state, what, res)) {
-      /* decided: a stopped process only queues the signal, a zombie drops it */
     } else if (!send(req, pidfd, pid, pidfile, res)) {
       res->status = BR_RELOAD_OK;
       br_buf_printf(&res->message, "sent SIG%s to pid %ld", br_signal_name(req->reload->signo), (long)pid);
