@@ -1,10 +1,11 @@
 /* proc: posix_spawn with a process group, a pidfd to wait with a deadline,
- * and a pipe for output. The caller's thread blocks; the event loop must not
- * call this. */
+ * and a pipe for output; small bounded reads of /proc/PID. The caller's
+ * thread blocks; the event loop must not call br_proc_run. */
 #include "common/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -113,40 +114,128 @@ void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, str
   }
 }
 
-int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-  /* One read() of a buffer larger than the line: procfs makes the whole
-   * line at the first read (at most a 64-byte name and 52 numbers), so no
-   * fstat() and no read() to learn the end, as br_file_read() needs for
-   * ordinary files. Every reload of every sidecar passes here. */
+/* One read() of a buffer larger than the line: procfs makes the whole line
+ * at the first read (at most a 64-byte name and 52 numbers), so no fstat()
+ * and no read() to learn the end, as br_file_read() needs for ordinary
+ * files. Every reload of every sidecar passes here. */
+static int read_small(const char *path, char *buf, size_t size, size_t *len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
-  char line[4096];
   ssize_t n;
-  while ((n = read(fd, line, sizeof line - 1)) < 0 && errno == EINTR)
+  while ((n = read(fd, buf, size - 1)) < 0 && errno == EINTR)
     ;
   int rc = n < 0 ? -errno : 0;
   close(fd);
-  unsigned long long ticks = 0;
   if (!rc) {
-    line[n] = '\0';
-    /* The command name may hold spaces and ")": fields start after the last ")". */
-    char *p = strrchr(line, ')');
-    int field = 2;
-    for (; p && *p && field < 22; p++)
-      if (*p == ' ')
-        field++;
-    if (p && field == 22)
-      ticks = strtoull(p, NULL, 10);
+    buf[n] = '\0';
+    *len = (size_t)n;
   }
-  if (rc || !ticks)
-    return rc ? rc : -EINVAL;
+  return rc;
+}
+
+int br_proc_stat(pid_t pid, struct br_proc_stat *st) {
+  char path[64], line[4096];
+  size_t len = 0;
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  int rc = read_small(path, line, sizeof line, &len);
+  if (rc)
+    return rc;
+  /* The command name may hold spaces and ")": fields start after the last ")". */
+  char *p = strrchr(line, ')');
+  if (!p || p[1] != ' ' || !p[2])
+    return -EINVAL;
+  st->state = p[2];
+  int field = 2;
+  for (p++; *p && field < 22; p++)
+    if (*p == ' ')
+      field++;
+  unsigned long long ticks = field == 22 ? strtoull(p, NULL, 10) : 0;
+  if (!ticks)
+    return -EINVAL;
   long hz = sysconf(_SC_CLK_TCK);
   int64_t boot_ns = (int64_t)(ticks / (unsigned long long)hz) * 1000000000 +
                     (int64_t)(ticks % (unsigned long long)hz) * (1000000000 / hz);
   /* Boot-relative to wall clock: now minus the process's age. */
-  *realtime_ns = br_clock_ns(CLOCK_REALTIME) - (br_clock_ns(CLOCK_BOOTTIME) - boot_ns);
+  st->started_ns = br_clock_ns(CLOCK_REALTIME) - (br_clock_ns(CLOCK_BOOTTIME) - boot_ns);
   return 0;
+}
+
+int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns) {
+  struct br_proc_stat st;
+  int rc = br_proc_stat(pid, &st);
+  if (!rc)
+    *realtime_ns = st.started_ns;
+  return rc;
+}
+
+bool br_proc_state_runs(char state) { return state != 'T' && state != 't' && state != 'Z' && state != 'X'; }
+
+const char *br_proc_state_name(char state) {
+  switch (state) {
+  case 'T':
+    return "stopped";
+  case 't':
+    return "traced";
+  case 'Z':
+    return "a zombie";
+  case 'X':
+    return "dead";
+  }
+  return "running";
+}
+
+int br_proc_exe(pid_t pid, struct br_buf *out) {
+  char path[64], target[PATH_MAX + 16];
+  snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0)
+    return -errno;
+  br_buf_reset(out);
+  return br_buf_add(out, target, (size_t)n);
+}
+
+int br_proc_comm(pid_t pid, char comm[16]) {
+  char path[64], line[64];
+  size_t len = 0;
+  snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
+  int rc = read_small(path, line, sizeof line, &len);
+  if (rc)
+    return rc;
+  if (len && line[len - 1] == '\n')
+    line[--len] = '\0';
+  size_t n = len < 15 ? len : 15;
+  memcpy(comm, line, n);
+  comm[n] = '\0';
+  return 0;
+}
+
+int br_proc_cmdline(pid_t pid, struct br_buf *out) {
+  size_t max = out->max;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  br_buf_reset(out);
+  char chunk[4096];
+  ssize_t n = 0;
+  int rc = 0;
+  /* procfs hands a long command line out a page at a time. */
+  while (!rc && out->len < max && ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))) {
+    size_t take = n < 0 ? 0 : (size_t)n;
+    if (take > max - out->len)
+      take = max - out->len;
+    for (size_t i = 0; i < take; i++)
+      if (chunk[i] == '\0')
+        chunk[i] = ' ';
+    rc = br_buf_add(out, chunk, take);
+  }
+  if (!rc && n < 0)
+    rc = -errno;
+  close(fd);
+  /* The last argument's NUL became a trailing space. */
+  if (!rc && out->len && out->data[out->len - 1] == ' ')
+    out->data[--out->len] = '\0';
+  return rc;
 }

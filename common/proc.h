@@ -1,5 +1,7 @@
 /* proc: run a program (no shell) with a deadline and capture a bounded
- * excerpt of its output. Knows nothing of what the program is for. */
+ * excerpt of its output, and read what /proc says of a process (state,
+ * start time, executable, name, command line). Knows nothing of what the
+ * program or the process is for. */
 #ifndef BR_COMMON_PROC_H
 #define BR_COMMON_PROC_H
 
@@ -24,9 +26,34 @@ int br_proc_run(char *const argv[], unsigned timeout_ms, struct br_proc_result *
 /* "exit 3", "killed by SIGTERM", "timed out after N ms". */
 void br_proc_describe(const struct br_proc_result *res, unsigned timeout_ms, struct br_buf *out);
 
-/* When process pid started, as CLOCK_REALTIME nanoseconds, from field 22 of
- * /proc/PID/stat (clock ticks since boot, so only as exact as a tick).
- * Returns 0, -ENOENT when there is no such process, or -errno/-EINVAL. */
+/* What /proc/PID/stat says of a process. */
+struct br_proc_stat {
+  char state;         /* field 3: R, S, D, T (stopped), t (traced), Z (zombie), X (dead), ... */
+  int64_t started_ns; /* field 22 as CLOCK_REALTIME nanoseconds (only as exact as a clock tick) */
+};
+
+/* Reads /proc/PID/stat. Returns 0, -ENOENT when there is no such process,
+ * or -errno/-EINVAL. */
+int br_proc_stat(pid_t pid, struct br_proc_stat *st);
+/* When process pid started, as br_proc_stat's started_ns. */
 int br_proc_start_time_ns(pid_t pid, int64_t *realtime_ns);
+/* Whether a process in this state would act on a signal now: not stopped
+ * (T, t), not a zombie (Z) or dead (X). */
+bool br_proc_state_runs(char state);
+/* "stopped", "traced", "a zombie", "dead" or "running" for a state letter. */
+const char *br_proc_state_name(char state);
+
+/* The executable of process pid, as readlink(/proc/PID/exe) gives it (a
+ * replaced or removed file ends in " (deleted)"). Returns 0, -ENOENT (no
+ * such process, or no executable: a kernel thread), -EACCES/-EPERM (not
+ * allowed to look: needs the same user, or root/CAP_SYS_PTRACE), or -errno. */
+int br_proc_exe(pid_t pid, struct br_buf *out);
+/* The process's name, /proc/PID/comm without its newline (at most 15 bytes:
+ * the kernel truncates it). Returns 0 or -errno. */
+int br_proc_comm(pid_t pid, char comm[16]);
+/* The command line, its arguments joined by single spaces, at most out->max
+ * bytes of it (a longer one is cut). Returns 0 or -errno; an empty result
+ * is a kernel thread or a zombie. */
+int br_proc_cmdline(pid_t pid, struct br_buf *out);
 
 #endif

@@ -77,6 +77,12 @@ const char *br_driver_name(enum br_driver_kind driver) {
 static void reload_free(struct br_reload_config *rl) {
   free(rl->pidfile);
   free(rl->container);
+  free(rl->expect_exe);
+  free(rl->expect_comm);
+  free(rl->expect_cmdline);
+  free(rl->confirm_status_file);
+  free(rl->confirm_log_file);
+  free(rl->confirm_match);
   br_strv_free(&rl->argv);
   memset(rl, 0, sizeof *rl);
 }
@@ -415,12 +421,19 @@ static int get_argv(struct loader *ld, const struct br_ynode *node, const char *
 
 static const char *const reload_keys_docker[] = {"driver", "container", "signal", "grace_ms",
                                                  "verify", "confirm",   NULL};
-static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms", NULL};
-static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", NULL};
+static const char *const reload_keys_signal[] = {"driver", "pidfile", "signal", "grace_ms",
+                                                 "expect", "confirm", NULL};
+static const char *const reload_keys_exec[] = {"driver", "argv", "timeout_ms", "confirm", NULL};
 static const char *const reload_keys_none[] = {"driver", NULL};
-static const char *const reload_keys_all[] = {"driver", "container",  "pidfile", "signal",  "grace_ms",
-                                              "argv",   "timeout_ms", "verify",  "confirm", NULL};
-static const char *const confirm_keys[] = {"timeout_ms", NULL};
+static const char *const reload_keys_all[] = {"driver",     "container", "pidfile", "signal", "grace_ms", "argv",
+                                              "timeout_ms", "verify",    "confirm", "expect", NULL};
+static const char *const confirm_keys_docker[] = {"timeout_ms", NULL};
+/* Drivers without a container log: the sidecar reports its loads in a file. */
+static const char *const confirm_keys_file[] = {"status_file", "log_file", "match", "timeout_ms", NULL};
+static const char *const match_names[] = {"sha256"};
+static const char *const expect_keys[] = {"exe", "comm", "cmdline_contains", NULL};
+/* The kernel keeps the first 15 bytes of a process name (TASK_COMM_LEN 16). */
+#define COMM_MAX 15
 #define CONFIRM_DEFAULT_TIMEOUT_MS 5000
 
 static int get_signal(struct loader *ld, const struct br_ynode *node, const char *field, int *out) {
@@ -451,21 +464,115 @@ static int get_bool(struct loader *ld, const struct br_ynode *node, const char *
   return 0;
 }
 
-/* confirm: {timeout_ms: N}; the mapping itself turns confirmation on, so {}
- * means "confirm, with the default timeout". */
-static int get_confirm(struct loader *ld, const struct br_ynode *node, const char *field, unsigned *timeout_ms) {
+/* confirm.match: the text of the sidecar's load line, with "{sha256}" once
+ * where the hash stands. */
+static int get_match(struct loader *ld, const struct br_ynode *node, const char *field, char **dst) {
+  const char *value;
+  int rc = get_string(ld, node, field, false, &value);
+  if (rc)
+    return rc;
+  struct br_buf why;
+  br_buf_init(&why, 512);
+  if (br_template_check(value, match_names, 1, &why))
+    rc = fail(ld, node, field, "%s", br_buf_str(&why));
+  else if (!strstr(value, "{sha256}"))
+    rc = fail_value(ld, node, field, "has no {sha256}, expected it where the line holds the hash");
+  else if (strstr(strstr(value, "{sha256}") + 1, "{sha256}"))
+    rc = fail_value(ld, node, field, "has {sha256} more than once, expected it once");
+  else if (strchr(value, '\n'))
+    rc = fail_value(ld, node, field, "holds a newline, expected the text of one line");
+  br_buf_free(&why);
+  return rc ? rc : set_string(dst, value);
+}
+
+/* The keys of confirm without docker's container log: exactly one of
+ * status_file and log_file, and match with log_file only. */
+static int check_confirm_file(struct loader *ld, const struct br_ynode *node, const char *field,
+                              const struct br_reload_config *rl) {
+  if (!rl->confirm_status_file && !rl->confirm_log_file)
+    return fail(ld, node, field,
+                "needs status_file or log_file, expected where the sidecar reports the SHA-256 of what it loaded");
+  if (rl->confirm_status_file && rl->confirm_log_file)
+    return fail(ld, node, field, "both status_file and log_file, expected one of them");
+  if (rl->confirm_log_file && !rl->confirm_match)
+    return fail(ld, node, field,
+                "log_file needs match, expected the text of the sidecar's load line with {sha256} for the hash, "
+                "such as \"egress: loaded sha256={sha256} \"");
+  if (rl->confirm_status_file && rl->confirm_match)
+    return fail(ld, br_ymap_get(node, "match"), field,
+                "match is a key of log_file, expected it only with log_file");
+  return 0;
+}
+
+/* confirm: the mapping itself turns confirmation on. docker reads the
+ * container's log: {timeout_ms: N}, and {} means "with the default timeout".
+ * signal and exec have no log of their own to read: {status_file: T} or
+ * {log_file: T, match: M}, each with an optional timeout_ms. */
+static int get_confirm(struct loader *ld, const struct br_ynode *node, const char *field,
+                       struct br_reload_config *rl) {
   int rc = want_map(ld, node, field, "a mapping such as {timeout_ms: 5000}");
+  const char *const *keys = rl->driver == BR_DRIVER_DOCKER ? confirm_keys_docker : confirm_keys_file;
   unsigned ms = CONFIRM_DEFAULT_TIMEOUT_MS;
   for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
     const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
     char sub[FIELD_ITEM];
-    if (!key_is(key, "timeout_ms"))
-      return fail_key(ld, key, field, "unknown key", confirm_keys);
-    join(sub, sizeof sub, field, "timeout_ms");
-    rc = get_unsigned(ld, value, sub, 1, 600000, &ms);
+    if (!in_list(key, keys))
+      return fail_key(ld, key, field,
+                      in_list(key, confirm_keys_file) ? "not a key of driver docker (it reads the container's log)"
+                                                      : "unknown key",
+                      keys);
+    join(sub, sizeof sub, field, key->value);
+    if (key_is(key, "timeout_ms"))
+      rc = get_unsigned(ld, value, sub, 1, 600000, &ms);
+    else if (key_is(key, "status_file"))
+      rc = get_template(ld, value, sub, names_sidecar, true, false, "the path of the sidecar's status file",
+                        &rl->confirm_status_file);
+    else if (key_is(key, "log_file"))
+      rc = get_template(ld, value, sub, names_sidecar, true, false, "the path of the sidecar's log",
+                        &rl->confirm_log_file);
+    else
+      rc = get_match(ld, value, sub, &rl->confirm_match);
   }
+  if (!rc && rl->driver != BR_DRIVER_DOCKER)
+    rc = check_confirm_file(ld, node, field, rl);
   if (!rc)
-    *timeout_ms = ms;
+    rl->confirm_timeout_ms = ms;
+  return rc;
+}
+
+/* expect: {exe, comm, cmdline_contains}: what the process a pidfile names
+ * must be. At least one key: an empty mapping would look like a check and
+ * check nothing. */
+static int get_expect(struct loader *ld, const struct br_ynode *node, const char *field,
+                      struct br_reload_config *rl) {
+  int rc = want_map(ld, node, field, "a mapping such as {exe: /usr/local/bin/pipelock}");
+  if (!rc && node->n == 0)
+    return fail(ld, node, field, "empty mapping, expected at least one of exe, comm or cmdline_contains");
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    char sub[FIELD_ITEM];
+    if (!in_list(key, expect_keys))
+      return fail_key(ld, key, field, "unknown key", expect_keys);
+    join(sub, sizeof sub, field, key->value);
+    if (key_is(key, "exe")) {
+      if (!(rc = get_template(ld, value, sub, names_none, false, false,
+                              "the absolute path of the sidecar's executable", &rl->expect_exe)) &&
+          rl->expect_exe[0] != '/')
+        rc = fail_value(ld, value, sub,
+                        "is a relative path, expected the absolute path of the sidecar's executable");
+    } else if (key_is(key, "comm")) {
+      if (!(rc = get_template(ld, value, sub, names_none, false, false, "the sidecar's process name",
+                              &rl->expect_comm)) &&
+          strlen(rl->expect_comm) > COMM_MAX)
+        rc = fail_value(ld, value, sub,
+                        "is longer than %d bytes, expected at most %d (the kernel keeps only the first %d bytes "
+                        "of a process name)",
+                        COMM_MAX, COMM_MAX, COMM_MAX);
+    } else {
+      rc = get_template(ld, value, sub, names_sidecar, false, false, "text of the sidecar's command line",
+                        &rl->expect_cmdline);
+    }
+  }
   return rc;
 }
 
@@ -527,7 +634,9 @@ static int parse_reload(struct loader *ld, const struct br_ynode *node, const ch
     else if (key_is(key, "verify"))
       rc = get_bool(ld, value, field, &rl.verify);
     else if (key_is(key, "confirm"))
-      rc = get_confirm(ld, value, field, &rl.confirm_timeout_ms);
+      rc = get_confirm(ld, value, field, &rl);
+    else if (key_is(key, "expect"))
+      rc = get_expect(ld, value, field, &rl);
     else if (key_is(key, "argv")) {
       if (!(rc = get_argv(ld, value, field, names_sidecar, &rl.argv)) && rl.argv.n == 0)
         rc = fail(ld, value, field, "empty list, expected the program and its arguments");
@@ -800,6 +909,32 @@ static int add_list(struct br_buf *out, const struct br_strv *list) {
   return rc ? rc : br_buf_adds(out, "]");
 }
 
+/* ", expect: {...}" with the keys that are set, in the order of expect_keys. */
+static int add_expect(struct br_buf *out, const struct br_reload_config *rl) {
+  const char *values[] = {rl->expect_exe, rl->expect_comm, rl->expect_cmdline};
+  int rc = br_buf_adds(out, ", expect: {");
+  const char *sep = "";
+  for (size_t i = 0; i < sizeof values / sizeof *values && !rc; i++) {
+    if (!values[i])
+      continue;
+    if (!(rc = br_buf_printf(out, "%s%s: ", sep, expect_keys[i])))
+      rc = br_yaml_quote(out, values[i]);
+    sep = ", ";
+  }
+  return rc ? rc : br_buf_adds(out, "}");
+}
+
+/* ", confirm: {...}": the file keys first, then the timeout. */
+static int add_confirm(struct br_buf *out, const struct br_reload_config *rl) {
+  const char *names[] = {"status_file", "log_file", "match"};
+  const char *values[] = {rl->confirm_status_file, rl->confirm_log_file, rl->confirm_match};
+  int rc = br_buf_adds(out, ", confirm: {");
+  for (size_t i = 0; i < sizeof values / sizeof *values && !rc; i++)
+    if (values[i] && !(rc = br_buf_printf(out, "%s: ", names[i])) && !(rc = br_yaml_quote(out, values[i])))
+      rc = br_buf_adds(out, ", ");
+  return rc ? rc : br_buf_printf(out, "timeout_ms: %u}", rl->confirm_timeout_ms);
+}
+
 static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, const enum br_mirror_mode *mirror) {
   const struct br_reload_config *rl = &sc->reload;
   int rc = br_buf_printf(out, "%s:\n  file: ", br_sidecar_name(sc->which));
@@ -826,12 +961,14 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
   /* The optional checks only when on, so the defaults read as DESIGN.md shows them. */
   if (!rc && rl->driver == BR_DRIVER_DOCKER && rl->verify)
     rc = br_buf_adds(out, ", verify: true");
-  if (!rc && rl->driver == BR_DRIVER_DOCKER && rl->confirm_timeout_ms)
-    rc = br_buf_printf(out, ", confirm: {timeout_ms: %u}", rl->confirm_timeout_ms);
+  if (!rc && rl->driver == BR_DRIVER_SIGNAL && (rl->expect_exe || rl->expect_comm || rl->expect_cmdline))
+    rc = add_expect(out, rl);
   if (!rc && rl->driver == BR_DRIVER_EXEC) {
     if (!(rc = br_buf_adds(out, ", argv: ")) && !(rc = add_list(out, &rl->argv)))
       rc = br_buf_printf(out, ", timeout_ms: %u", rl->timeout_ms);
   }
+  if (!rc && rl->confirm_timeout_ms)
+    rc = add_confirm(out, rl);
   return rc ? rc : br_buf_adds(out, "}\n");
 }
 

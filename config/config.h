@@ -44,9 +44,25 @@ struct br_reload_config {
                                   default 2000 */
   bool verify;                 /* docker: after the reload, read the file as the
                                   container sees it and compare; default false */
-  unsigned confirm_timeout_ms; /* docker: after the reload, wait this long for a
-                                  container log line holding the file's SHA-256;
+  unsigned confirm_timeout_ms; /* docker, signal, exec: after the reload, wait this
+                                  long for the sidecar to report the file's
+                                  SHA-256 (docker: a container log line; the
+                                  others: confirm_status_file or confirm_log_file);
                                   0 (the default) = do not wait */
+  char *confirm_status_file;   /* signal, exec: path template of a JSON file whose
+                                  "sha256" is the hash of the bytes the sidecar
+                                  runs; owned, NULL when not set */
+  char *confirm_log_file;      /* signal, exec: path template of a log the sidecar
+                                  appends a line to after each load; owned */
+  char *confirm_match;         /* with confirm_log_file: the text of that line,
+                                  "{sha256}" standing for the hash; owned */
+  /* signal: what the process the pidfile names must be before it is
+   * signalled; each NULL (the default) is not checked; owned. */
+  char *expect_exe;     /* its executable (readlink /proc/PID/exe): this absolute
+                           path or what it resolves to */
+  char *expect_comm;    /* its name (/proc/PID/comm), at most 15 bytes */
+  char *expect_cmdline; /* template: its command line, arguments joined by
+                           spaces, contains the expansion */
 };
 
 enum br_mirror_mode {

@@ -60,12 +60,22 @@ echo '{"compose_project": "beta-project"}' >"$state/beta/metadata.json"
 
 cat >"$demo/bottle-reconciler.yaml" <<YAML
 # Demo config: the sidecars are local processes told by signal (pidfiles).
+# expect: only the bottle's own sidecar is signalled; confirm: a reload
+# counts once the sidecar's log names the hash of the bytes written.
 state_dir: $state
 metrics_file: "{state_dir}/.reconciler/metrics.prom"
 pipelock:
-  reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/pipelock.pid"}
+  reload:
+    driver: signal
+    pidfile: "{state_dir}/{slug}/run/pipelock.pid"
+    expect: {comm: br-test-sidecar, cmdline_contains: "--file {state_dir}/{slug}/pipelock/"}
+    confirm: {log_file: "$demo/logs/{slug}.{sidecar}.log", match: " {sha256} ok"}
 egress:
-  reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/egress.pid"}
+  reload:
+    driver: signal
+    pidfile: "{state_dir}/{slug}/run/egress.pid"
+    expect: {comm: br-test-sidecar, cmdline_contains: "--file {state_dir}/{slug}/egress/"}
+    confirm: {log_file: "$demo/logs/{slug}.{sidecar}.log", match: " {sha256} ok"}
 YAML
 
 # The sidecars log one line per (re)load: time, event, SHA-256 of the bytes, ok/invalid.
@@ -137,5 +147,7 @@ printf 'routes:\n  - host: api.anthropic.com\n    path_allowlist: [/v1/]\n' >"$d
 deadline 20 grep -q api.anthropic.com "$state/alpha/egress/egress_routes.yaml"
 deadline 20 loaded alpha pipelock "$state/alpha/pipelock/pipelock.yaml"
 deadline 20 loaded alpha egress "$state/alpha/egress/egress_routes.yaml"
+confirmed() { grep -q '"sidecar":"egress".*"reload":"ok".*egress confirmed sha256' "$state/.reconciler/audit.jsonl"; }
+deadline 20 confirmed
 "$br" --config "$demo/bottle-reconciler.yaml" status
 echo "demo smoke: ok"

@@ -10,7 +10,8 @@ It enforces the routes file that bottle-reconciler renders
 A request passes only when its host has a route, its Host header names that
 same host, and its path lies under one of the route's prefixes. A route with
 auth gets `Authorization: <auth_scheme> <value of $token_env>`, overwriting
-whatever the client sent. Everything else is answered by the proxy itself:
+whatever the client sent, over HTTPS only (or to a loopback upstream): a
+plain-http request for such a route is refused and nothing is sent. Everything else is answered by the proxy itself:
 403 for a refusal, 502 when a credential is missing, 500 when this code fails.
 The table is re-read on SIGHUP; a file that is not valid keeps the old table.
 
@@ -26,6 +27,7 @@ Standard library plus mitmproxy only. See README.md in this directory.
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -243,6 +245,17 @@ def path_allowed(path, prefixes):
     return False
 
 
+def _loopback(host):
+    """127.0.0.0/8, ::1 and localhost: an upstream on the proxy's own host,
+    where plain http never crosses a network (for tests and local helpers)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _answer(flow, status, reason):
     """Answers flow from the proxy itself, so nothing goes upstream."""
     flow.request.stream = False  # a streamed request could not be answered here
@@ -411,6 +424,10 @@ class Egress:
         # Credentials meant for this proxy never travel on.
         req.headers.pop("Proxy-Authorization", None)
         if route.token_env:
+            if req.scheme != "https" and not _loopback(host):
+                # Plain http would carry the credential across the network in
+                # clear text, to whoever answers for the host on the way.
+                return self.refuse(flow, f"the credential for {host} is sent over HTTPS only, not plain http")
             value = os.environ.get(route.token_env, "")
             if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
                 # Never send the request without its credential: the agent

@@ -211,9 +211,14 @@ static int before_rename(void *arg) {
 
 /* The next step must not start before a sidecar that was just told has the
  * new config (pipelock: its own watcher's debounce, or the reload itself).
- * WAIT mode sleeps; ASYNC mode records when the wait ends and hands it back. */
-static enum step_result settle(struct run *run, enum br_sidecar sidecar) {
+ * WAIT mode sleeps; ASYNC mode records when the wait ends and hands it back.
+ * A confirmed reload ends the wait: the sidecar reported that it runs the
+ * new bytes, so settle_ms is the most a sidecar that cannot say so is
+ * given, not a minimum. */
+static enum step_result settle(struct run *run, enum br_sidecar sidecar, bool confirmed) {
   unsigned settle_ms = br_config_sidecar(run->cfg, sidecar)->settle_ms;
+  if (confirmed)
+    return STEP_DONE;
   if (run->mode != BR_CONVERGE_ASYNC) {
     /* Before the wait, not after: a sidecar that watches the file itself
      * (not its directory) hears of the replacement only when the old file
@@ -321,7 +326,7 @@ static enum step_result tell(struct run *run, const struct stage *st, bool more,
       rep->sidecar_not_running = true;
     br_reloads_clear(&run->reloads, st->sidecar, BR_MARK_RELOAD_OWED, &rep->warnings);
     if (more && sc->settle_ms && res.status != BR_RELOAD_NOT_RUNNING)
-      out = settle(run, st->sidecar);
+      out = settle(run, st->sidecar, res.confirmed);
     break;
   case BR_RELOAD_DEFER:
     rep->retry_after_ms = res.retry_after_ms;

@@ -31,8 +31,6 @@
  * Without the process's own start time, only a container that started this
  * much after the write is taken to have read the new file. */
 #define STARTED_AT_MARGIN_NS (1000 * 1000000LL)
-/* Live files may be larger than one fragment (they hold a merge of many). */
-#define LIVE_FILE_MAX (64u * 1024 * 1024)
 #define MOUNT_CACHE_SLOTS 128
 
 /* ---- the bind-mount verdict, cached per container start ------------------- */
@@ -327,6 +325,13 @@ static bool deliver(struct target *t, const char **how) {
   const char *why = "its process is not visible here";
   if (t->pidfd >= 0) {
     *how = "host pid, pidfd";
+    /* A process stopped by hand (not paused: Docker says so) would only
+     * queue the signal. Through the engine nothing can be seen of this. */
+    struct br_proc_stat st;
+    char what[BR_DOCKER_NAME_MAX + 64];
+    snprintf(what, sizeof what, "container %s: pid %ld", t->name.data, t->c.pid);
+    if (br_proc_stat((pid_t)t->c.pid, &st) == 0 && br_reload_not_running_state(st.state, what, t->res))
+      return true;
     if (syscall(SYS_pidfd_send_signal, t->pidfd, signo, NULL, 0) == 0)
       return false;
     if (errno == ESRCH) {
@@ -371,16 +376,6 @@ static bool deliver(struct target *t, const char **how) {
   return decided;
 }
 
-static int file_sha256(const char *path, char hex[BR_SHA256_HEX_LEN + 1]) {
-  struct br_buf bytes;
-  br_buf_init(&bytes, LIVE_FILE_MAX);
-  int rc = br_file_read(path, bytes.max, false, &bytes);
-  if (!rc)
-    br_sha256_hex(br_buf_str(&bytes), bytes.len, hex);
-  br_buf_free(&bytes);
-  return rc;
-}
-
 /* verify: the bytes the container sees at its path of the file are the
  * bytes on the host, which converge has just written (it holds the slug's
  * lock, so nobody of ours rewrote them since). */
@@ -393,7 +388,7 @@ static bool verify(struct target *t, const char *host_hash) {
   }
   char path[PATH_MAX + 64], seen[BR_SHA256_HEX_LEN + 1];
   snprintf(path, sizeof path, "/proc/%ld/root%s", t->c.pid, t->container_path.data);
-  int rc = file_sha256(path, seen);
+  int rc = br_reload_file_sha256(path, seen);
   if (!rc && !pidfd_alive(t->pidfd))
     rc = -ESRCH; /* what was read may have been another process's */
   if (rc == -EACCES || rc == -EPERM) {
@@ -469,7 +464,7 @@ static int docker_reload(const struct br_reload_request *req, struct br_reload_r
     say(&t, BR_RELOAD_OK, "sent SIG%s to container %s (%s)", br_signal_name(rl->signo), t.name.data, how);
   }
   if (rl->verify || rl->confirm_timeout_ms) {
-    int rc = file_sha256(req->file, host_hash);
+    int rc = br_reload_file_sha256(req->file, host_hash);
     if (rc) {
       say(&t, BR_RELOAD_TRANSIENT, "cannot hash %s for verify/confirm: %s", req->file, strerror(-rc));
       goto out;
@@ -493,6 +488,7 @@ static int docker_reload(const struct br_reload_request *req, struct br_reload_r
       say(&t, BR_RELOAD_TRANSIENT, "confirm: signalled container %s (%s), but %s", t.name.data, how,
           err.data ? err.data : strerror(-rc));
     } else {
+      res->confirmed = true;
       br_buf_printf(&res->message, "; its log confirmed SHA-256 %.12s… after %lld ms", host_hash,
                     (long long)((br_monotonic_ns() - waited_from) / 1000000));
     }

@@ -21,6 +21,7 @@ static const struct br_driver_ops *const drivers[] = {
 int br_driver_reload(const struct br_reload_request *req, struct br_reload_result *res) {
   br_buf_reset(&res->message);
   res->retry_after_ms = 0;
+  res->confirmed = false;
   unsigned kind = req->reload->driver;
   if (kind >= sizeof drivers / sizeof *drivers || !drivers[kind]) {
     res->status = BR_RELOAD_PERMANENT;

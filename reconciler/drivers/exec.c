@@ -1,9 +1,11 @@
 /* driver_exec: tells a sidecar to reload by running an operator's command
- * (no shell) with a deadline. Exit 0 is success; anything else is retried. */
+ * (no shell) with a deadline. Exit 0 is success (with confirm: once the
+ * sidecar reports the new file's hash); anything else is retried. */
 #include <errno.h>
 #include <string.h>
 
 #include "common/proc.h"
+#include "reconciler/drivers/confirm.h"
 #include "reconciler/drivers/reload.h"
 
 static int exec_reload(const struct br_reload_request *req, struct br_reload_result *res) {
@@ -35,6 +37,9 @@ static int exec_reload(const struct br_reload_request *req, struct br_reload_res
     br_buf_free(&proc.output);
   }
   br_strv_free(&argv);
+  /* Exit 0 says the command ran, not that the sidecar loaded the file. */
+  if (res->status == BR_RELOAD_OK && br_confirm_configured(req))
+    return br_confirm_reload(req, res);
   return 0;
 }
 

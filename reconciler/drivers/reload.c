@@ -3,10 +3,13 @@
 #include "reconciler/drivers/reload.h"
 
 #include "common/clock.h"
+#include "common/fileio.h"
+#include "common/proc.h"
 
 void br_reload_result_init(struct br_reload_result *res) {
   res->status = BR_RELOAD_OK;
   res->retry_after_ms = 0;
+  res->confirmed = false;
   br_buf_init(&res->message, 4096);
 }
 
@@ -28,6 +31,16 @@ const char *br_reload_status_name(enum br_reload_status status) {
     return "misconfigured";
   }
   return "?";
+}
+
+int br_reload_file_sha256(const char *path, char hex[BR_SHA256_HEX_LEN + 1]) {
+  struct br_buf bytes;
+  br_buf_init(&bytes, BR_RELOAD_LIVE_FILE_MAX);
+  int rc = br_file_read(path, bytes.max, false, &bytes);
+  if (!rc)
+    br_sha256_hex(br_buf_str(&bytes), bytes.len, hex);
+  br_buf_free(&bytes);
+  return rc;
 }
 
 int br_reload_expand(const struct br_reload_request *req, const char *tmpl, struct br_buf *out) {
@@ -54,5 +67,15 @@ bool br_reload_too_early(const struct br_reload_request *req, int64_t started_ns
   br_buf_reset(&res->message);
   br_buf_printf(&res->message, "%s started %lld ms ago; signalling after its %u ms grace", what, (long long)age_ms,
                 req->reload->grace_ms);
+  return true;
+}
+
+bool br_reload_not_running_state(char state, const char *what, struct br_reload_result *res) {
+  if (br_proc_state_runs(state))
+    return false;
+  res->status = BR_RELOAD_TRANSIENT;
+  br_buf_reset(&res->message);
+  br_buf_printf(&res->message, "%s is %s (state %c); not counted as reloaded", what, br_proc_state_name(state),
+                state);
   return true;
 }

@@ -1,7 +1,8 @@
 /* reload: what every driver shares: the request to tell a sidecar to re-read
- * its live file, the result, template expansion and the start-time rule.
- * The drivers depend on this file; driver.c depends on the drivers; nothing
- * here knows a driver. Drivers block (they run off the loop thread). */
+ * its live file, the result, template expansion, the live file's hash and
+ * the rules on a process's start time and state. The drivers depend on this
+ * file; driver.c depends on the drivers; nothing here knows a driver. Drivers
+ * block (they run off the loop thread). */
 #ifndef BR_RECONCILER_DRIVERS_RELOAD_H
 #define BR_RECONCILER_DRIVERS_RELOAD_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/sha256.h"
 #include "config/config.h"
 
 enum br_reload_status {
@@ -37,8 +39,14 @@ struct br_reload_request {
 struct br_reload_result {
   enum br_reload_status status;
   unsigned retry_after_ms; /* DEFER: when to try again */
+  bool confirmed;          /* OK, and the sidecar reported the SHA-256 of the live
+                              file's bytes (confirm): it runs them now, so the next
+                              step need not wait out the settle time */
   struct br_buf message;   /* what happened, for status and the audit log */
 };
+
+/* Live files may be larger than one fragment (they hold a merge of many). */
+#define BR_RELOAD_LIVE_FILE_MAX (64u * 1024 * 1024)
 
 /* One driver: how it tells a sidecar. reload always fills res and returns 0
  * unless memory ran out. */
@@ -50,6 +58,11 @@ struct br_driver_ops {
 void br_reload_result_init(struct br_reload_result *res);
 void br_reload_result_free(struct br_reload_result *res);
 const char *br_reload_status_name(enum br_reload_status status);
+
+/* The SHA-256 of the file at path (at most BR_RELOAD_LIVE_FILE_MAX bytes), as
+ * 64 lowercase hex digits: what confirm and verify compare a sidecar's
+ * report with. Returns 0 or -errno. */
+int br_reload_file_sha256(const char *path, char hex[BR_SHA256_HEX_LEN + 1]);
 
 /* Expands a driver template ({state_dir}, {slug}, {project}, {sidecar}) into out. */
 int br_reload_expand(const struct br_reload_request *req, const char *tmpl, struct br_buf *out);
@@ -67,5 +80,13 @@ int br_reload_expand(const struct br_reload_request *req, const char *tmpl, stru
  * Returns true when it decided res; false when the sidecar may be told now. */
 bool br_reload_too_early(const struct br_reload_request *req, int64_t started_ns, int64_t age_from_ns,
                          const char *what, struct br_reload_result *res);
+
+/* The state rule of every driver that signals a process it can see: a
+ * stopped process (state T, or t under a debugger) only queues the signal
+ * until it is continued, and a zombie (Z) or dead one (X) drops it, so
+ * neither reloads now. state is /proc/PID/stat's letter; what names the
+ * process ("pid 12"). Returns true with res TRANSIENT for those (the
+ * bottle retries with backoff; status says why); false when it may be told. */
+bool br_reload_not_running_state(char state, const char *what, struct br_reload_result *res);
 
 #endif

@@ -7,8 +7,11 @@
 #                                         EGRESS_PY, the python that runs mitmdump (stdlib and mitmproxy's
 #                                         dependencies such as cryptography; started fast, unlike a pyenv
 #                                         shim), which runs every python helper here
-#   start_upstream [--tls CERT KEY]       start egress_upstream.py on a free loopback port, track it;
-#                                         sets UP_PID, UP_PORT and UP_RECORD (its JSON-lines record)
+#   start_upstream [--tls CERT KEY] [--bind ADDR]
+#                                         start egress_upstream.py on a free loopback port (or one of
+#                                         ADDR), track it; sets UP_PID, UP_PORT and UP_RECORD (its
+#                                         JSON-lines record); a second call replaces the first's values
+#   host_address                          print an IPv4 address of this host that is not loopback ('' if none)
 #   start_egress ROUTES STATUS PIDFILE [-- MITMDUMP-ARG...]
 #                                         start contrib/egress/egress-proxy on 127.0.0.1, port 0, track it,
 #                                         wait until it listens and its SIGHUP handler is in place;
@@ -41,14 +44,22 @@ egress_require() {
 _egress_port_file_ready() { [[ -s $1 ]] || { pid_gone "$2" && fail "the upstream exited before it listened"; }; }
 
 start_upstream() {
-  UP_RECORD=$BR_TMP/upstream.jsonl
+  UPSTREAM_RUNS=$((${UPSTREAM_RUNS:-0} + 1))
+  # The first keeps the names it always had.
+  local n=""
+  ((UPSTREAM_RUNS == 1)) || n=$UPSTREAM_RUNS
+  UP_RECORD=$BR_TMP/upstream$n.jsonl
   : >"$UP_RECORD"
-  rm -f "$BR_TMP/upstream.port"
-  "$EGRESS_PY" "$EGRESS_TESTS/egress_upstream.py" --record "$UP_RECORD" --port-file "$BR_TMP/upstream.port" "$@" &
+  rm -f "$BR_TMP/upstream$n.port"
+  "$EGRESS_PY" "$EGRESS_TESTS/egress_upstream.py" --record "$UP_RECORD" --port-file "$BR_TMP/upstream$n.port" "$@" &
   UP_PID=$!
   br_track "$UP_PID"
-  wait_for _egress_port_file_ready "$BR_TMP/upstream.port" "$UP_PID"
-  UP_PORT=$(<"$BR_TMP/upstream.port")
+  wait_for _egress_port_file_ready "$BR_TMP/upstream$n.port" "$UP_PID"
+  UP_PORT=$(<"$BR_TMP/upstream$n.port")
+}
+
+host_address() {
+  ip -4 -o addr show scope global 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4; exit }'
 }
 
 # Ready: listening (mitmdump logs the port it bound, so port 0 picks a free

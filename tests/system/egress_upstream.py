@@ -5,10 +5,12 @@ path, headers in order, as sent) and appends the same JSON as one line to
 the record file, so a test can tell what reached the upstream from what the
 client was told.
 
-    egress_upstream.py --record FILE --port-file FILE [--tls CERT KEY]
+    egress_upstream.py --record FILE --port-file FILE [--tls CERT KEY] [--bind ADDR]
 
-Binds 127.0.0.1 port 0 (a free port, no race) and writes the port to
---port-file (temp file + rename) once it listens. Standard library only.
+Binds 127.0.0.1 (or ADDR, an address of this host that is not loopback, for
+the checks that depend on it) port 0 (a free port, no race) and writes the
+port to --port-file (temp file + rename) once it listens. Standard library
+only.
 """
 
 import argparse
@@ -55,8 +57,9 @@ def main():
     ap.add_argument("--record", required=True)
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    ap.add_argument("--bind", default="127.0.0.1")
     args = ap.parse_args()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server = http.server.ThreadingHTTPServer((args.bind, 0), Echo)
     server.daemon_threads = True
     server.record = args.record
     if args.tls:

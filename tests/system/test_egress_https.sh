@@ -15,9 +15,14 @@ egress_require
 br_tmpdir
 export EGRESS_TOKEN_0=tok-https-0
 
-# A self-signed certificate for 127.0.0.1, made with the cryptography module
-# that mitmproxy itself depends on (so the python that runs mitmdump has it).
-"$EGRESS_PY" - "$BR_TMP/upstream.pem" "$BR_TMP/upstream.key" <<'PY'
+# An address of this host that is not loopback: HTTPS carries the credential
+# to it (plain http does not, test_egress_proxy).
+far=$(host_address)
+
+# A self-signed certificate for 127.0.0.1 (and $far), made with the
+# cryptography module that mitmproxy itself depends on (so the python that
+# runs mitmdump has it).
+"$EGRESS_PY" - "$BR_TMP/upstream.pem" "$BR_TMP/upstream.key" ${far:+"$far"} <<'PY'
 import datetime, ipaddress, sys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,7 +40,10 @@ cert = (
     .serial_number(x509.random_serial_number())
     .not_valid_before(now - datetime.timedelta(hours=1))
     .not_valid_after(now + datetime.timedelta(days=1))
-    .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    .add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in ["127.0.0.1"] + sys.argv[3:]]),
+        critical=False,
+    )
     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     .sign(key, hashes.SHA256())
 )
@@ -44,26 +52,23 @@ open(sys.argv[2], "wb").write(
     key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 )
 PY
+if [[ -n $far ]]; then
+  start_upstream --tls "$BR_TMP/upstream.pem" "$BR_TMP/upstream.key" --bind "$far"
+  far_port=$UP_PORT far_record=$UP_RECORD
+fi
 start_upstream --tls "$BR_TMP/upstream.pem" "$BR_TMP/upstream.key"
 up=https://127.0.0.1:$UP_PORT
 
 mkdir "$BR_TMP/egress"
 routes=$BR_TMP/egress/egress_routes.yaml
 status=$BR_TMP/egress.status.json
-cat >"$routes" <<'JSON'
-{
-  "routes": [
-    {
-      "host": "127.0.0.1",
-      "path_allowlist": [
-        "/user"
-      ],
-      "auth_scheme": "Bearer",
-      "token_env": "EGRESS_TOKEN_0"
-    }
-  ]
-}
-JSON
+"$EGRESS_PY" - "$routes" ${far:+"$far"} <<'PY'
+import json, sys
+auth = {"auth_scheme": "Bearer", "token_env": "EGRESS_TOKEN_0"}
+routes = [dict(host="127.0.0.1", path_allowlist=["/user"], **auth)]
+routes += [dict(host=far, path_allowlist=["/far/"], **auth) for far in sys.argv[2:]]
+open(sys.argv[1], "w").write(json.dumps({"routes": routes}, indent=2) + "\n")
+PY
 start_egress "$routes" "$status" "$BR_TMP/egress.pid" -- --set "ssl_verify_upstream_trusted_ca=$BR_TMP/upstream.pem"
 ca=$BR_TMP/mitmproxy/mitmproxy-ca-cert.pem
 [[ -s $ca ]] || fail "mitmproxy made no CA in its confdir: $(ls "$BR_TMP/mitmproxy")"
@@ -77,6 +82,18 @@ expect_code 200 "$up/user" "${tls[@]}" -H 'Authorization: Basic Y2xpZW50' -H 'Pr
 [[ -z $(upstream_header proxy-authorization) ]] || fail "Proxy-Authorization reached the upstream"
 # mitmdump logs each flow after answering it, so this line may lag a little.
 wait_for grep -q "GET https://127.0.0.1:$UP_PORT/user HTTP/2.0" "$EGP_LOG"
+
+echo "# over HTTPS the credential also reaches an upstream that is not loopback"
+if [[ -n $far ]]; then
+  near_record=$UP_RECORD
+  UP_RECORD=$far_record
+  expect_code 200 "https://$far:$far_port/far/x" "${tls[@]}"
+  [[ $(upstream_header authorization) == "Bearer tok-https-0" ]] ||
+    fail "the upstream at $far saw Authorization: $(upstream_header authorization)"
+  UP_RECORD=$near_record
+else
+  echo "# (skipped: this host has no address but loopback)"
+fi
 
 echo "# refused inside the tunnel: paths, dot segments, another Host or :authority"
 expect_refused "$up/users" "${tls[@]}"

@@ -11,7 +11,9 @@
 # 127.0.0.1 (the fragment validator, reconciler/model/fragment.c, accepts a
 # dotted-quad IPv4 host) and localhost (resolved by mitmproxy). curl's
 # --resolve and --connect-to would not help: through a proxy, curl hands the
-# name to the proxy, which resolves it itself.
+# name to the proxy, which resolves it itself. Both are loopback, the one
+# kind of upstream a credential goes to over plain http; an address of this
+# host that is not loopback checks that plain http elsewhere gets none.
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/lib.sh"
@@ -161,6 +163,34 @@ before=$(upstream_count)
 expect_code 502 "http://localhost:$UP_PORT/x" -H 'Authorization: Basic Y2xpZW50'
 grep -q 'EGRESS_TOKEN_MISSING' "$BR_TMP/body" || fail "the error does not name the variable: $(cat "$BR_TMP/body")"
 (($(upstream_count) == before)) || fail "sent without its credential: $(tail -n 1 "$UP_RECORD")"
+
+echo "# plain http to an upstream that is not loopback: a credential route is refused, the token never sent"
+far=$(host_address)
+if [[ -n $far ]]; then
+  near_port=$UP_PORT near_record=$UP_RECORD
+  start_upstream --bind "$far"
+  far_port=$UP_PORT
+  bottle_fragment alpha 30-far.yaml <<YAML
+routes:
+  - host: $far
+    path_allowlist: [/]
+    auth_scheme: Bearer
+    token_env: EGRESS_TOKEN_0
+YAML
+  wait_for live_is "\"host\": \"$far\""
+  expect_refused "http://$far:$far_port/x" -H 'Authorization: Basic Y2xpZW50'
+  grep -q "egress: refused: the credential for $far is sent over HTTPS only, not plain http" "$BR_TMP/body" ||
+    fail "the refusal does not say why: $(cat "$BR_TMP/body")"
+  (($(upstream_count) == 0)) || fail "the upstream at $far saw: $(cat "$UP_RECORD")"
+  grep -q "egress: refused GET $far/x: the credential for $far is sent over HTTPS only" "$EGP_LOG" ||
+    fail "the proxy did not log the refusal: $(tail -n 3 "$EGP_LOG")"
+  rm "$BR_TMP/state/alpha/routes.d/30-far.yaml"
+  without_far() { ! grep -q "\"host\": \"$far\"" "$live" && egress_loaded "$status" "$live"; }
+  wait_for without_far
+  UP_PORT=$near_port UP_RECORD=$near_record
+else
+  echo "# (skipped: this host has no address but loopback)"
+fi
 
 echo "# removed routes are refused again, also on the old keep-alive connection"
 rm "$BR_TMP/state/alpha/routes.d/20-local.yaml" "$BR_TMP/state/alpha/routes.d/11-acme-orgs.yaml"

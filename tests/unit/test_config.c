@@ -101,6 +101,12 @@ static void test_defaults(void) {
   CHECK(cfg.egress.reload.grace_ms == 2000);
   CHECK(!cfg.egress.reload.verify && !cfg.pipelock.reload.verify);
   CHECK(cfg.egress.reload.confirm_timeout_ms == 0 && cfg.pipelock.reload.confirm_timeout_ms == 0);
+  /* No expect and no confirm file unless the file asks for them. */
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
+    const struct br_reload_config *rl = &br_config_sidecar(&cfg, (enum br_sidecar)s)->reload;
+    CHECK(!rl->expect_exe && !rl->expect_comm && !rl->expect_cmdline);
+    CHECK(!rl->confirm_status_file && !rl->confirm_log_file && !rl->confirm_match);
+  }
 
   /* The defaults, written out, are the shape DESIGN.md shows. */
   char *text = format(&cfg);
