@@ -364,7 +364,7 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
     d->first_pass_left++;
   b->first_pass = first_pass;
   watch_bottle(d, b);
-  br_queue_mark(&d->queue, slug, first_pass);
+  br_queue_mark(&d->queue, slug, first_pass ? BR_MARK_NOW : BR_MARK_INPUT);
 }
 
 static void on_slug_dirty(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
@@ -383,7 +383,9 @@ static void on_slug_dirty(void *ctx, const char *slug, enum br_watch_reason reas
   /* The compose project may have changed, and with it paths and containers. */
   if (reason == BR_WATCH_METADATA)
     rederive(d, b);
-  br_queue_mark(&d->queue, slug, false);
+  /* A changed input (a fragment, metadata, a sidecar's new pidfile) may be
+   * what a retrying slug waits for; drift of a live file is not. */
+  br_queue_mark(&d->queue, slug, reason == BR_WATCH_DRIFT ? BR_MARK_RESYNC : BR_MARK_INPUT);
   metrics_changed(d);
 }
 
@@ -475,7 +477,7 @@ static void poll_bottle(struct br_tracked *b, void *ctx) {
   if (!b->polled)
     return;
   watch_bottle(d, b); /* maybe a watch fits now */
-  br_queue_mark(&d->queue, b->record.slug, false);
+  br_queue_mark(&d->queue, b->record.slug, BR_MARK_RESYNC);
 }
 
 static void on_poll_timer(uv_timer_t *t) {
@@ -532,7 +534,7 @@ static void resync_all(struct daemon *d, const char *why) {
     br_tracked_foreach(&d->bottles, gone_from, &gone);
   for (size_t i = 0; i < gone.slugs.n; i++)
     on_slug_vanished(d, gone.slugs.v[i]);
-  br_queue_mark_all(&d->queue, false);
+  br_queue_mark_all(&d->queue, BR_MARK_RESYNC);
   br_strv_free(&gone.slugs);
   br_strv_free(&slugs);
   br_buf_free(&warnings);
@@ -571,7 +573,7 @@ static void on_container_started(void *ctx, const char *name) {
   b->sidecar_absent = false;
   /* At once, backoff or not: a container that starts or unpauses is what
    * a retrying slug (paused, stopped mid-reload) is waiting for. */
-  br_queue_mark(&d->queue, b->record.slug, true);
+  br_queue_mark(&d->queue, b->record.slug, BR_MARK_NOW);
 }
 
 /* Follows Docker's events exactly while some sidecar uses the docker driver. */
@@ -833,7 +835,7 @@ static json_t *control_wait(struct daemon *d, struct br_control_conn *conn, cons
   if (br_waiters_add(&d->waiters, conn, slug, hash, ms))
     return json_pack("{s:s}", "error", "out of memory");
   /* At once rather than after the debounce: someone is waiting. */
-  br_queue_mark(&d->queue, slug, true);
+  br_queue_mark(&d->queue, slug, BR_MARK_NOW);
   return NULL;
 }
 
@@ -856,7 +858,7 @@ static void handle_control(void *ctx, struct br_control_conn *conn, const char *
     answer = br_status_answer(&d->bottles, &d->queue, slug[0] ? slug : NULL, d->ready);
   } else if (strcmp(verb, "resync") == 0) {
     if (slug[0])
-      br_queue_mark(&d->queue, slug, true);
+      br_queue_mark(&d->queue, slug, BR_MARK_NOW);
     else
       resync_all(d, "requested over the control socket");
     answer = json_pack("{s:b}", "ok", 1);
