@@ -206,12 +206,20 @@ static void metrics_changed(struct daemon *d) {
 static void poll_start(struct daemon *d);
 
 /* Watches everything the bottle's record says it reads (sources, live
- * files, metadata.json). */
+ * files, metadata.json) and its sidecars' pidfiles. */
 static void watch_bottle(struct daemon *d, struct br_tracked *b) {
   const struct br_bottle *r = &b->record;
   struct br_strv live_files = {.v = (char **)r->live, .n = BR_SIDECAR_COUNT};
-  struct br_watch_spec spec = {
-      .slug = r->slug, .slug_dir = r->dir, .sources = &r->sources, .live_files = &live_files};
+  char *pidfile_paths[BR_SIDECAR_COUNT];
+  struct br_strv pidfiles = {.v = pidfile_paths, .n = 0};
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++)
+    if (b->pidfiles[s])
+      pidfile_paths[pidfiles.n++] = b->pidfiles[s];
+  struct br_watch_spec spec = {.slug = r->slug,
+                               .slug_dir = r->dir,
+                               .sources = &r->sources,
+                               .live_files = &live_files,
+                               .pidfiles = &pidfiles};
   if (br_watch_slug(&d->watch, &spec))
     br_log(BR_LOG_WARN, r->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
   if (b->polled && br_watch_complete(&d->watch, r->slug)) {
