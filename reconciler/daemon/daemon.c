@@ -36,10 +36,11 @@
 #include "reconciler/drivers/docker_container.h"
 #include "reconciler/drivers/docker_events.h"
 
-#define DRAIN_DEADLINE_MS 30000  /* in-flight converges get this long after SIGTERM */
-#define OVERFLOW_MIN_GAP_MS 1000 /* at most one overflow resync a second */
-#define POLL_INTERVAL_MS 2000    /* slugs inotify cannot watch are looked at this often */
-#define METRICS_MIN_GAP_MS 1000  /* the textfile is rewritten at most once a second */
+#define DRAIN_DEADLINE_MS 30000    /* in-flight converges get this long after SIGTERM */
+#define OVERFLOW_MIN_GAP_MS 1000   /* at most one overflow resync a second */
+#define POLL_INTERVAL_MS 2000      /* slugs inotify cannot watch are looked at this often */
+#define METRICS_MIN_GAP_MS 1000    /* the textfile is rewritten at most once a second */
+#define METRICS_TEMP_SUFFIX ".tmp" /* after the metrics file's name, in its temp file's */
 /* Converges handed to the thread pool per worker thread. One each would
  * leave a worker that finishes idle until the loop thread gets round to
  * handing it the next slug (at start-up it is busy adding watches); a few
@@ -151,7 +152,11 @@ static void metrics_write_work(uv_work_t *req) {
   struct metrics_write *w = req->data;
   struct br_buf err;
   br_buf_init(&err, 4096);
-  if (br_file_write_atomic(w->path, w->text.data, w->text.len, &(struct br_write_opts){.new_mode = 0644}, &err))
+  /* The temp file must not end in ".prom": the textfile collector reads
+   * every such name in the directory, dot names too, and would publish
+   * half a file, or a crash's leftover beside the real one. */
+  const struct br_write_opts opts = {.new_mode = 0644, .temp_suffix = METRICS_TEMP_SUFFIX};
+  if (br_file_write_atomic(w->path, w->text.data, w->text.len, &opts, &err))
     br_log(BR_LOG_WARN, NULL, "metrics file: %s", err.data ? err.data : "write failed");
   br_buf_free(&err);
 }
@@ -182,12 +187,33 @@ static void write_metrics(struct daemon *d) {
     return;
   }
   w->path = br_buf_steal(&path);
-  br_metrics_render(&d->metrics, &d->queue, d->watching ? br_watch_count(&d->watch) : 0, &w->text);
+  br_metrics_render(&d->metrics, &d->queue, d->watching ? br_watch_count(&d->watch) : 0,
+                    br_realtime_ns() / 1000000, &w->text);
   w->req.data = w;
   uv_queue_work(d->loop, &w->req, metrics_write_work, metrics_write_done);
 }
 
 static void on_metrics_timer(uv_timer_t *t) { write_metrics(t->data); }
+
+/* Temp files of the metrics file that a killed daemon left behind lie in
+ * node_exporter's textfile directory, which no bottle's cleanup covers;
+ * those of earlier versions end in ".prom" and are read as a second copy
+ * of every metric. At start and when the config names another file: one
+ * directory, on the loop thread, before the first write. */
+static void metrics_cleanup(const struct br_config *cfg) {
+  struct br_buf path;
+  br_buf_init(&path, PATH_MAX);
+  if (cfg->metrics_file && !br_config_expand(cfg, cfg->metrics_file, NULL, NULL, &path)) {
+    char *slash = strrchr(path.data, '/');
+    if (slash && slash != path.data)
+      *slash = '\0';
+    int removed = br_file_remove_stale_temps(slash == path.data ? "/" : path.data);
+    if (removed > 0)
+      br_log(BR_LOG_INFO, NULL, "removed %d stale temp file(s) of the metrics file from %s", removed,
+             slash == path.data ? "/" : path.data);
+  }
+  br_buf_free(&path);
+}
 
 /* Something changed: publish it, but at most once a second, and with no
  * timer at all while nothing changes. */
@@ -768,7 +794,7 @@ static void converge_done(uv_work_t *req, int status) {
     retry_after = job->rep.retry_after_ms;
     if (b)
       message = learn(b, job, phase);
-    br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds);
+    br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds, br_realtime_ns() / 1000000);
   }
   bool first_pass = b && b->first_pass && !job->git_locked;
   if (first_pass)
@@ -980,6 +1006,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
                      in_flight_cap(d, cfg->workers));
   resync_timer_start(d);
   docker_events_sync(d);
+  metrics_cleanup(cfg);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
          d->config_path ? d->config_path : "");
   /* Sources, live files and containers may have moved: derive every record
@@ -1090,6 +1117,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_buf_free(&warnings);
   uv_idle_start(&d->first_pass_adder, on_first_pass_adder);
   resync_timer_start(d);
+  metrics_cleanup(c);
   metrics_changed(d);
 
   uv_run(d->loop, UV_RUN_DEFAULT);
