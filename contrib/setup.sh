@@ -20,8 +20,10 @@ test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base
   prometheus-node-exporter)
 
 # optional: a Docker engine for the docker driver's tests (label docker), which
-# are skipped without one. Installed when this runs as root; never required.
-optional_pkgs=(docker.io)
+# are skipped without one, and docker-compose, which runs
+# contrib/compose/docker-compose.yaml in test_docker_compose. Installed when
+# this runs as root; never required.
+optional_pkgs=(docker.io docker-compose)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
