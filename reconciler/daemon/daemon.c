@@ -461,9 +461,9 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   metrics_changed(d);
 }
 
-static void resync_all(struct daemon *d, const char *why);
+static void resync_all(struct daemon *d, const char *why, enum br_mark mark);
 
-static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow"); }
+static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow", BR_MARK_RESYNC); }
 
 static void on_overflow(void *ctx) {
   struct daemon *d = ctx;
@@ -539,8 +539,11 @@ static void gone_from(struct br_tracked *b, void *ctx) {
 }
 
 /* Overflow, a failed watch, the periodic timer, SIGHUP and `resync` all come
- * here: rescan the state root and mark every slug. */
-static void resync_all(struct daemon *d, const char *why) {
+ * here: rescan the state root and mark every slug. mark is BR_MARK_RESYNC
+ * when nothing is known to have changed (a retrying slug keeps its backoff),
+ * BR_MARK_INPUT when something may have (a new config, lost Docker events,
+ * an operator asking). */
+static void resync_all(struct daemon *d, const char *why, enum br_mark mark) {
   if (d->draining)
     return;
   d->metrics.resyncs++;
@@ -568,14 +571,14 @@ static void resync_all(struct daemon *d, const char *why) {
     br_tracked_foreach(&d->bottles, gone_from, &gone);
   for (size_t i = 0; i < gone.slugs.n; i++)
     on_slug_vanished(d, gone.slugs.v[i]);
-  br_queue_mark_all(&d->queue, BR_MARK_RESYNC);
+  br_queue_mark_all(&d->queue, mark);
   br_strv_free(&gone.slugs);
   br_strv_free(&slugs);
   br_buf_free(&warnings);
   metrics_changed(d);
 }
 
-static void on_resync_timer(uv_timer_t *t) { resync_all(t->data, "periodic"); }
+static void on_resync_timer(uv_timer_t *t) { resync_all(t->data, "periodic", BR_MARK_RESYNC); }
 
 static void resync_timer_start(struct daemon *d) {
   unsigned s = d->config->cfg.resync_interval_s;
@@ -595,7 +598,7 @@ static void resync_timer_start(struct daemon *d) {
 static void on_container_started(void *ctx, const char *name) {
   struct daemon *d = ctx;
   if (!name) {
-    resync_all(d, "Docker events were lost");
+    resync_all(d, "Docker events were lost", BR_MARK_INPUT); /* a container may have started */
     return;
   }
   /* One lookup, whatever the number of bottles: each record knows its
@@ -894,7 +897,7 @@ static void handle_control(void *ctx, struct br_control_conn *conn, const char *
     if (slug[0])
       br_queue_mark(&d->queue, slug, BR_MARK_NOW);
     else
-      resync_all(d, "requested over the control socket");
+      resync_all(d, "requested over the control socket", BR_MARK_INPUT);
     answer = json_pack("{s:b}", "ok", 1);
   } else {
     answer = json_pack("{s:s}", "error", "unknown request, expected status, resync or wait");
@@ -1012,7 +1015,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
   /* Sources, live files and containers may have moved: derive every record
    * again and watch anew, then converge all. */
   br_tracked_foreach(&d->bottles, rederive_each, d);
-  resync_all(d, "config reloaded");
+  resync_all(d, "config reloaded", BR_MARK_INPUT); /* the new config may be the fix */
 }
 
 static void on_watchdog(uv_timer_t *t) {

@@ -2,7 +2,8 @@
 # The daemon, scenario "new input while retrying": a bottle backs off
 # because a sidecar is down, with a backoff of an hour. A new fragment is
 # tried after the debounce, not at the end of the backoff; so is the
-# sidecar's return (a new pidfile), which converges the bottle at once. A
+# sidecar's return (a new pidfile), which converges the bottle at once, and
+# a config reload (SIGHUP) that fixes a wrong pidfile path. The periodic
 # resync, which changes no input, does not cut the backoff short.
 set -euo pipefail
 here=$(dirname "$0")
@@ -15,6 +16,7 @@ cfg=$BR_TMP/br.yaml
 # and 60 s would let the old rule pass by luck one run in twelve.
 bottles_config "$cfg" <<'YAML'
 backoff: {initial_ms: 3600000, max_ms: 3600000}
+resync_interval_s: 1
 YAML
 bottle_create alpha
 bottle_start alpha
@@ -40,11 +42,14 @@ wait_for retrying_after 1
 next_try=$(status_field alpha next_try)
 echo "retrying; next try at $next_try"
 
-# 2. A resync changes no input: the backoff holds (the answer comes after
-#    every slug was marked, so a cut backoff would show as pending now).
-"$BR_BIN" --config "$cfg" resync >/dev/null
-retrying_after 1 || fail "a resync cut the backoff short: $(daemon_status alpha)"
-[[ $(status_field alpha next_try) == "$next_try" ]] || fail "a resync moved the next try"
+# 2. The periodic resync (every second here) changes no input: the backoff
+#    holds. Its log line comes before it marks the slugs, and the status
+#    after it, so a cut backoff would show as pending or a new next try.
+resyncs() { grep -c 'resync: periodic' "$DAEMON_LOG" || true; }
+resyncs_ge() { (($(resyncs) >= $1)); }
+wait_for resyncs_ge $(($(resyncs) + 2))
+retrying_after 1 || fail "a periodic resync cut the backoff short: $(daemon_status alpha)"
+[[ $(status_field alpha next_try) == "$next_try" ]] || fail "a periodic resync moved the next try"
 
 # 3. A new fragment while retrying is tried now: pipelock allows its host,
 #    egress's file routes it (the sidecar reads it when it starts), and the
@@ -91,6 +96,29 @@ wait_for slug_converged alpha
 echo "egress routes the new host $((($(_br_now_us) - t0) / 1000)) ms after pipelock came back"
 grep -q 'three.example.org' "$(pl_file alpha)" || fail "pipelock does not allow the new host"
 wait_for sidecar_settled "$(pl_log alpha)" "$(pl_file alpha)"
+
+# 6. A config with a wrong pidfile path for egress: a new fragment leaves the
+#    bottle retrying ("no pidfile"). The config fixed, SIGHUP converges it
+#    at once: the new config may be what it waits for.
+sed 's|run/egress.pid|run/egress-moved.pid|' "$cfg" >"$cfg.new"
+mv "$cfg.new" "$cfg"
+kill -HUP "$DAEMON_PID"
+wait_for daemon_log_has 'SIGHUP: config reloaded'
+bottle_fragment alpha four.yaml <<'YAML'
+routes:
+  - host: four.example.org
+    path_allowlist: [/]
+YAML
+no_pidfile() { phase_is retrying && [[ $(status_field alpha message) == *"no pidfile"* ]]; }
+wait_for no_pidfile
+has_host four.example.org || fail "the egress file was not written"
+sed 's|run/egress-moved.pid|run/egress.pid|' "$cfg" >"$cfg.new"
+mv "$cfg.new" "$cfg"
+t0=$(_br_now_us)
+kill -HUP "$DAEMON_PID"
+wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
+wait_for slug_converged alpha
+echo "converged $((($(_br_now_us) - t0) / 1000)) ms after the config was fixed"
 
 stop_daemon
 echo ok
