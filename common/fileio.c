@@ -146,8 +146,8 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len, const 
     goto out;
   }
 
-  int n =
-      snprintf(tmp, sizeof tmp, "%s%ld.%u.%s", BR_TMP_PREFIX, (long)getpid(), atomic_fetch_add(&counter, 1), base);
+  int n = snprintf(tmp, sizeof tmp, "%s%ld.%u.%s%s", BR_TMP_PREFIX, (long)getpid(), atomic_fetch_add(&counter, 1),
+                   base, opts && opts->temp_suffix ? opts->temp_suffix : "");
   if (n < 0 || (size_t)n >= sizeof tmp) {
     rc = fail(err, -ENAMETOOLONG, path, "temp file name");
     tmp[0] = '\0';

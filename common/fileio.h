@@ -57,6 +57,11 @@ struct br_write_opts {
    * 0.15 ms inside rename() on the machine of tests/bench. Held, it happens
    * at the close, e.g. once the sidecar has been told. */
   int *replaced;
+  /* When not NULL, appended to the temp file's name, which otherwise ends
+   * in the target's name (so that a validate command sees its extension):
+   * for a directory whose reader takes every name with that extension, dot
+   * names too (node_exporter's textfile collector reads every "*.prom"). */
+  const char *temp_suffix;
 };
 
 /* Replaces path with bytes so that readers see the old or the new content,

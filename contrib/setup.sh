@@ -11,12 +11,19 @@ build_pkgs=(gcc make cmake pkg-config clang-format libuv1-dev libyaml-dev libjan
 # are the shell alternative the benchmark compares against; python3 checks
 # canonical JSON; systemd gives systemd-analyze for the unit file check;
 # groff-base lints the man page; mitmproxy (mitmdump) and curl run the real
-# egress proxy of contrib/egress and a client through it (test_egress_*)
-test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base mitmproxy curl)
+# egress proxy of contrib/egress and a client through it (test_egress_*);
+# prometheus gives promtool, which checks the metrics file, and
+# prometheus-node-exporter reads it as a host's node_exporter does
+# (test_daemon_metrics starts its own on a free port; on a host that runs
+# systemd, Debian also starts both packages' services)
+test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base mitmproxy curl prometheus
+  prometheus-node-exporter)
 
 # optional: a Docker engine for the docker driver's tests (label docker), which
-# are skipped without one. Installed when this runs as root; never required.
-optional_pkgs=(docker.io)
+# are skipped without one, and docker-compose, which runs
+# contrib/compose/docker-compose.yaml in test_docker_compose. Installed when
+# this runs as root; never required.
+optional_pkgs=(docker.io docker-compose)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

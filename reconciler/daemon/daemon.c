@@ -36,10 +36,11 @@
 #include "reconciler/drivers/docker_container.h"
 #include "reconciler/drivers/docker_events.h"
 
-#define DRAIN_DEADLINE_MS 30000  /* in-flight converges get this long after SIGTERM */
-#define OVERFLOW_MIN_GAP_MS 1000 /* at most one overflow resync a second */
-#define POLL_INTERVAL_MS 2000    /* slugs inotify cannot watch are looked at this often */
-#define METRICS_MIN_GAP_MS 1000  /* the textfile is rewritten at most once a second */
+#define DRAIN_DEADLINE_MS 30000    /* in-flight converges get this long after SIGTERM */
+#define OVERFLOW_MIN_GAP_MS 1000   /* at most one overflow resync a second */
+#define POLL_INTERVAL_MS 2000      /* slugs inotify cannot watch are looked at this often */
+#define METRICS_MIN_GAP_MS 1000    /* the textfile is rewritten at most once a second */
+#define METRICS_TEMP_SUFFIX ".tmp" /* after the metrics file's name, in its temp file's */
 /* Converges handed to the thread pool per worker thread. One each would
  * leave a worker that finishes idle until the loop thread gets round to
  * handing it the next slug (at start-up it is busy adding watches); a few
@@ -153,7 +154,11 @@ static void metrics_write_work(uv_work_t *req) {
   struct metrics_write *w = req->data;
   struct br_buf err;
   br_buf_init(&err, 4096);
-  if (br_file_write_atomic(w->path, w->text.data, w->text.len, &(struct br_write_opts){.new_mode = 0644}, &err))
+  /* The temp file must not end in ".prom": the textfile collector reads
+   * every such name in the directory, dot names too, and would publish
+   * half a file, or a crash's leftover beside the real one. */
+  const struct br_write_opts opts = {.new_mode = 0644, .temp_suffix = METRICS_TEMP_SUFFIX};
+  if (br_file_write_atomic(w->path, w->text.data, w->text.len, &opts, &err))
     br_log(BR_LOG_WARN, NULL, "metrics file: %s", err.data ? err.data : "write failed");
   br_buf_free(&err);
 }
@@ -184,12 +189,33 @@ static void write_metrics(struct daemon *d) {
     return;
   }
   w->path = br_buf_steal(&path);
-  br_metrics_render(&d->metrics, &d->queue, d->watching ? br_watch_count(&d->watch) : 0, &w->text);
+  br_metrics_render(&d->metrics, &d->queue, d->watching ? br_watch_count(&d->watch) : 0,
+                    br_realtime_ns() / 1000000, &w->text);
   w->req.data = w;
   uv_queue_work(d->loop, &w->req, metrics_write_work, metrics_write_done);
 }
 
 static void on_metrics_timer(uv_timer_t *t) { write_metrics(t->data); }
+
+/* Temp files of the metrics file that a killed daemon left behind lie in
+ * node_exporter's textfile directory, which no bottle's cleanup covers;
+ * those of earlier versions end in ".prom" and are read as a second copy
+ * of every metric. At start and when the config names another file: one
+ * directory, on the loop thread, before the first write. */
+static void metrics_cleanup(const struct br_config *cfg) {
+  struct br_buf path;
+  br_buf_init(&path, PATH_MAX);
+  if (cfg->metrics_file && !br_config_expand(cfg, cfg->metrics_file, NULL, NULL, &path)) {
+    char *slash = strrchr(path.data, '/');
+    if (slash && slash != path.data)
+      *slash = '\0';
+    int removed = br_file_remove_stale_temps(slash == path.data ? "/" : path.data);
+    if (removed > 0)
+      br_log(BR_LOG_INFO, NULL, "removed %d stale temp file(s) of the metrics file from %s", removed,
+             slash == path.data ? "/" : path.data);
+  }
+  br_buf_free(&path);
+}
 
 /* Something changed: publish it, but at most once a second, and with no
  * timer at all while nothing changes. */
@@ -208,12 +234,20 @@ static void metrics_changed(struct daemon *d) {
 static void poll_start(struct daemon *d);
 
 /* Watches everything the bottle's record says it reads (sources, live
- * files, metadata.json). */
+ * files, metadata.json) and its sidecars' pidfiles. */
 static void watch_bottle(struct daemon *d, struct br_tracked *b) {
   const struct br_bottle *r = &b->record;
   struct br_strv live_files = {.v = (char **)r->live, .n = BR_SIDECAR_COUNT};
-  struct br_watch_spec spec = {
-      .slug = r->slug, .slug_dir = r->dir, .sources = &r->sources, .live_files = &live_files};
+  char *pidfile_paths[BR_SIDECAR_COUNT];
+  struct br_strv pidfiles = {.v = pidfile_paths, .n = 0};
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++)
+    if (b->pidfiles[s])
+      pidfile_paths[pidfiles.n++] = b->pidfiles[s];
+  struct br_watch_spec spec = {.slug = r->slug,
+                               .slug_dir = r->dir,
+                               .sources = &r->sources,
+                               .live_files = &live_files,
+                               .pidfiles = &pidfiles};
   if (br_watch_slug(&d->watch, &spec))
     br_log(BR_LOG_WARN, r->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
   if (b->polled && br_watch_complete(&d->watch, r->slug)) {
@@ -366,7 +400,7 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
     d->first_pass_left++;
   b->first_pass = first_pass;
   watch_bottle(d, b);
-  br_queue_mark(&d->queue, slug, first_pass);
+  br_queue_mark(&d->queue, slug, first_pass ? BR_MARK_NOW : BR_MARK_INPUT);
 }
 
 static void on_slug_dirty(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
@@ -385,7 +419,9 @@ static void on_slug_dirty(void *ctx, const char *slug, enum br_watch_reason reas
   /* The compose project may have changed, and with it paths and containers. */
   if (reason == BR_WATCH_METADATA)
     rederive(d, b);
-  br_queue_mark(&d->queue, slug, false);
+  /* A changed input (a fragment, metadata, a sidecar's new pidfile) may be
+   * what a retrying slug waits for; drift of a live file is not. */
+  br_queue_mark(&d->queue, slug, reason == BR_WATCH_DRIFT ? BR_MARK_RESYNC : BR_MARK_INPUT);
   metrics_changed(d);
 }
 
@@ -427,9 +463,9 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   metrics_changed(d);
 }
 
-static void resync_all(struct daemon *d, const char *why);
+static void resync_all(struct daemon *d, const char *why, enum br_mark mark);
 
-static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow"); }
+static void on_overflow_timer(uv_timer_t *t) { resync_all(t->data, "inotify queue overflow", BR_MARK_RESYNC); }
 
 static void on_overflow(void *ctx) {
   struct daemon *d = ctx;
@@ -477,7 +513,7 @@ static void poll_bottle(struct br_tracked *b, void *ctx) {
   if (!b->polled)
     return;
   watch_bottle(d, b); /* maybe a watch fits now */
-  br_queue_mark(&d->queue, b->record.slug, false);
+  br_queue_mark(&d->queue, b->record.slug, BR_MARK_RESYNC);
 }
 
 static void on_poll_timer(uv_timer_t *t) {
@@ -505,8 +541,11 @@ static void gone_from(struct br_tracked *b, void *ctx) {
 }
 
 /* Overflow, a failed watch, the periodic timer, SIGHUP and `resync` all come
- * here: rescan the state root and mark every slug. */
-static void resync_all(struct daemon *d, const char *why) {
+ * here: rescan the state root and mark every slug. mark is BR_MARK_RESYNC
+ * when nothing is known to have changed (a retrying slug keeps its backoff),
+ * BR_MARK_INPUT when something may have (a new config, lost Docker events,
+ * an operator asking). */
+static void resync_all(struct daemon *d, const char *why, enum br_mark mark) {
   if (d->draining)
     return;
   d->metrics.resyncs++;
@@ -534,14 +573,14 @@ static void resync_all(struct daemon *d, const char *why) {
     br_tracked_foreach(&d->bottles, gone_from, &gone);
   for (size_t i = 0; i < gone.slugs.n; i++)
     on_slug_vanished(d, gone.slugs.v[i]);
-  br_queue_mark_all(&d->queue, false);
+  br_queue_mark_all(&d->queue, mark);
   br_strv_free(&gone.slugs);
   br_strv_free(&slugs);
   br_buf_free(&warnings);
   metrics_changed(d);
 }
 
-static void on_resync_timer(uv_timer_t *t) { resync_all(t->data, "periodic"); }
+static void on_resync_timer(uv_timer_t *t) { resync_all(t->data, "periodic", BR_MARK_RESYNC); }
 
 static void resync_timer_start(struct daemon *d) {
   unsigned s = d->config->cfg.resync_interval_s;
@@ -561,7 +600,7 @@ static void resync_timer_start(struct daemon *d) {
 static void on_container_started(void *ctx, const char *name) {
   struct daemon *d = ctx;
   if (!name) {
-    resync_all(d, "Docker events were lost");
+    resync_all(d, "Docker events were lost", BR_MARK_INPUT); /* a container may have started */
     return;
   }
   /* One lookup, whatever the number of bottles: each record knows its
@@ -573,7 +612,7 @@ static void on_container_started(void *ctx, const char *name) {
   b->sidecar_absent = false;
   /* At once, backoff or not: a container that starts or unpauses is what
    * a retrying slug (paused, stopped mid-reload) is waiting for. */
-  br_queue_mark(&d->queue, b->record.slug, true);
+  br_queue_mark(&d->queue, b->record.slug, BR_MARK_NOW);
 }
 
 /* Follows Docker's events exactly while some sidecar uses the docker driver. */
@@ -760,7 +799,7 @@ static void converge_done(uv_work_t *req, int status) {
     retry_after = job->rep.retry_after_ms;
     if (b)
       message = learn(b, job, phase);
-    br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds);
+    br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds, br_realtime_ns() / 1000000);
   }
   bool first_pass = b && b->first_pass && !job->git_locked;
   if (first_pass)
@@ -836,7 +875,7 @@ static json_t *control_wait(struct daemon *d, struct br_control_conn *conn, cons
   if (br_waiters_add(&d->waiters, conn, slug, hash, ms, d->dispatches))
     return json_pack("{s:s}", "error", "out of memory");
   /* At once rather than after the debounce: someone is waiting. */
-  br_queue_mark(&d->queue, slug, true);
+  br_queue_mark(&d->queue, slug, BR_MARK_NOW);
   return NULL;
 }
 
@@ -859,9 +898,9 @@ static void handle_control(void *ctx, struct br_control_conn *conn, const char *
     answer = br_status_answer(&d->bottles, &d->queue, slug[0] ? slug : NULL, d->ready);
   } else if (strcmp(verb, "resync") == 0) {
     if (slug[0])
-      br_queue_mark(&d->queue, slug, true);
+      br_queue_mark(&d->queue, slug, BR_MARK_NOW);
     else
-      resync_all(d, "requested over the control socket");
+      resync_all(d, "requested over the control socket", BR_MARK_INPUT);
     answer = json_pack("{s:b}", "ok", 1);
   } else {
     answer = json_pack("{s:s}", "error", "unknown request, expected status, resync or wait");
@@ -973,12 +1012,13 @@ static void on_sighup(uv_signal_t *s, int signum) {
                      in_flight_cap(d, cfg->workers));
   resync_timer_start(d);
   docker_events_sync(d);
+  metrics_cleanup(cfg);
   br_log(BR_LOG_INFO, NULL, "SIGHUP: config reloaded%s%s", d->config_path ? " from " : "",
          d->config_path ? d->config_path : "");
   /* Sources, live files and containers may have moved: derive every record
    * again and watch anew, then converge all. */
   br_tracked_foreach(&d->bottles, rederive_each, d);
-  resync_all(d, "config reloaded");
+  resync_all(d, "config reloaded", BR_MARK_INPUT); /* the new config may be the fix */
 }
 
 static void on_watchdog(uv_timer_t *t) {
@@ -1083,6 +1123,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_buf_free(&warnings);
   uv_idle_start(&d->first_pass_adder, on_first_pass_adder);
   resync_timer_start(d);
+  metrics_cleanup(c);
   metrics_changed(d);
 
   uv_run(d->loop, UV_RUN_DEFAULT);

@@ -23,9 +23,10 @@ void br_git_dirs_free(struct br_git_dirs *g);
  * the sources later is found within a resync period. */
 void br_git_dirs_clear(struct br_git_dirs *g);
 
-/* True when the checkout holding dir (searched upwards to "/") has its
- * index.lock; lock (size bytes) gets that lock's path whenever a checkout
- * was found. Any thread. */
+/* True when the checkout holding dir (the nearest .git upwards to "/", a
+ * directory or a worktree's or submodule's "gitdir:" file) has index.lock
+ * in its git dir; lock (size bytes) gets that lock's path whenever a
+ * checkout was found. Any thread. */
 bool br_git_locked(struct br_git_dirs *g, const char *state_dir, const char *dir, char *lock, size_t size);
 
 #endif

@@ -2,15 +2,20 @@
  * bottle_reconciler_. Everything is a counter or a gauge of the moment. */
 #include "reconciler/daemon/metrics.h"
 
+#include <stdint.h>
+
 static const double bucket_bounds[BR_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                          0.1,   0.25,   0.5,   1,    2.5,   10};
 
-void br_metrics_observe(struct br_metrics *m, const struct br_converge_report *rep, int rc, double seconds) {
+void br_metrics_observe(struct br_metrics *m, const struct br_converge_report *rep, int rc, double seconds,
+                        int64_t now_ms) {
   if (rc) {
     m->errors_internal++;
     return;
   }
   m->converges[rep->outcome]++;
+  if (rep->outcome == BR_OUTCOME_CONVERGED || rep->outcome == BR_OUTCOME_CHANGES)
+    m->last_converged_ms = now_ms;
   m->writes += rep->writes;
   m->reloads += rep->reloads;
   for (size_t i = 0; i < BR_METRICS_BUCKETS; i++)
@@ -22,8 +27,25 @@ void br_metrics_observe(struct br_metrics *m, const struct br_converge_report *r
   m->latency_sum += seconds;
 }
 
-int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size_t watches, struct br_buf *out) {
+int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size_t watches, int64_t now_ms,
+                      struct br_buf *out) {
   struct br_buf *o = out;
+  /* What alerts are written on: a heartbeat that a stuck or dead daemon
+   * stops renewing (a gauge "up" would stay 1 in a file nobody rewrites),
+   * and the last success, which the periodic resync renews while nothing
+   * changes, since every bottle converges then (to "no changes"). */
+  br_buf_printf(o,
+                "# HELP bottle_reconciler_last_loop_timestamp_seconds When the daemon last wrote this file "
+                "(at most once a second while anything changes, and on every periodic resync).\n"
+                "# TYPE bottle_reconciler_last_loop_timestamp_seconds gauge\n"
+                "bottle_reconciler_last_loop_timestamp_seconds %.3f\n",
+                (double)now_ms / 1000);
+  br_buf_printf(o,
+                "# HELP bottle_reconciler_last_converge_timestamp_seconds When a converge last left a bottle "
+                "converged (0: none yet).\n"
+                "# TYPE bottle_reconciler_last_converge_timestamp_seconds gauge\n"
+                "bottle_reconciler_last_converge_timestamp_seconds %.3f\n",
+                (double)m->last_converged_ms / 1000);
   br_buf_adds(o, "# HELP bottle_reconciler_converges_total Converges finished, by outcome.\n"
                  "# TYPE bottle_reconciler_converges_total counter\n");
   for (int i = 0; i < BR_OUTCOME_COUNT; i++)

@@ -23,10 +23,16 @@ struct br_metrics {
   uint64_t watch_failures;                      /* inotify_add_watch refused */
   uint64_t latency_buckets[BR_METRICS_BUCKETS]; /* cumulative at render time */
   uint64_t latency_count;
-  double latency_sum; /* seconds */
+  double latency_sum;        /* seconds */
+  int64_t last_converged_ms; /* wall clock of the last converge that left its bottle
+                                converged, 0 = none yet */
 };
 
-void br_metrics_observe(struct br_metrics *m, const struct br_converge_report *rep, int rc, double seconds);
-int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size_t watches, struct br_buf *out);
+/* Counts a finished converge; now_ms is the wall clock it finished at. */
+void br_metrics_observe(struct br_metrics *m, const struct br_converge_report *rep, int rc, double seconds,
+                        int64_t now_ms);
+/* Renders every metric; now_ms (wall clock) is the heartbeat written with them. */
+int br_metrics_render(const struct br_metrics *m, const struct br_queue *q, size_t watches, int64_t now_ms,
+                      struct br_buf *out);
 
 #endif

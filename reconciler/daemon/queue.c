@@ -178,7 +178,7 @@ struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create)
     if (!create)
       return NULL;
     s->removed = false;
-    s->dirty = true;
+    s->dirty = s->dirty_input = true;
     s->attempts = 0;
     s->settled = BR_PHASE_PENDING;
     return s;
@@ -199,16 +199,21 @@ struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create)
   return s;
 }
 
-static void mark_slot(struct br_queue *q, struct br_slot *s, bool now) {
+static void mark_slot(struct br_queue *q, struct br_slot *s, enum br_mark mark) {
   if (s->phase == BR_PHASE_CONVERGING) {
     s->dirty = true;
+    s->dirty_input |= mark != BR_MARK_RESYNC;
     return;
   }
   if (s->ready)
     return;
   uint64_t t = uv_now(q->loop);
-  if (s->phase == BR_PHASE_RETRYING && s->heap_index != SIZE_MAX && !now)
-    return; /* a change does not cut a sidecar's backoff short */
+  bool now = mark == BR_MARK_NOW;
+  /* Backoff paces retries of the same inputs: a resync or drift would fail
+   * the same way. A new fragment, or a sidecar that wrote a new pidfile,
+   * may be the fix, and must not wait up to backoff.max_ms for its turn. */
+  if (s->phase == BR_PHASE_RETRYING && s->heap_index != SIZE_MAX && mark == BR_MARK_RESYNC)
+    return;
   if (s->phase != BR_PHASE_PENDING || s->heap_index == SIZE_MAX) {
     set_phase(q, s, BR_PHASE_PENDING);
     s->first_mark_ms = t;
@@ -226,19 +231,19 @@ static void mark_slot(struct br_queue *q, struct br_slot *s, bool now) {
   rearm(q);
 }
 
-int br_queue_mark(struct br_queue *q, const char *slug, bool now) {
+int br_queue_mark(struct br_queue *q, const char *slug, enum br_mark mark) {
   struct br_slot *s = br_queue_slot(q, slug, true);
   if (!s)
     return -ENOMEM;
-  mark_slot(q, s, now);
+  mark_slot(q, s, mark);
   return 0;
 }
 
-void br_queue_mark_all(struct br_queue *q, bool now) {
+void br_queue_mark_all(struct br_queue *q, enum br_mark mark) {
   for (size_t i = 0; i < q->slots.cap; i++) {
     struct br_slot *s = q->slots.slots[i].key ? q->slots.slots[i].value : NULL;
     if (s && !s->removed)
-      mark_slot(q, s, now);
+      mark_slot(q, s, mark);
   }
 }
 
@@ -290,8 +295,11 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
     }
   }
   if (s->dirty) {
-    s->dirty = false;
-    mark_slot(q, s, false);
+    /* The converge that just ended may have read the inputs before they
+     * changed: the new ones get their try after the debounce. */
+    enum br_mark mark = s->dirty_input ? BR_MARK_INPUT : BR_MARK_RESYNC;
+    s->dirty = s->dirty_input = false;
+    mark_slot(q, s, mark);
   }
   pump(q);
   rearm(q);
@@ -317,7 +325,7 @@ void br_queue_remove(struct br_queue *q, const char *slug) {
     /* The worker still holds it; it stays in the table (and is not
      * dispatched) until done, so that the slug cannot run twice at once. */
     s->removed = true;
-    s->dirty = false;
+    s->dirty = s->dirty_input = false;
     return;
   }
   br_strmap_del(&q->slots, slug);

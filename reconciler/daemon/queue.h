@@ -28,6 +28,8 @@ struct br_slot {
   enum br_phase settled;    /* the phase of the last finished converge;
                                PENDING until one has finished */
   bool dirty;               /* changed while converging: runs again right after */
+  bool dirty_input;         /* ... and an input changed (BR_MARK_INPUT or NOW): that run
+                               is not held back by a backoff the converge ends in */
   bool ready;               /* in the ready FIFO, waiting for a worker */
   bool removed;             /* the bottle went away while converging: freed when done,
                                unless it comes back before (br_queue_slot) */
@@ -40,6 +42,21 @@ struct br_slot {
   char desired_hash[BR_SHA256_HEX_LEN + 1];
   char *message; /* the last outcome in words; owned, may be NULL */
   struct br_slot *next_ready;
+};
+
+/* What a mark says, which decides whether it cuts a retrying slug's
+ * backoff short. */
+enum br_mark {
+  BR_MARK_RESYNC, /* something may differ (a resync, drift of a live file, polling):
+                     debounced; a retrying slug keeps its backoff, since the same
+                     inputs fail the same way */
+  BR_MARK_INPUT,  /* one of the slug's inputs changed (a fragment or source, its
+                     metadata.json, a sidecar's pidfile): debounced, and a retrying
+                     slug converges after the debounce, not at the end of its
+                     backoff, since the change may be what fixes it; its attempts are
+                     kept, so failing again backs off further */
+  BR_MARK_NOW,    /* at once, backoff or not (the first pass, a container that started,
+                     a client waiting, `resync SLUG`) */
 };
 
 struct br_queue;
@@ -74,12 +91,14 @@ void br_queue_configure(struct br_queue *q, unsigned debounce_ms, unsigned max_w
  * that same slot, marked to run again once its converge is done. */
 struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create);
 /* Something of slug changed. It converges once the changes stop for the
- * debounce time, or max_wait after the first one; with now, at once. A slug
- * already queued stays queued once; one converging runs again after. A
- * retrying slug keeps its backoff. Returns 0 or -ENOMEM. */
-int br_queue_mark(struct br_queue *q, const char *slug, bool now);
+ * debounce time, or max_wait after the first one; with BR_MARK_NOW, at once.
+ * A slug already queued stays queued once; one converging runs again after
+ * (a backoff that converge ends in holds that run back only when every mark
+ * meanwhile was BR_MARK_RESYNC). A retrying slug keeps its backoff unless
+ * the mark says an input changed (see enum br_mark). Returns 0 or -ENOMEM. */
+int br_queue_mark(struct br_queue *q, const char *slug, enum br_mark mark);
 /* Marks every slug (resync). */
-void br_queue_mark_all(struct br_queue *q, bool now);
+void br_queue_mark_all(struct br_queue *q, enum br_mark mark);
 /* A converge finished with phase (not CONVERGING). RETRYING backs off
  * exponentially with full jitter unless retry_after_ms gives the time; any
  * other phase with retry_after_ms runs again then (WAITING for a lock,

@@ -2,6 +2,7 @@
 #include "reconciler/daemon/tracked.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +20,16 @@ static void containers_forget(struct br_tracked_table *t, struct br_tracked *b) 
   }
 }
 
+static void pidfiles_forget(struct br_tracked *b) {
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
+    free(b->pidfiles[s]);
+    b->pidfiles[s] = NULL;
+  }
+}
+
 static void tracked_free(struct br_tracked_table *t, struct br_tracked *b) {
   containers_forget(t, b);
+  pidfiles_forget(b);
   br_bottle_free(&b->record);
   free(b);
 }
@@ -64,6 +73,26 @@ static int containers_learn(struct br_tracked_table *t, struct br_tracked *b, st
   return rc;
 }
 
+/* The pidfiles of the sidecars reloaded by signal. A template that cannot
+ * name this bottle is left out: the driver reports it at the reload. */
+static int pidfiles_learn(struct br_tracked *b, struct br_buf *warnings) {
+  const struct br_config *cfg = b->record.cfg;
+  struct br_buf path;
+  br_buf_init(&path, PATH_MAX);
+  int rc = 0;
+  for (int s = 0; s < BR_SIDECAR_COUNT && !rc; s++) {
+    const struct br_reload_config *rl = &br_config_sidecar(cfg, (enum br_sidecar)s)->reload;
+    if (rl->driver != BR_DRIVER_SIGNAL || !rl->pidfile)
+      continue;
+    if (br_bottle_expand(&b->record, (enum br_sidecar)s, rl->pidfile, NULL, &path, warnings))
+      continue;
+    if (!(b->pidfiles[s] = strdup(path.data)))
+      rc = -ENOMEM;
+  }
+  br_buf_free(&path);
+  return rc;
+}
+
 struct br_tracked *br_tracked_add(struct br_tracked_table *t, const struct br_config *cfg, const char *slug,
                                   struct br_buf *warnings) {
   struct br_tracked *b = calloc(1, sizeof *b);
@@ -75,6 +104,7 @@ struct br_tracked *br_tracked_add(struct br_tracked_table *t, const struct br_co
     return NULL;
   }
   containers_learn(t, b, warnings);
+  pidfiles_learn(b, warnings);
   return b;
 }
 
@@ -87,9 +117,12 @@ int br_tracked_rederive(struct br_tracked_table *t, struct br_tracked *b, const 
     return rc;
   }
   containers_forget(t, b);
+  pidfiles_forget(b);
   br_bottle_free(&b->record);
   b->record = fresh;
-  return containers_learn(t, b, warnings);
+  rc = containers_learn(t, b, warnings);
+  int prc = pidfiles_learn(b, warnings);
+  return rc ? rc : prc;
 }
 
 void br_tracked_remove(struct br_tracked_table *t, const char *slug) {

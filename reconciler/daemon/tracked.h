@@ -1,7 +1,8 @@
 /* tracked: the bottles the daemon tracks, and in one place what it knows of
  * each. A bottle's state is:
  *   - its record (bottle.h): project, sources, live files; derived when the
- *     bottle is added, when its metadata.json changes and on a config reload;
+ *     bottle is added, when its metadata.json changes and on a config reload,
+ *     with the container names and pidfiles of its sidecars;
  *   - its scheduling (queue.h, struct br_slot): phase, attempts, backoff,
  *     the last outcome and desired hash;
  *   - the flags below, which only the daemon's loop uses;
@@ -29,6 +30,10 @@ struct br_tracked {
   /* The names of its sidecars' containers (docker driver), for the engine's
    * events; NULL for a sidecar with another driver. */
   char *containers[BR_SIDECAR_COUNT];
+  /* Its sidecars' pidfiles (signal driver), watched: a sidecar that starts
+   * writes a new one, and a bottle retrying for it converges then rather
+   * than at the end of its backoff. NULL for a sidecar with another driver. */
+  char *pidfiles[BR_SIDECAR_COUNT];
 };
 
 /* Every tracked bottle, by slug and by sidecar container name. */

@@ -23,6 +23,8 @@ enum role {
                      component under the slug dir of a watched path: events for that name
                      re-resolve the slug's watches */
   ROLE_LIVE,      /* a live file's directory: events for its basename are drift */
+  ROLE_PIDFILE,   /* a pidfile's directory: its basename written or moved in is a
+                     sidecar that (re)started */
 };
 
 /* Everything a role can want. IN_ONLYDIR because every watch is on a
@@ -31,6 +33,9 @@ enum role {
 #define SELF_EVENTS (IN_DELETE_SELF | IN_MOVE_SELF)
 #define ROOT_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | SELF_EVENTS)
 #define FILE_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
+/* A sidecar that starts writes its pidfile (in place or by a rename); one
+ * that stops and removes it changes nothing a converge could use. */
+#define PIDFILE_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO)
 
 static uint32_t role_mask(enum role role) {
   switch (role) {
@@ -42,6 +47,8 @@ static uint32_t role_mask(enum role role) {
     return IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | SELF_EVENTS;
   case ROLE_LIVE:
     return FILE_EVENTS | SELF_EVENTS;
+  case ROLE_PIDFILE:
+    return PIDFILE_EVENTS | SELF_EVENTS;
   }
   return 0;
 }
@@ -79,10 +86,11 @@ struct br_watch_wd {
 };
 
 struct br_watch_slugrec {
-  /* paths[0] is the slug dir, then n_sources sources, then n_live live
-   * files; the strings follow the pointers in the same allocation. */
+  /* paths[0] is the slug dir, then n_sources sources, n_live live files
+   * and n_pidfiles pidfiles; the strings follow the pointers in the same
+   * allocation. */
   char **paths;
-  uint32_t n_sources, n_live;
+  uint32_t n_sources, n_live, n_pidfiles;
   struct use *uses;
   uint32_t n_uses, cap_uses;
   bool complete;                 /* every watch in place; watch_failed fires when this turns false */
@@ -572,8 +580,10 @@ static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
         note_failure(&f, rc, slug_real);
     }
   }
-  for (size_t i = 0; i < s->n_live; i++) {
+  /* Live files and pidfiles alike: their directory, for their basename. */
+  for (size_t i = 0; i < s->n_live + s->n_pidfiles; i++) {
     const char *live = s->paths[1 + s->n_sources + i];
+    enum role role = i < s->n_live ? ROLE_LIVE : ROLE_PIDFILE;
     const char *slash = strrchr(live, '/');
     char dir[PATH_MAX];
     size_t dlen = slash ? (size_t)(slash - live) : 0;
@@ -584,9 +594,9 @@ static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
     memcpy(dir, live, dlen);
     dir[dlen] = '\0';
     if (from && (rel = below(slug_dir, dir)))
-      watch_path(w, s, first_new, from, rel, ROLE_LIVE, slash + 1, NULL, &f);
+      watch_path(w, s, first_new, from, rel, role, slash + 1, NULL, &f);
     else
-      watch_path(w, s, first_new, NULL, dlen ? dir : "/", ROLE_LIVE, slash + 1, NULL, &f);
+      watch_path(w, s, first_new, NULL, dlen ? dir : "/", role, slash + 1, NULL, &f);
     if (slug_real[0] && first_below(slug_dir, live, false, comp)) {
       int rc = use_add(w, s, first_new, slug_real, ROLE_PATH, comp);
       if (rc != -ENOENT && rc != -ENOTDIR)
@@ -700,6 +710,8 @@ static int match(const struct use *u, struct record *r) {
     return m & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) ? MATCH_DIRTY | MATCH_REFRESH : MATCH_NONE;
   case ROLE_LIVE:
     return m & FILE_EVENTS ? MATCH_DIRTY : MATCH_NONE;
+  case ROLE_PIDFILE:
+    return m & PIDFILE_EVENTS ? MATCH_DIRTY : MATCH_NONE;
   case ROLE_SOURCE:
     break;
   }
@@ -847,6 +859,10 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
       char drift[sizeof why + 8];
       snprintf(drift, sizeof drift, "drift: %s", why);
       w->cb->slug_dirty(w->ctx, item.slug->name, BR_WATCH_DRIFT, drift, live[0] ? live : NULL);
+    } else if (item.role == ROLE_PIDFILE) {
+      char started[sizeof why + 24];
+      snprintf(started, sizeof started, "sidecar (re)started: %s", why);
+      w->cb->slug_dirty(w->ctx, item.slug->name, BR_WATCH_SIDECAR, started, NULL);
     } else {
       enum br_watch_reason reason = item.role == ROLE_SLUG_FILE ? BR_WATCH_METADATA : BR_WATCH_INPUT;
       w->cb->slug_dirty(w->ctx, item.slug->name, reason, why, NULL);
@@ -967,12 +983,12 @@ fail:
  * prefix of "STATE/SLUG/routes.d"), then the sources and the live files,
  * in one allocation. Every path absolute and shorter than PATH_MAX. */
 static int pack_paths(const struct br_watch_spec *spec, char ***out) {
-  const struct br_strv *lists[] = {spec->sources, spec->live_files};
+  const struct br_strv *lists[] = {spec->sources, spec->live_files, spec->pidfiles};
   size_t dir_len = strlen(spec->slug_dir);
   while (dir_len > 1 && spec->slug_dir[dir_len - 1] == '/')
     dir_len--;
   size_t n = 1, bytes = dir_len + 1;
-  for (size_t l = 0; l < 2; l++)
+  for (size_t l = 0; l < 3; l++)
     for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
       const char *path = lists[l]->v[i];
       size_t len = strlen(path);
@@ -990,7 +1006,7 @@ static int pack_paths(const struct br_watch_spec *spec, char ***out) {
   paths[0] = at;
   at += dir_len + 1;
   size_t k = 1;
-  for (size_t l = 0; l < 2; l++)
+  for (size_t l = 0; l < 3; l++)
     for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
       size_t len = strlen(lists[l]->v[i]) + 1;
       memcpy(at, lists[l]->v[i], len);
@@ -1031,6 +1047,7 @@ int br_watch_slug(struct br_watch *w, const struct br_watch_spec *spec) {
   s->paths = paths;
   s->n_sources = spec->sources ? (uint32_t)spec->sources->n : 0;
   s->n_live = spec->live_files ? (uint32_t)spec->live_files->n : 0;
+  s->n_pidfiles = spec->pidfiles ? (uint32_t)spec->pidfiles->n : 0;
   enter(w);
   refresh(w, s);
   leave(w);

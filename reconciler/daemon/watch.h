@@ -20,6 +20,7 @@ enum br_watch_reason {
   BR_WATCH_METADATA, /* STATE/<slug>/metadata.json: the bottle's record (its compose
                         project, and so paths and containers) may differ */
   BR_WATCH_DRIFT,    /* a live file was replaced or written (by anyone, this daemon too) */
+  BR_WATCH_SIDECAR,  /* a sidecar's pidfile was written or moved in: the sidecar (re)started */
 };
 
 /* What the watcher tells its owner. Every callback runs on the loop thread,
@@ -68,6 +69,8 @@ struct br_watch_spec {
   const struct br_strv *sources;    /* source directories (merge order is not needed here) */
   const struct br_strv *live_files; /* live files: their directory is watched, events are
                                        filtered by basename; a change is drift */
+  const struct br_strv *pidfiles;   /* sidecars' pidfiles (may be NULL): watched likewise; one
+                                       written or moved in is BR_WATCH_SIDECAR */
 };
 
 struct br_watch_wd;

@@ -191,7 +191,7 @@ static void on_marker(uv_timer_t *t) {
     uv_timer_stop(t);
     return;
   }
-  CHECK(br_queue_mark(&q, m->slug, false) == 0);
+  CHECK(br_queue_mark(&q, m->slug, BR_MARK_RESYNC) == 0);
   m->last = now();
   m->marks++;
 }
@@ -243,8 +243,8 @@ static void teardown(void) {
 /* A slug marked twice within its debounce converges once. */
 static void test_marked_twice_runs_once(void) {
   setup(20, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", false) == 0);
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   CHECK(br_queue_depth(&q) == 1);
   CHECK(q.counts[BR_PHASE_PENDING] == 1);
   CHECK_COUNTS();
@@ -264,7 +264,7 @@ static void test_debounce_holds_until_quiet(void) {
   const unsigned debounce = 40;
   setup(debounce, 1000, 100, 1000, 4);
   uint64_t first = now();
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   struct marker m;
   marker_start(&m, "a", 5, first + 60);
   CHECK(wait_seen(1));
@@ -286,7 +286,7 @@ static void test_max_wait_bounds_continuous_marks(void) {
   const unsigned debounce = 30, max_wait = 100;
   setup(debounce, max_wait, 100, 1000, 4);
   uint64_t first = now();
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   struct marker m;
   marker_start(&m, "a", 3, first + 4 * max_wait);
   CHECK(wait_seen(1));
@@ -317,13 +317,13 @@ static void test_max_wait_bounds_continuous_marks(void) {
 static void test_never_twice_at_once_dirty_runs_after(void) {
   const unsigned debounce = 10;
   setup(debounce, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   CHECK(seen_n == 1); /* now: at once */
   struct br_slot *a = seen[0].slot;
   CHECK(a->phase == BR_PHASE_CONVERGING && !a->dirty);
-  CHECK(br_queue_mark(&q, "a", false) == 0);
-  CHECK(br_queue_mark(&q, "a", true) == 0); /* not even with now */
-  br_queue_mark_all(&q, true);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0); /* not even with now */
+  br_queue_mark_all(&q, BR_MARK_NOW);
   CHECK(a->dirty);
   CHECK(br_queue_depth(&q) == 0);
   CHECK_COUNTS();
@@ -357,16 +357,16 @@ static bool ready_order(const char *const *want, size_t n) {
  * and start in the order they became ready. */
 static void test_max_in_flight_and_fifo(void) {
   setup(10, 1000, 100, 1000, 2);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
-  CHECK(br_queue_mark(&q, "b", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "b", BR_MARK_NOW) == 0);
   CHECK(seen_n == 2 && q.in_flight == 2);
   /* Debounced ones become ready one after another while both workers are busy. */
   const char *const order[] = {"e", "c", "d"};
   for (size_t i = 0; i < 3; i++) {
-    CHECK(br_queue_mark(&q, order[i], false) == 0);
+    CHECK(br_queue_mark(&q, order[i], BR_MARK_RESYNC) == 0);
     CHECK(run_until(slot_ready, order[i]));
   }
-  CHECK(br_queue_mark(&q, "f", true) == 0); /* now: ready at once, still behind the others */
+  CHECK(br_queue_mark(&q, "f", BR_MARK_NOW) == 0); /* now: ready at once, still behind the others */
   CHECK(seen_n == 2);
   CHECK(br_queue_depth(&q) == 4);
   CHECK(q.counts[BR_PHASE_PENDING] == 4 && q.counts[BR_PHASE_CONVERGING] == 2);
@@ -390,7 +390,7 @@ static void test_max_in_flight_and_fifo(void) {
   CHECK(br_queue_depth(&q) == 0);
   /* A lower cap stops nothing running but starts nothing new until under it. */
   br_queue_configure(&q, 10, 1000, 100, 1000, 1);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   CHECK(seen_n == 6);
   finish("e", BR_PHASE_CONVERGED, 0);
   finish("c", BR_PHASE_CONVERGED, 0);
@@ -435,14 +435,14 @@ static void test_backoff_exponential_full_jitter(void) {
   srand(20240611); /* deterministic, still a spread of values */
   for (unsigned t = 0; t < TRIALS; t++) {
     for (unsigned n = 1; n <= ATTEMPTS; n++) {
-      CHECK(br_queue_mark(&q, "r", true) == 0);
+      CHECK(br_queue_mark(&q, "r", BR_MARK_NOW) == 0);
       CHECK(in_flight("r"));
       finish("r", BR_PHASE_RETRYING, 0);
       const struct br_slot *s = br_queue_slot(&q, "r", false);
       CHECK(s && s->attempts == n);
       delay[n][t] = s ? scheduled_delay(s) : 0;
     }
-    CHECK(br_queue_mark(&q, "r", true) == 0);
+    CHECK(br_queue_mark(&q, "r", BR_MARK_NOW) == 0);
     finish("r", BR_PHASE_CONVERGED, 0);
   }
   for (unsigned n = 1; n <= ATTEMPTS; n++) {
@@ -463,7 +463,7 @@ static void test_backoff_exponential_full_jitter(void) {
   }
   /* Many attempts: the cap stays at max (no overflow, no runaway). */
   for (unsigned n = 1; n <= 80; n++) {
-    CHECK(br_queue_mark(&q, "r", true) == 0);
+    CHECK(br_queue_mark(&q, "r", BR_MARK_NOW) == 0);
     finish("r", BR_PHASE_RETRYING, 0);
     const struct br_slot *s = br_queue_slot(&q, "r", false);
     uint64_t d = s ? scheduled_delay(s) : UINT64_MAX;
@@ -477,7 +477,7 @@ static void test_backoff_exponential_full_jitter(void) {
  * once its delay has passed, not before, and waits as RETRYING meanwhile. */
 static void test_backoff_timer_redispatches(void) {
   setup(10, 1000, 20, 40, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   for (unsigned n = 1; n <= 4; n++) {
     uint64_t done_at = now();
     finish("a", BR_PHASE_RETRYING, 0);
@@ -502,31 +502,31 @@ static void test_success_resets_attempts(void) {
   const unsigned initial = 50, max = 10000;
   setup(10, 1000, initial, max, 4);
   for (unsigned n = 1; n <= 5; n++) {
-    CHECK(br_queue_mark(&q, "a", true) == 0);
+    CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
     finish("a", BR_PHASE_RETRYING, 0);
   }
   struct br_slot *a = br_queue_slot(&q, "a", false);
   CHECK(a->attempts == 5);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   finish("a", BR_PHASE_CONVERGED, 0);
   CHECK(a->attempts == 0 && a->next_try_ms == 0);
   CHECK(a->phase == BR_PHASE_CONVERGED && a->settled == BR_PHASE_CONVERGED);
   CHECK(a->heap_index == SIZE_MAX && br_queue_depth(&q) == 0);
   CHECK_STR(a->message, "converged");
   for (unsigned t = 0; t < 20; t++) { /* back to the first cap, every time */
-    CHECK(br_queue_mark(&q, "a", true) == 0);
+    CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
     finish("a", BR_PHASE_RETRYING, 0);
     CHECK(a->attempts == 1);
     CHECK(scheduled_delay(a) <= initial);
-    CHECK(br_queue_mark(&q, "a", true) == 0);
+    CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
     finish("a", BR_PHASE_CONVERGED, 0);
   }
   /* Any other outcome that is not a transient failure forgets them too. */
   const enum br_phase others[] = {BR_PHASE_INVALID, BR_PHASE_WAITING, BR_PHASE_UNMANAGED, BR_PHASE_PENDING};
   for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
-    CHECK(br_queue_mark(&q, "a", true) == 0);
+    CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
     finish("a", BR_PHASE_RETRYING, 0);
-    CHECK(br_queue_mark(&q, "a", true) == 0);
+    CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
     finish("a", others[i], 0);
     CHECK(a->attempts == 0 && a->phase == others[i]);
   }
@@ -540,7 +540,7 @@ static void test_success_resets_attempts(void) {
 static void test_retry_after_overrides_backoff(void) {
   const unsigned retry_after = 30;
   setup(10, 1000, 60000, 60000, 4); /* the backoff alone would wait up to a minute */
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   struct br_slot *a = seen[0].slot;
   for (unsigned n = 1; n <= 3; n++) {
     uint64_t done_at = now();
@@ -569,19 +569,19 @@ static void test_retry_after_overrides_backoff(void) {
   teardown();
 }
 
-/* queue.h: "A retrying slug keeps its backoff." A change during the backoff,
- * or one that came in while the failing converge ran, does not cut it short;
- * only a mark with now (a resync) does. */
+/* queue.h: "A retrying slug keeps its backoff." A resync mark (drift, a
+ * periodic resync) during the backoff, or one that came in while the
+ * failing converge ran, does not cut it short; a mark with now does. */
 static void test_mark_during_backoff_keeps_it(void) {
   const unsigned debounce = 10, retry_after = 80;
   setup(debounce, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   struct br_slot *a = seen[0].slot;
   uint64_t done_at = now();
   finish("a", BR_PHASE_RETRYING, retry_after);
   uint64_t due = a->due_ms;
   CHECK(due == done_at + retry_after);
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   CHECK(a->phase == BR_PHASE_RETRYING && a->due_ms == due);
   struct marker m; /* changes all through the backoff */
   marker_start(&m, "a", 5, done_at + retry_after - 20);
@@ -593,7 +593,7 @@ static void test_mark_during_backoff_keeps_it(void) {
   CHECK(a->attempts == 1);
 
   /* Dirty from a change during the failing converge: the backoff still holds. */
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   CHECK(a->dirty);
   done_at = now();
   finish("a", BR_PHASE_RETRYING, retry_after);
@@ -601,12 +601,59 @@ static void test_mark_during_backoff_keeps_it(void) {
   CHECK(wait_seen(3));
   CHECK(seen[2].at >= done_at + retry_after);
 
-  /* A mark with now (resync) converges at once. */
+  /* A mark with now (`resync SLUG`) converges at once. */
   finish("a", BR_PHASE_RETRYING, retry_after);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   CHECK(seen_n == 4 && in_flight("a"));
   CHECK(a->attempts == 3); /* kept: the resync is not a success */
   finish("a", BR_PHASE_CONVERGED, 0);
+  teardown();
+}
+
+/* enum br_mark: an input that changes during the backoff (a new fragment,
+ * a sidecar's new pidfile) may be the fix: it converges after the debounce,
+ * not at the end of the backoff, and so does one that changed while the
+ * failing converge ran. The attempts are kept: failing again backs off
+ * further. Resync marks still wait. */
+static void test_input_mark_cuts_backoff(void) {
+  const unsigned debounce = 10, retry_after = 60000;
+  setup(debounce, 1000, 100, 1000, 4);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
+  struct br_slot *a = seen[0].slot;
+  finish("a", BR_PHASE_RETRYING, retry_after);
+  CHECK(a->phase == BR_PHASE_RETRYING && a->attempts == 1);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
+  CHECK(a->phase == BR_PHASE_RETRYING);
+  uint64_t marked_at = now();
+  CHECK(br_queue_mark(&q, "a", BR_MARK_INPUT) == 0);
+  CHECK(a->phase == BR_PHASE_PENDING && a->due_ms == marked_at + debounce);
+  CHECK_COUNTS();
+  CHECK(wait_seen(2));
+  CHECK(seen[1].at >= marked_at + debounce && seen[1].at <= marked_at + debounce + SLACK_MS);
+  CHECK(a->attempts == 1);
+
+  /* Changed while the failing converge ran: tried again after the debounce. */
+  CHECK(br_queue_mark(&q, "a", BR_MARK_INPUT) == 0);
+  CHECK(a->dirty && a->dirty_input);
+  uint64_t done_at = now();
+  finish("a", BR_PHASE_RETRYING, retry_after);
+  CHECK(!a->dirty && !a->dirty_input && a->phase == BR_PHASE_PENDING && a->attempts == 2);
+  CHECK_COUNTS();
+  CHECK(wait_seen(3));
+  CHECK(seen[2].at <= done_at + debounce + SLACK_MS);
+
+  /* Only resync marks while it ran: the backoff holds. */
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
+  CHECK(a->dirty && !a->dirty_input);
+  done_at = now();
+  finish("a", BR_PHASE_RETRYING, retry_after);
+  CHECK(a->phase == BR_PHASE_RETRYING && a->due_ms == done_at + retry_after && a->attempts == 3);
+  run_for(5 * debounce);
+  CHECK(seen_n == 3);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
+  CHECK(seen_n == 4);
+  finish("a", BR_PHASE_CONVERGED, 0);
+  CHECK(a->attempts == 0);
   teardown();
 }
 
@@ -615,11 +662,11 @@ static void test_mark_during_backoff_keeps_it(void) {
 static void test_remove_idle(void) {
   setup(20, 1000, 100, 1000, 1);
   br_queue_remove(&q, "nobody"); /* unknown: nothing happens */
-  CHECK(br_queue_mark(&q, "debouncing", false) == 0);
-  CHECK(br_queue_mark(&q, "busy", true) == 0);
-  CHECK(br_queue_mark(&q, "r1", true) == 0);
-  CHECK(br_queue_mark(&q, "r2", true) == 0);
-  CHECK(br_queue_mark(&q, "r3", true) == 0);
+  CHECK(br_queue_mark(&q, "debouncing", BR_MARK_RESYNC) == 0);
+  CHECK(br_queue_mark(&q, "busy", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "r1", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "r2", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "r3", BR_MARK_NOW) == 0);
   CHECK(ready_order((const char *const[]){"r1", "r2", "r3"}, 3));
   CHECK(br_queue_slot(&q, "idle", true) != NULL);
   CHECK(q.counts[BR_PHASE_PENDING] == 5);
@@ -630,7 +677,7 @@ static void test_remove_idle(void) {
   CHECK(ready_order((const char *const[]){"r1", "r3"}, 2));
   br_queue_remove(&q, "r3"); /* its tail */
   CHECK(ready_order((const char *const[]){"r1"}, 1));
-  CHECK(br_queue_mark(&q, "r4", true) == 0); /* the tail was fixed */
+  CHECK(br_queue_mark(&q, "r4", BR_MARK_NOW) == 0); /* the tail was fixed */
   CHECK(ready_order((const char *const[]){"r1", "r4"}, 2));
   br_queue_remove(&q, "r1"); /* its head */
   CHECK(ready_order((const char *const[]){"r4"}, 1));
@@ -659,9 +706,9 @@ static void test_remove_idle(void) {
  * dispatches nothing, even if it was dirty. */
 static void test_remove_in_flight(void) {
   setup(10, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   struct br_slot *a = seen[0].slot;
-  CHECK(br_queue_mark(&q, "a", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
   CHECK(a->dirty);
   br_queue_remove(&q, "a");
   CHECK(br_queue_slot(&q, "a", false) == NULL);
@@ -687,9 +734,9 @@ static void test_remove_in_flight(void) {
  * converge one slug at once. Before the fix it got a new slot at once. */
 static void test_remove_in_flight_then_mark_again(void) {
   setup(10, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   br_queue_remove(&q, "a");
-  CHECK(br_queue_mark(&q, "a", true) == 0); /* the bottle is back */
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0); /* the bottle is back */
   run_for(30);
   CHECK(dispatches_of("a") == 1);     /* a second converge of "a" must wait for the first */
   CHECK(twice_at_once == 0);          /* as the dispatch callback sees it */
@@ -706,12 +753,12 @@ static void test_remove_in_flight_then_mark_again(void) {
  * mark with now, not the next one when a converge ends. Marks still count. */
 static void test_pause_stops_dispatch(void) {
   setup(10, 1000, 100, 1000, 4);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
-  CHECK(br_queue_mark(&q, "b", false) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "b", BR_MARK_RESYNC) == 0);
   br_queue_pause(&q);
   CHECK(run_until(slot_ready, "b")); /* its debounce ended: ready, not started */
-  CHECK(br_queue_mark(&q, "c", true) == 0);
-  br_queue_mark_all(&q, true);
+  CHECK(br_queue_mark(&q, "c", BR_MARK_NOW) == 0);
+  br_queue_mark_all(&q, BR_MARK_NOW);
   CHECK(seen_n == 1);
   finish("a", BR_PHASE_CONVERGED, 0);
   CHECK(seen_n == 1 && q.in_flight == 0);
@@ -730,18 +777,18 @@ static void test_pause_stops_dispatch(void) {
 static void test_mark_all(void) {
   const unsigned debounce = 20;
   setup(debounce, 1000, 100, 1000, 8);
-  br_queue_mark_all(&q, true); /* empty: nothing */
-  br_queue_mark_all(&q, false);
+  br_queue_mark_all(&q, BR_MARK_NOW); /* empty: nothing */
+  br_queue_mark_all(&q, BR_MARK_RESYNC);
   CHECK(seen_n == 0 && br_queue_depth(&q) == 0);
   const char *const slugs[] = {"idle", "busy", "retrying", "invalid"};
   for (size_t i = 0; i < 4; i++)
-    CHECK(br_queue_mark(&q, slugs[i], true) == 0);
+    CHECK(br_queue_mark(&q, slugs[i], BR_MARK_NOW) == 0);
   finish("idle", BR_PHASE_CONVERGED, 0);
   finish("retrying", BR_PHASE_RETRYING, 5000);
   finish("invalid", BR_PHASE_INVALID, 0);
   struct br_slot *retrying = br_queue_slot(&q, "retrying", false), *busy = br_queue_slot(&q, "busy", false);
   uint64_t due = retrying->due_ms, marked_at = now();
-  br_queue_mark_all(&q, false);
+  br_queue_mark_all(&q, BR_MARK_RESYNC);
   CHECK(seen_n == 4);
   CHECK(busy->dirty);
   CHECK(retrying->phase == BR_PHASE_RETRYING && retrying->due_ms == due);
@@ -756,7 +803,7 @@ static void test_mark_all(void) {
   CHECK(seen[4].at >= marked_at + debounce && seen[5].at >= marked_at + debounce);
   finish("idle", BR_PHASE_CONVERGED, 0);
   finish("invalid", BR_PHASE_INVALID, 0);
-  br_queue_mark_all(&q, true);
+  br_queue_mark_all(&q, BR_MARK_NOW);
   CHECK(seen_n == 9); /* idle, invalid and retrying at once; busy is still dirty */
   CHECK(dispatches_of("retrying") == 2);
   CHECK(dispatches_of("busy") == 1);
@@ -790,15 +837,15 @@ static void test_phase_counts(void) {
   CHECK(br_queue_slot(&q, "a", true) != NULL);
   CHECK(br_queue_slot(&q, "a", true) != NULL); /* the same slot */
   CHECK_PHASES(1, 0, 0, 0, 0, 0, 0);
-  CHECK(br_queue_mark(&q, "a", false) == 0);
-  CHECK(br_queue_mark(&q, "b", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_RESYNC) == 0);
+  CHECK(br_queue_mark(&q, "b", BR_MARK_NOW) == 0);
   CHECK_PHASES(1, 1, 0, 0, 0, 0, 0);
   CHECK(wait_seen(2));
   CHECK_PHASES(0, 2, 0, 0, 0, 0, 0);
   finish("a", BR_PHASE_INVALID, 0);
   finish("b", BR_PHASE_UNMANAGED, 0);
   CHECK_PHASES(0, 0, 0, 0, 1, 0, 1);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   CHECK_PHASES(0, 1, 0, 0, 0, 0, 1);
   finish("a", BR_PHASE_WAITING, 15);
   CHECK_PHASES(0, 0, 0, 0, 0, 1, 1);
@@ -810,11 +857,11 @@ static void test_phase_counts(void) {
   CHECK_PHASES(0, 1, 0, 0, 0, 0, 1);
   finish("a", BR_PHASE_CONVERGED, 0);
   CHECK_PHASES(0, 0, 1, 0, 0, 0, 1);
-  CHECK(br_queue_mark(&q, "b", false) == 0);
+  CHECK(br_queue_mark(&q, "b", BR_MARK_RESYNC) == 0);
   CHECK_PHASES(1, 0, 1, 0, 0, 0, 0);
   br_queue_remove(&q, "b");
   CHECK_PHASES(0, 0, 1, 0, 0, 0, 0);
-  CHECK(br_queue_mark(&q, "a", true) == 0);
+  CHECK(br_queue_mark(&q, "a", BR_MARK_NOW) == 0);
   br_queue_remove(&q, "a");
   CHECK_PHASES(0, 1, 0, 0, 0, 0, 0); /* counted until its converge ends */
   finish("a", BR_PHASE_CONVERGED, 0);
@@ -832,15 +879,15 @@ static void test_close_frees_everything(void) {
   char slug[16];
   for (int i = 0; i < 150; i++) { /* more than the heap's first 64 */
     snprintf(slug, sizeof slug, "s%d", i);
-    CHECK(br_queue_mark(&q, slug, false) == 0);
+    CHECK(br_queue_mark(&q, slug, BR_MARK_RESYNC) == 0);
   }
   CHECK(q.heap_n == 150 && q.heap_cap >= 150);
-  CHECK(br_queue_mark(&q, "converged", true) == 0);
-  CHECK(br_queue_mark(&q, "retrying", true) == 0);
+  CHECK(br_queue_mark(&q, "converged", BR_MARK_NOW) == 0);
+  CHECK(br_queue_mark(&q, "retrying", BR_MARK_NOW) == 0);
   finish("converged", BR_PHASE_CONVERGED, 0);
   finish("retrying", BR_PHASE_RETRYING, 0);
   br_queue_pause(&q);
-  CHECK(br_queue_mark(&q, "ready", true) == 0);
+  CHECK(br_queue_mark(&q, "ready", BR_MARK_NOW) == 0);
   CHECK(br_queue_slot(&q, "ready", false)->ready);
   CHECK(br_queue_slot(&q, "idle", true) != NULL);
   CHECK(q.slots.n == 154);
@@ -859,6 +906,7 @@ int main(void) {
   test_success_resets_attempts();
   test_retry_after_overrides_backoff();
   test_mark_during_backoff_keeps_it();
+  test_input_mark_cuts_backoff();
   test_remove_idle();
   test_remove_in_flight();
   test_remove_in_flight_then_mark_again();

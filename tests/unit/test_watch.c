@@ -489,6 +489,55 @@ static void test_missing_sources(struct br_watch *w, struct seen *s) {
   seen_clear(s);
 }
 
+/* A sidecar's pidfile, in a directory outside the slug that does not exist
+ * yet (a supervisor's /run/bottles/SLUG): written or moved in, it is
+ * BR_WATCH_SIDECAR; removed (the sidecar stopped), nothing; other files in
+ * its directory, nothing. */
+static void test_pidfiles(struct br_watch *w, struct seen *s) {
+  char f[PATH_MAX], run[PATH_MAX], pidfile[PATH_MAX], routes[PATH_MAX], dir[PATH_MAX];
+  mkdirs(join(routes, state, "s6/routes.d"));
+  join(dir, state, "s6");
+  join(run, base, "run/bottles/s6");
+  join(pidfile, run, "egress.pid");
+  struct br_strv sources, pidfiles;
+  br_strv_init(&sources);
+  br_strv_init(&pidfiles);
+  br_strv_add(&sources, routes);
+  br_strv_add(&pidfiles, pidfile);
+  struct br_watch_spec spec = {.slug = "s6", .slug_dir = dir, .sources = &sources, .pidfiles = &pidfiles};
+  CHECK(br_watch_slug(w, &spec) == 0);
+  br_strv_free(&sources);
+  br_strv_free(&pidfiles);
+  CHECK(br_watch_complete(w, "s6"));
+
+  mkdirs(join(f, base, "run/bottles"));
+  barrier(s);
+  size_t n = dirty_count(s, "s6");
+  mkdirs(run); /* the missing directory appears: re-resolved */
+  CHECK(wait_dirty(s, "s6", n + 1));
+  barrier(s);
+  n = dirty_count(s, "s6");
+  write_via_temp(run, "egress.pid", "1234\n");
+  CHECK(wait_dirty(s, "s6", n + 1));
+  CHECK(s->last_reason == BR_WATCH_SIDECAR);
+  char why[PATH_MAX + 64];
+  snprintf(why, sizeof why, "sidecar (re)started: %s moved in", pidfile);
+  CHECK_STR(last_why(s, "s6"), why);
+  barrier(s);
+  n = dirty_count(s, "s6");
+  write_file(pidfile, "1235\n"); /* in place: its close-write */
+  CHECK(wait_dirty(s, "s6", n + 1));
+  CHECK(s->last_reason == BR_WATCH_SIDECAR);
+  barrier(s);
+  n = dirty_count(s, "s6");
+  CHECK(unlink(pidfile) == 0);
+  write_file(join(f, run, "pipelock.pid"), "99\n");
+  barrier(s);
+  CHECK(dirty_count(s, "s6") == n);
+  br_watch_forget(w, "s6");
+  seen_clear(s);
+}
+
 /* The slug removed while a callback forgets it from inside the dispatch. */
 static void test_vanish_forget(struct br_watch *w, struct seen *s) {
   struct slug_paths p;
@@ -753,6 +802,7 @@ int main(void) {
   test_configmap(&w, &s);
   test_missing_sources(&w, &s);
   test_vanish_forget(&w, &s);
+  test_pidfiles(&w, &s);
 
   /* Idle: the watcher holds no timer, so the loop would block forever. */
   CHECK(uv_backend_timeout(&loop) == -1);
