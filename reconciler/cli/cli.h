@@ -38,6 +38,9 @@ void print_indented(FILE *f, const char *prefix, const struct br_buf *text);
 /* Appends records (an array) to the configured audit log; warns on failure. */
 void write_audit(struct cli *cli, const json_t *records);
 
+/* check (check.c). */
+int cmd_check(struct cli *cli, int argc, char **argv);
+
 /* The commands that change fragments (changes.c). */
 int cmd_apply(struct cli *cli, int argc, char **argv);
 int cmd_adopt(struct cli *cli, int argc, char **argv);

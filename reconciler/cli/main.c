@@ -17,14 +17,11 @@
 #include "reconciler/bottle/audit.h"
 #include "reconciler/bottle/bottle.h"
 #include "reconciler/bottle/converge.h"
-#include "reconciler/bottle/desired.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/cli/cli.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
-#include "reconciler/model/fragment.h"
-#include "reconciler/model/merge.h"
 
 static const char usage_text[] =
     "usage: bottle-reconciler [--config FILE] [--state-dir DIR] COMMAND [ARGS]\n"
@@ -167,40 +164,6 @@ void print_indented(FILE *f, const char *prefix, const struct br_buf *text) {
     fprintf(f, "%s%.*s\n", prefix, (int)n, p);
     p += n + (p[n] == '\n');
   }
-}
-
-static int cmd_check(struct cli *cli, int argc, char **argv) {
-  if (argc == 0)
-    return usage_error("%s", "check needs at least one FILE");
-  if (load_config(cli, false))
-    return 1;
-  struct br_buf errors, warnings;
-  br_buf_init(&errors, 1024 * 1024);
-  br_buf_init(&warnings, 1024 * 1024);
-  struct br_routes merged;
-  br_routes_init(&merged);
-  int bad = 0;
-  size_t routes = 0;
-  for (int i = 0; i < argc; i++) {
-    struct br_routes r;
-    br_routes_init(&r);
-    if (br_desired_check_file(&cli->cfg, argv[i], &r, &errors)) {
-      bad++;
-    } else {
-      routes += r.n;
-      br_merge_add(&merged, &r, argv[i], 0, &warnings);
-    }
-    br_routes_free(&r);
-  }
-  fputs(errors.data ? errors.data : "", stderr);
-  print_indented(stderr, "warning: ", &warnings);
-  if (!bad)
-    printf("%d fragment%s valid, %zu route%s, %zu host%s\n", argc, argc == 1 ? "" : "s", routes,
-           routes == 1 ? "" : "s", merged.n, merged.n == 1 ? "" : "s");
-  br_routes_free(&merged);
-  br_buf_free(&errors);
-  br_buf_free(&warnings);
-  return bad ? 1 : 0;
 }
 
 /* The slugs named on the command line, or every slug of the state root. */
