@@ -33,7 +33,10 @@ static const char usage_text[] =
     "  run                    watch and converge until stopped (the daemon)\n"
     "  once [SLUG...]         converge now and exit; 0 when every slug converged\n"
     "  plan [SLUG...]         show what a converge would change; 0 none, 2 pending, 1 errors\n"
-    "  check FILE...          validate fragment files; 0 valid, 1 invalid\n"
+    "  plan --tree DIR [SLUG...]\n"
+    "                         the same, had the repository tree DIR been published\n"
+    "  check FILE...          validate fragment files and their merge; 0 valid, 1 invalid\n"
+    "  check --tree DIR       validate every bottle of a GitOps repository tree\n"
     "  apply SLUG FILE [--name NAME]\n"
     "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
     "  adopt SLUG...|--all    make the live egress routes of unmanaged bottles a fragment\n"
@@ -85,11 +88,23 @@ static void command_help(const char *command) {
                "pipelock widened and reloaded first, then egress. One line per slug.\n"
                "Exit 0 when every slug converged (or has no sources), 1 otherwise.\n"},
       {"plan", "usage: bottle-reconciler plan [SLUG...]\n"
+               "       bottle-reconciler plan --tree DIR [--source-root ROOT] [SLUG...]\n"
                "Shows per slug what a converge would change; writes and signals nothing.\n"
+               "With --tree, the repository tree DIR stands in for the git checkout among the\n"
+               "configured sources (each source ending in /bottles/{slug} or\n"
+               "/hosts/<host>/bottles/{slug}; with --source-root, each source inside ROOT),\n"
+               "against this host's live files: what publishing DIR would change here.\n"
                "Exit 0 nothing to do, 2 changes pending, 1 errors.\n"},
-      {"check", "usage: bottle-reconciler check FILE...\n"
-                "Validates fragment files (and their merge, in the order given).\n"
-                "Errors go to stderr as FILE:LINE:COLUMN: FIELD: message. Exit 0 valid, 1 invalid.\n"},
+      {"check", "usage: bottle-reconciler check FILE... [--format text|github]\n"
+                "       bottle-reconciler check --tree DIR [--format text|github]\n"
+                "Validates fragment files and their merge, in the order given (one bottle's\n"
+                "fragments). With --tree, validates a GitOps repository tree: every fragment,\n"
+                "every bottle's merge (bottles/<slug>/, and hosts/<host>/bottles/<slug>/ merged\n"
+                "after it) with the daemon's rules and limits; merge conflicts and folders no\n"
+                "host reads are findings too. One finding per line on stderr as\n"
+                "FILE:LINE:COLUMN: FIELD: message; --format github prints GitHub workflow\n"
+                "annotations (::error file=F,line=L,col=C::message) on stdout instead.\n"
+                "Exit 0 valid, 1 findings.\n"},
       {"apply",
        "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--wait[=SECONDS]] [--json] [--actor NAME]\n"
        "Checks FILE with the whole bottle and installs it atomically as NAME (default:\n"
@@ -267,25 +282,18 @@ int main(int argc, char **argv) {
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"state-dir", required_argument, NULL, 's'},
-      {"log-level", required_argument, NULL, 'L'},
-      {"log-format", required_argument, NULL, 'F'},
-      {"name", required_argument, NULL, 'n'},
-      {"json", no_argument, NULL, 'j'},
-      {"wait", optional_argument, NULL, 'w'},
-      {"all", no_argument, NULL, 'l'},
-      {"id", required_argument, NULL, 'i'},
-      {"actor", required_argument, NULL, 'a'},
-      {"host", required_argument, NULL, 'H'},
-      {"path", required_argument, NULL, 'p'},
-      {"auth-scheme", required_argument, NULL, 'A'},
-      {"token-ref", required_argument, NULL, 'T'},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'},      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},   {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},        {"json", no_argument, NULL, 'j'},
+      {"wait", optional_argument, NULL, 'w'},        {"all", no_argument, NULL, 'l'},
+      {"id", required_argument, NULL, 'i'},          {"actor", required_argument, NULL, 'a'},
+      {"host", required_argument, NULL, 'H'},        {"path", required_argument, NULL, 'p'},
+      {"auth-scheme", required_argument, NULL, 'A'}, {"token-ref", required_argument, NULL, 'T'},
+      {"tree", required_argument, NULL, 't'},        {"source-root", required_argument, NULL, 'R'},
+      {"format", required_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
   };
-  bool help = false;
+  bool help = false, format_given = false;
   int opt;
   while ((opt = getopt_long(argc, argv, "c:s:hV", options, NULL)) != -1) {
     switch (opt) {
@@ -339,6 +347,18 @@ int main(int argc, char **argv) {
     case 'T':
       cli.token_ref = optarg;
       break;
+    case 't':
+      cli.tree = optarg;
+      break;
+    case 'R':
+      cli.source_root = optarg;
+      break;
+    case 'f':
+      if (strcmp(optarg, "github") != 0 && strcmp(optarg, "text") != 0)
+        return usage_error("--format %s: expected text or github", optarg);
+      cli.github = strcmp(optarg, "github") == 0;
+      format_given = true;
+      break;
     case 'h':
       help = true;
       break;
@@ -382,10 +402,17 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--path belongs to add-route and remove-route");
   if (cli.actor && !changes)
     return usage_error("%s", "--actor belongs to the commands that change fragments");
+  bool checking = strcmp(cli.command, "check") == 0, planning = strcmp(cli.command, "plan") == 0;
+  if (cli.tree && !checking && !planning)
+    return usage_error("%s", "--tree belongs to check and plan");
+  if (format_given && !checking)
+    return usage_error("%s", "--format belongs to check");
+  if (cli.source_root && !(planning && cli.tree))
+    return usage_error("%s", "--source-root belongs to plan --tree");
   int code;
-  if (strcmp(cli.command, "check") == 0)
+  if (checking)
     code = cmd_check(&cli, rest - 1, args + 1);
-  else if (strcmp(cli.command, "plan") == 0)
+  else if (planning)
     code = cmd_converge(&cli, rest - 1, args + 1, true);
   else if (strcmp(cli.command, "once") == 0)
     code = cmd_converge(&cli, rest - 1, args + 1, false);
