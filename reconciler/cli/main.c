@@ -20,6 +20,7 @@
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/cli/cli.h"
+#include "reconciler/cli/repo.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
 
@@ -226,6 +227,15 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_strv_free(&slugs);
     return 1;
   }
+  /* plan --tree: the candidate tree stands in for the checkout among each
+   * bottle's sources; the converge's plan mode does the rest and writes
+   * nothing, so the preview is exactly what publishing would do here. */
+  char *tree = cli->tree ? realpath(cli->tree, NULL) : NULL;
+  if (cli->tree && !tree) {
+    fprintf(stderr, "bottle-reconciler: --tree %s: %s\n", cli->tree, strerror(errno));
+    br_strv_free(&slugs);
+    return 1;
+  }
   int exit_code = 0;
   for (size_t i = 0; i < slugs.n; i++) {
     const char *slug = slugs.v[i];
@@ -235,6 +245,11 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     int rc = br_bottle_derive(&bottle, &cli->cfg, slug, &rep.warnings);
     if (!rc && !dry_run)
       br_converge_cleanup(&bottle);
+    if (!rc && tree && (rc = br_repo_substitute(&bottle, tree, cli->source_root)) == -ENOENT)
+      fprintf(stderr,
+              "%s: none of its sources lies in the git checkout, expected one ending in /bottles/{slug}%s%s\n",
+              slug, cli->source_root ? " or inside " : "; or name the checkout with --source-root",
+              cli->source_root ? cli->source_root : "");
     if (!rc)
       rc = br_converge_bottle(&bottle, dry_run ? BR_CONVERGE_PLAN : BR_CONVERGE_WAIT, NULL, &rep);
     /* A sidecar too young to be signalled asks for a short wait; a one-shot
@@ -252,7 +267,8 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     }
     br_bottle_free(&bottle);
     if (rc) {
-      fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
+      if (rc != -ENOENT || !tree)
+        fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
       exit_code = 1;
     } else {
       print_indented(stderr, "warning: ", &rep.warnings);
@@ -273,6 +289,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_converge_report_free(&rep);
   }
   br_strv_free(&slugs);
+  free(tree);
   return exit_code;
 }
 

@@ -278,3 +278,28 @@ int br_repo_source_in_tree(const char *dir, const char *root, const char *tmpl, 
   int rc = br_buf_adds(out, dir);
   return rc ? rc : br_buf_adds(out, source + start);
 }
+
+int br_repo_substitute(struct br_bottle *b, const char *dir, const char *root) {
+  struct br_buf path;
+  br_buf_init(&path, PATH_MAX);
+  size_t moved = 0;
+  int rc = 0;
+  /* br_bottle_derive expands the templates in order: source i is template i. */
+  for (size_t i = 0; !rc && i < b->sources.n && i < b->cfg->sources.n; i++) {
+    rc = br_repo_source_in_tree(dir, root, b->cfg->sources.v[i], b->sources.v[i], b->slug, &path);
+    if (rc == -ENOENT) {
+      rc = 0;
+      continue;
+    }
+    char *copy = rc ? NULL : strdup(path.data);
+    if (!rc && !copy)
+      rc = -ENOMEM;
+    if (!rc) {
+      free(b->sources.v[i]);
+      b->sources.v[i] = copy;
+      moved++;
+    }
+  }
+  br_buf_free(&path);
+  return rc ? rc : moved ? 0 : -ENOENT;
+}

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/strv.h"
+#include "reconciler/bottle/bottle.h"
 #include "reconciler/bottle/slug.h"
 
 /* One bottle as a host whose sources follow the layout merges it. */
@@ -46,5 +47,11 @@ int br_repo_scan(const char *dir, struct br_repo *repo, struct br_buf *findings)
  * not a folder of the checkout, or -ENOMEM/-EFBIG. */
 int br_repo_source_in_tree(const char *dir, const char *root, const char *tmpl, const char *source,
                            const char *slug, struct br_buf *out);
+
+/* Moves each of the bottle's sources that lies in the checkout to its folder
+ * in the tree at dir (as br_repo_source_in_tree says), leaving the others,
+ * such as STATE/<slug>/routes.d, where they are. Returns 0, -ENOENT when
+ * none lies in the checkout, or -ENOMEM/-EFBIG. */
+int br_repo_substitute(struct br_bottle *b, const char *dir, const char *root);
 
 #endif
