@@ -13,8 +13,9 @@ build_pkgs=(gcc make cmake pkg-config clang-format libuv1-dev libyaml-dev libjan
 # groff-base lints the man page; mitmproxy (mitmdump) and curl run the real
 # egress proxy of contrib/egress and a client through it (test_egress_*);
 # gnupg verifies and, in the tests, makes commit signatures for the GitOps
-# sync of contrib/gitops (which also needs git and jq on a host)
-test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base mitmproxy curl gnupg)
+# sync of contrib/gitops (which also needs git and jq on a host); python3-yaml
+# reads the manifests of contrib/k8s (test_k8s_configmap)
+test_pkgs=(coreutils gawk procps inotify-tools jq python3 python3-yaml systemd git groff-base mitmproxy curl gnupg)
 
 # optional: a Docker engine for the docker driver's tests (label docker), which
 # are skipped without one. Installed when this runs as root; never required.
