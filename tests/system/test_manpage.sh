@@ -17,7 +17,7 @@ for cmd in run once plan check apply status resync; do
   grep -q "^  $cmd" <<<"$help" || fail "--help does not list $cmd"
   grep -q "^\.Cm $cmd" "$page" || fail "the man page does not list $cmd"
 done
-for opt in config state-dir log-level log-format help version name json; do
+for opt in config state-dir log-level log-format help version name json tree source-root format; do
   grep -q -- "--$opt" <<<"$help" || fail "--help does not list --$opt"
   grep -q -- "Fl -$opt\|Fl .*, Fl -$opt" "$page" || fail "the man page does not list --$opt"
 done
