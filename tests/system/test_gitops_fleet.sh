@@ -106,28 +106,36 @@ desire() {
 # renders for its desired hosts (the hash on its log's last ok line is the
 # SHA-256 of their canonical JSON, byte-identical to Python's
 # json.dumps(indent=2)), and its pipelock sidecar runs its live file, which
-# allows every desired host. One process for all seven bottles, so that a
-# poll is cheap next to what it measures.
+# allows every desired host. One process for all seven bottles. With
+# --when it prints when the last of them was reached: the latest stamp of
+# the first line on which an egress sidecar loaded its desired state.
 cat >"$root/at_desired.py" <<'PY'
 import hashlib, json, sys
-root = sys.argv[1]
-def live_hash(log):
-    h = ""
+when = sys.argv[1] == "--when"
+root = sys.argv[1 + when]
+latest = 0.0
+def live_hash(log, want=None):
+    global latest
+    h, first = "", None
     try:
         for line in open(log):
             f = line.split()
             if len(f) >= 4 and f[3] == "ok":
                 h = f[2]
+                if h == want:
+                    first = first or float(f[0])
     except OSError:
         pass
+    if first:
+        latest = max(latest, first)
     return h
-for spec in sys.argv[2:]:
+for spec in sys.argv[2 + when:]:
     key, hosts = spec.split("=", 1)
     host, slug = key.split("/")
     hosts = hosts.split()
     doc = {"routes": [{"host": h, "path_allowlist": ["/"]} for h in hosts]}
     want = hashlib.sha256((json.dumps(doc, indent=2) + "\n").encode()).hexdigest()
-    if live_hash(f"{root}/{host}/logs/{slug}.egress.log") != want:
+    if live_hash(f"{root}/{host}/logs/{slug}.egress.log", want) != want:
         sys.exit(1)
     pl = open(f"{root}/{host}/state/{slug}/pipelock/pipelock.yaml", "rb").read()
     if live_hash(f"{root}/{host}/logs/{slug}.pipelock.log") != hashlib.sha256(pl).hexdigest():
@@ -135,13 +143,15 @@ for spec in sys.argv[2:]:
     lines = pl.decode().splitlines()
     if not all(f"  - {h}" in lines for h in hosts):
         sys.exit(1)
+if when:
+    print(int(latest * 1e6))
 PY
 at_desired() {
   local key specs=()
   for key in "${!DESIRED[@]}"; do
     specs+=("$key=${DESIRED[$key]}")
   done
-  python3 "$root/at_desired.py" "$root" "${specs[@]}"
+  python3 "$root/at_desired.py" "$@" "$root" "${specs[@]}"
 }
 
 # sync_all [ARG...]: every host's sync, at once, as their timers would fire
@@ -231,10 +241,18 @@ done
 not grep -q h1-cache "$root/h2/state/ci/egress/egress_routes.yaml" || fail "h2's ci got h1's host"
 
 # 2. Pushes that change bottles on every host, timed from the push to
-# every host's sidecars running the change (the syncs start at the push, as
-# if their timers fired then; the time a sync then spends waiting for its
-# daemon and removing the previous checkout is not counted).
-times=()
+# every host's sidecars running the change: the syncs start at the push, as
+# if their timers fired then, and the end is read from the sidecars' logs
+# (the stamp of the last first load of a desired state), so that neither
+# the time a sync spends waiting for its daemon and removing the previous
+# checkout nor the test's polling counts.
+times=() swaps=()
+# swapped_us HOST: when HOST's current link was last swapped (its own mtime).
+swapped_us() {
+  local t
+  t=$(find "$root/$1/sync/current" -maxdepth 0 -printf '%T@')
+  echo "$((10#${t%.*} * 1000000 + 10#$(cut -c1-6 <<<"${t#*.}")))"
+}
 for round in 1 2 3 4 5; do
   fragment bottles/a1/10.yaml a1.example.org "round$round.example.org"
   fragment bottles/ci/10.yaml ci.example.org "round$round.example.org"
@@ -246,11 +264,16 @@ for round in 1 2 3 4 5; do
   desire h3/c1 c1.example.org "round$round.example.org"
   t0=$(_br_now_us)
   push
-  sync_start
+  sync_all
   wait_for -t 30 at_desired
-  t1=$(_br_now_us)
-  sync_reap
+  t1=$(at_desired --when)
   times+=($(((t1 - t0) / 1000)))
+  last=0
+  for h in "${hosts[@]}"; do
+    t=$(swapped_us "$h")
+    ((t <= last)) || last=$t
+  done
+  swaps+=($(((last - t0) / 1000)))
   for h in "${hosts[@]}"; do
     ((SYNC_RC[$h] == 0)) || fail "$h: sync of round $round exited ${SYNC_RC[$h]}: $(tail -n 5 "$root/$h/sync.log")"
   done
@@ -258,6 +281,7 @@ done
 good=$(head_sha)
 sorted=$(printf '%s\n' "${times[@]}" | sort -n | xargs)
 echo "push to every host converged (3 hosts, 7 bottles, sync run at the push), ms: ${times[*]}; median $(cut -d' ' -f3 <<<"$sorted"), max ${sorted##* }"
+echo "  of which push to the last host's swap of current, ms: ${swaps[*]}"
 # The previous checkout is gone once the daemon moved on; only current stays.
 for h in "${hosts[@]}"; do
   revs=$(cd "$root/$h/sync" && echo rev-*)
