@@ -2,7 +2,8 @@
 # contrib/gitops/bottle-gitops-sync on its own: the loop (--interval)
 # publishes a push without being asked and stops at SIGTERM; a fetch that
 # fails is reported without the URL's credentials and leaves the served
-# commit alone; usage errors exit 64; the systemd service and timer pass
+# commit alone, and so does a check that cannot run, without refusing the
+# commit; usage errors exit 64; the systemd service and timer pass
 # `systemd-analyze verify`; the CI script checks a commit's tree.
 set -euo pipefail
 here=$(dirname "$0")
@@ -59,6 +60,21 @@ jq -e '.outcome == "failed" and (.error | startswith("fetch failed")) and .repo 
 not grep -q s3cr3t "$root/status.json" "$BR_TMP/err" "$BR_TMP/sync.prom" || fail "the token was shown"
 grep -qx 'bottle_gitops_sync_ok{repo="https://127.0.0.1:9/bottles.git",branch="main"} 0' "$BR_TMP/sync.prom" ||
   fail "metrics: $(cat "$BR_TMP/sync.prom")"
+
+# A check that cannot run says nothing about the commit: the run failed, the
+# commit is not refused, and the next run publishes it.
+printf 'routes:\n  - {host: next.example.org, path_allowlist: [/]}\n' >"$work/bottles/ci-agent/31-next.yaml"
+g add -A
+g commit --quiet -m next
+g push --quiet "$origin" HEAD:main
+rc=0
+"$sync" --repo "$origin" --root "$root" --bin "$BR_TMP/no-such-binary" 2>/dev/null || rc=$?
+((rc == 1)) && [[ $(served) == "$before" ]] || fail "a check that could not run (exit $rc) published"
+jq -e --arg sha "$(g rev-parse HEAD)" '.outcome == "failed" and .tried == $sha and
+  (.error | startswith("check could not run (exit 127)"))' "$root/status.json" >/dev/null ||
+  fail "status: $(cat "$root/status.json")"
+"$sync" --repo "$origin" --root "$root" --bin "$BR_BIN" 2>/dev/null || fail "the next run did not publish"
+serves_head || fail "the next run did not publish the head"
 
 # 3. Usage.
 for args in "" "--repo $origin --interval 1.5" "--repo $origin --branch -x" "--repo $origin --bogus"; do
