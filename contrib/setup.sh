@@ -16,8 +16,11 @@ build_pkgs=(gcc make cmake pkg-config clang-format libuv1-dev libyaml-dev libjan
 # prometheus-node-exporter reads it as a host's node_exporter does
 # (test_daemon_metrics starts its own on a free port; on a host that runs
 # systemd, Debian also starts both packages' services)
-test_pkgs=(coreutils gawk procps inotify-tools jq python3 systemd git groff-base mitmproxy curl prometheus
-  prometheus-node-exporter)
+# gnupg verifies and, in the tests, makes commit signatures for the GitOps
+# sync of contrib/gitops (which also needs git and jq on a host); python3-yaml
+# reads the manifests of contrib/k8s (test_k8s_configmap)
+test_pkgs=(coreutils gawk procps inotify-tools jq python3 python3-yaml systemd git groff-base mitmproxy curl
+  prometheus prometheus-node-exporter gnupg)
 
 # optional: a Docker engine for the docker driver's tests (label docker), which
 # are skipped without one, and docker-compose, which runs

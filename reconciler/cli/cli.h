@@ -28,6 +28,9 @@ struct cli {
   struct br_strv paths;    /* add-route --path (repeatable), remove-route --path */
   const char *auth_scheme; /* add-route --auth-scheme */
   const char *token_ref;   /* add-route --token-ref */
+  const char *tree;        /* check, plan --tree: a GitOps repository tree */
+  const char *source_root; /* plan --source-root: the checkout the tree stands in for */
+  bool github;             /* check --format github: workflow annotations */
   struct br_config cfg;
 };
 
@@ -37,6 +40,9 @@ int load_config(struct cli *cli, bool need_state);
 void print_indented(FILE *f, const char *prefix, const struct br_buf *text);
 /* Appends records (an array) to the configured audit log; warns on failure. */
 void write_audit(struct cli *cli, const json_t *records);
+
+/* check FILE... and check --tree DIR (check.c). */
+int cmd_check(struct cli *cli, int argc, char **argv);
 
 /* The commands that change fragments (changes.c). */
 int cmd_apply(struct cli *cli, int argc, char **argv);

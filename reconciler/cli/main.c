@@ -17,15 +17,13 @@
 #include "reconciler/bottle/audit.h"
 #include "reconciler/bottle/bottle.h"
 #include "reconciler/bottle/converge.h"
-#include "reconciler/bottle/desired.h"
 #include "reconciler/bottle/records.h"
 #include "reconciler/bottle/slug.h"
 #include "reconciler/cli/cli.h"
+#include "reconciler/cli/repo.h"
 #include "reconciler/cli/wait.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
-#include "reconciler/model/fragment.h"
-#include "reconciler/model/merge.h"
 
 static const char usage_text[] =
     "usage: bottle-reconciler [--config FILE] [--state-dir DIR] COMMAND [ARGS]\n"
@@ -37,7 +35,11 @@ static const char usage_text[] =
     "  run                    watch and converge until stopped (the daemon)\n"
     "  once [SLUG...]         converge now and exit; 0 when every slug converged\n"
     "  plan [SLUG...]         show what a converge would change; 0 none, 2 pending, 1 errors\n"
-    "  check FILE...          validate fragment files; 0 valid, 1 invalid\n"
+    "  plan --tree DIR [--source-root ROOT] [SLUG...]\n"
+    "                         the same, had the repository tree DIR been published\n"
+    "  check FILE...          validate fragment files and their merge; 0 valid, 1 invalid\n"
+    "  check --tree DIR       validate every bottle of a GitOps repository tree\n"
+    "                         (check --format github: GitHub workflow annotations)\n"
     "  apply SLUG FILE [--name NAME]\n"
     "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
     "  adopt SLUG...|--all    make the live egress routes of unmanaged bottles a fragment\n"
@@ -89,11 +91,23 @@ static void command_help(const char *command) {
                "pipelock widened and reloaded first, then egress. One line per slug.\n"
                "Exit 0 when every slug converged (or has no sources), 1 otherwise.\n"},
       {"plan", "usage: bottle-reconciler plan [SLUG...]\n"
+               "       bottle-reconciler plan --tree DIR [--source-root ROOT] [SLUG...]\n"
                "Shows per slug what a converge would change; writes and signals nothing.\n"
+               "With --tree, the repository tree DIR stands in for the git checkout among the\n"
+               "configured sources (each source ending in /bottles/{slug} or\n"
+               "/hosts/<host>/bottles/{slug}; with --source-root, each source inside ROOT),\n"
+               "against this host's live files: what publishing DIR would change here.\n"
                "Exit 0 nothing to do, 2 changes pending, 1 errors.\n"},
-      {"check", "usage: bottle-reconciler check FILE...\n"
-                "Validates fragment files (and their merge, in the order given).\n"
-                "Errors go to stderr as FILE:LINE:COLUMN: FIELD: message. Exit 0 valid, 1 invalid.\n"},
+      {"check", "usage: bottle-reconciler check FILE... [--format text|github]\n"
+                "       bottle-reconciler check --tree DIR [--format text|github]\n"
+                "Validates fragment files and their merge, in the order given (one bottle's\n"
+                "fragments). With --tree, validates a GitOps repository tree: every fragment,\n"
+                "every bottle's merge (bottles/<slug>/, and hosts/<host>/bottles/<slug>/ merged\n"
+                "after it) with the daemon's rules and limits; merge conflicts and folders no\n"
+                "host reads are findings too. One finding per line on stderr as\n"
+                "FILE:LINE:COLUMN: FIELD: message; --format github prints GitHub workflow\n"
+                "annotations (::error file=F,line=L,col=C::message) on stdout instead.\n"
+                "Exit 0 valid, 1 findings.\n"},
       {"apply",
        "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--wait[=SECONDS]] [--json] [--actor NAME]\n"
        "Checks FILE with the whole bottle and installs it atomically as NAME (default:\n"
@@ -170,40 +184,6 @@ void print_indented(FILE *f, const char *prefix, const struct br_buf *text) {
   }
 }
 
-static int cmd_check(struct cli *cli, int argc, char **argv) {
-  if (argc == 0)
-    return usage_error("%s", "check needs at least one FILE");
-  if (load_config(cli, false))
-    return 1;
-  struct br_buf errors, warnings;
-  br_buf_init(&errors, 1024 * 1024);
-  br_buf_init(&warnings, 1024 * 1024);
-  struct br_routes merged;
-  br_routes_init(&merged);
-  int bad = 0;
-  size_t routes = 0;
-  for (int i = 0; i < argc; i++) {
-    struct br_routes r;
-    br_routes_init(&r);
-    if (br_desired_check_file(&cli->cfg, argv[i], &r, &errors)) {
-      bad++;
-    } else {
-      routes += r.n;
-      br_merge_add(&merged, &r, argv[i], 0, &warnings);
-    }
-    br_routes_free(&r);
-  }
-  fputs(br_buf_str(&errors), stderr);
-  print_indented(stderr, "warning: ", &warnings);
-  if (!bad)
-    printf("%d fragment%s valid, %zu route%s, %zu host%s\n", argc, argc == 1 ? "" : "s", routes,
-           routes == 1 ? "" : "s", merged.n, merged.n == 1 ? "" : "s");
-  br_routes_free(&merged);
-  br_buf_free(&errors);
-  br_buf_free(&warnings);
-  return bad ? 1 : 0;
-}
-
 /* The slugs named on the command line, or every slug of the state root. */
 static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slugs) {
   br_strv_init(slugs);
@@ -249,6 +229,15 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_strv_free(&slugs);
     return 1;
   }
+  /* plan --tree: the candidate tree stands in for the checkout among each
+   * bottle's sources; the converge's plan mode does the rest and writes
+   * nothing, so the preview is exactly what publishing would do here. */
+  char *tree = cli->tree ? realpath(cli->tree, NULL) : NULL;
+  if (cli->tree && !tree) {
+    fprintf(stderr, "bottle-reconciler: --tree %s: %s\n", cli->tree, strerror(errno));
+    br_strv_free(&slugs);
+    return 1;
+  }
   int exit_code = 0;
   for (size_t i = 0; i < slugs.n; i++) {
     const char *slug = slugs.v[i];
@@ -258,13 +247,19 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     int rc = br_bottle_derive(&bottle, &cli->cfg, slug, &rep.warnings);
     if (!rc && !dry_run)
       br_converge_cleanup(&bottle);
+    if (!rc && tree && (rc = br_repo_substitute(&bottle, tree, cli->source_root)) == -ENOENT)
+      fprintf(stderr,
+              "%s: none of its sources lies in the git checkout, expected one ending in /bottles/{slug}%s%s\n",
+              slug, cli->source_root ? " or inside " : "; or name the checkout with --source-root",
+              cli->source_root ? cli->source_root : "");
     if (!rc && dry_run)
       rc = br_converge_bottle(&bottle, BR_CONVERGE_PLAN, NULL, &rep);
     else if (!rc)
       rc = br_converge_here(cli, &bottle, INT64_MAX, &rep); /* writes the audit */
     br_bottle_free(&bottle);
     if (rc) {
-      fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
+      if (rc != -ENOENT || !tree)
+        fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
       exit_code = 1;
     } else {
       print_indented(stderr, "warning: ", &rep.warnings);
@@ -283,6 +278,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_converge_report_free(&rep);
   }
   br_strv_free(&slugs);
+  free(tree);
   return exit_code;
 }
 
@@ -292,25 +288,18 @@ int main(int argc, char **argv) {
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"state-dir", required_argument, NULL, 's'},
-      {"log-level", required_argument, NULL, 'L'},
-      {"log-format", required_argument, NULL, 'F'},
-      {"name", required_argument, NULL, 'n'},
-      {"json", no_argument, NULL, 'j'},
-      {"wait", optional_argument, NULL, 'w'},
-      {"all", no_argument, NULL, 'l'},
-      {"id", required_argument, NULL, 'i'},
-      {"actor", required_argument, NULL, 'a'},
-      {"host", required_argument, NULL, 'H'},
-      {"path", required_argument, NULL, 'p'},
-      {"auth-scheme", required_argument, NULL, 'A'},
-      {"token-ref", required_argument, NULL, 'T'},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'},      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},   {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},        {"json", no_argument, NULL, 'j'},
+      {"wait", optional_argument, NULL, 'w'},        {"all", no_argument, NULL, 'l'},
+      {"id", required_argument, NULL, 'i'},          {"actor", required_argument, NULL, 'a'},
+      {"host", required_argument, NULL, 'H'},        {"path", required_argument, NULL, 'p'},
+      {"auth-scheme", required_argument, NULL, 'A'}, {"token-ref", required_argument, NULL, 'T'},
+      {"tree", required_argument, NULL, 't'},        {"source-root", required_argument, NULL, 'R'},
+      {"format", required_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
   };
-  bool help = false;
+  bool help = false, format_given = false;
   int opt;
   while ((opt = getopt_long(argc, argv, "c:s:hV", options, NULL)) != -1) {
     switch (opt) {
@@ -364,6 +353,18 @@ int main(int argc, char **argv) {
     case 'T':
       cli.token_ref = optarg;
       break;
+    case 't':
+      cli.tree = optarg;
+      break;
+    case 'R':
+      cli.source_root = optarg;
+      break;
+    case 'f':
+      if (strcmp(optarg, "github") != 0 && strcmp(optarg, "text") != 0)
+        return usage_error("--format %s: expected text or github", optarg);
+      cli.github = strcmp(optarg, "github") == 0;
+      format_given = true;
+      break;
     case 'h':
       help = true;
       break;
@@ -407,10 +408,17 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--path belongs to add-route and remove-route");
   if (cli.actor && !changes)
     return usage_error("%s", "--actor belongs to the commands that change fragments");
+  bool checking = strcmp(cli.command, "check") == 0, planning = strcmp(cli.command, "plan") == 0;
+  if (cli.tree && !checking && !planning)
+    return usage_error("%s", "--tree belongs to check and plan");
+  if (format_given && !checking)
+    return usage_error("%s", "--format belongs to check");
+  if (cli.source_root && !(planning && cli.tree))
+    return usage_error("%s", "--source-root belongs to plan --tree");
   int code;
-  if (strcmp(cli.command, "check") == 0)
+  if (checking)
     code = cmd_check(&cli, rest - 1, args + 1);
-  else if (strcmp(cli.command, "plan") == 0)
+  else if (planning)
     code = cmd_converge(&cli, rest - 1, args + 1, true);
   else if (strcmp(cli.command, "once") == 0)
     code = cmd_converge(&cli, rest - 1, args + 1, false);

@@ -17,7 +17,7 @@ for cmd in run once plan check apply adopt add-route remove-route revoke edit st
   grep -q "^  $cmd" <<<"$help" || fail "--help does not list $cmd"
   grep -q "^\.Cm $cmd" "$page" || fail "the man page does not list $cmd"
 done
-for opt in config state-dir log-level log-format help version name json wait; do
+for opt in config state-dir log-level log-format help version name json wait tree source-root format; do
   grep -q -- "--$opt" <<<"$help" || fail "--help does not list --$opt"
   grep -q -- "Fl -$opt\|Fl .*, Fl -$opt" "$page" || fail "the man page does not list --$opt"
 done
