@@ -108,7 +108,11 @@ static int check_decorations(struct loader *ld, const yaml_event_t *ev, const ya
             "anchors (&name) are not allowed, expected plain values");
     return -EINVAL;
   }
-  if (tag && !implicit_tag) {
+  /* Any tag, the non-specific "!" too: libyaml calls a scalar tagged "!"
+   * implicit, yet "! 123" is the string "123" to YAML while it reads as a
+   * number. */
+  (void)implicit_tag;
+  if (tag) {
     fail_at(ld, ev->start_mark.line + 1, ev->start_mark.column + 1,
             "tags (!name) are not allowed, expected plain values");
     return -EINVAL;
@@ -251,7 +255,9 @@ static int build(struct loader *ld, yaml_event_t *ev, size_t depth, struct br_yn
     if (!(node = new_node(ld, BR_YNODE_SCALAR, ev, ev->data.scalar.length + 1)))
       return ld->node_error;
     node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-    node->tagged = ev->data.scalar.tag && !(ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit);
+    /* libyaml sets a tag only where one was written; "!" it calls
+     * plain_implicit, yet it makes a plain scalar a string. */
+    node->tagged = ev->data.scalar.tag != NULL;
     node->anchored = ev->data.scalar.anchor != NULL;
     node->len = ev->data.scalar.length;
     node->value = (char *)(node + 1);
@@ -362,6 +368,25 @@ int br_ydoc_parse(const char *name, const char *bytes, size_t len, const struct 
   yaml_parser_set_encoding(&ld.parser, YAML_UTF8_ENCODING);
   if (len >= 3 && memcmp(bytes, "\xEF\xBB\xBF", 3) == 0)
     ld.bom = 3;
+  /* libyaml skips a BOM at the start of any line, so a second one would be
+   * read past in silence; the strict readers allow one, as the first
+   * character, and refuse U+FEFF anywhere else (where it is invisible). */
+  const char *again = opts->allow_aliases ? NULL : memmem(bytes + ld.bom, len - ld.bom, "\xEF\xBB\xBF", 3);
+  if (again) {
+    size_t line = 1, column = 1;
+    for (const char *c = bytes + ld.bom; c < again; c++) {
+      if (*c == '\n')
+        line++, column = 1;
+      else if (((unsigned char)*c & 0xC0) != 0x80)
+        column++;
+    }
+    br_diag(err, name, line, column, "encoding",
+            "a byte order mark (U+FEFF) %s, expected at most one, as the very first character",
+            again == bytes + ld.bom ? "after the first one" : "after the start of the file");
+    yaml_parser_delete(&ld.parser);
+    br_buf_free(&ld.path);
+    return -EINVAL;
+  }
   yaml_parser_set_input_string(&ld.parser, (const unsigned char *)bytes + ld.bom, len - ld.bom);
   int rc = load(&ld, root);
   yaml_parser_delete(&ld.parser);

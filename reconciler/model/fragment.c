@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/diag.h"
+#include "common/jsoncheck.h"
 #include "common/yamldoc.h"
 
 /* How much of a value a message may quote. */
@@ -456,7 +457,16 @@ int br_fragment_parse(const char *name, const char *bytes, size_t len, const str
       .allow_dup_keys = false,
   };
   struct br_ynode *root = NULL;
-  int rc = br_ydoc_parse(name, bytes, len, &yopts, &root, err);
+  /* A .json fragment is JSON to its producers' tools (jq, json.load), which
+   * refuse what YAML forgives: trailing commas, NaN, comments, bare words.
+   * Checked as JSON first, then read by the same YAML loader as any
+   * fragment (JSON is YAML), which refuses duplicate keys. */
+  size_t name_len = strlen(name);
+  int rc = 0;
+  if (len <= limits->max_file_bytes && name_len >= 5 && strcmp(name + name_len - 5, ".json") == 0)
+    rc = br_json_check(name, bytes, len, limits->max_depth, err);
+  if (!rc)
+    rc = br_ydoc_parse(name, bytes, len, &yopts, &root, err);
   if (rc)
     return rc;
   struct parser p = {.name = name, .limits = limits, .err = err};

@@ -32,8 +32,10 @@ static void parse_err(const char *text, const char *want) {
   br_buf_free(&err);
 }
 
+static void parse_ok_free(const char *text) { br_ynode_free(parse_ok(text)); }
+
 /* 100,000 distinct keys in one mapping load (each checked against the
- * earlier ones through a set, not a scan of them all: that took 30 s of
+ * earlier ones by sorting, not a scan of them all: that took 30 s of
  * CPU), and a repeated one at the end is found and names its first line.
  * No time is asserted: the result is. */
 static void test_many_keys(void) {
@@ -80,6 +82,16 @@ int main(void) {
   parse_err("routes:\n  - host: x\n    host: y\n", "t.yaml:3:5: routes[0].host: duplicate key");
   parse_err("a: &x 1\nb: *x\n", "t.yaml:1:4: a: anchors");
   parse_err("a: !!str 1\n", "tags");
+  parse_err("a: ! x\n", "t.yaml:1:4: a: tags"); /* the non-specific tag, implicit to libyaml */
+  parse_err("a: ! [x]\n", "t.yaml:1:4: a: tags");
+  parse_err("\xef\xbb\xbf\xef\xbb\xbf"
+            "a: 1\n",
+            "t.yaml:1:1: encoding: a byte order mark");
+  parse_err("a: 1\n\xef\xbb\xbf"
+            "b: 2\n",
+            "t.yaml:2:1: encoding: a byte order mark");
+  parse_ok_free("\xef\xbb\xbf"
+                "a: 1\n");
   parse_err("a: 1\n---\nb: 2\n", "a second YAML document");
   parse_err("a: [[[[[1]]]]]\n", "nested too deeply");
   parse_err("a: \xff\n", "encoding:");
