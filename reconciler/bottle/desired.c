@@ -190,6 +190,28 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
   return rc && rc != -ENOENT ? read_error(cfg, path, rc, errors) : rc;
 }
 
+/* The limits hold for the merged bottle as for each fragment: names the
+ * fragment's route that takes the bottle past one. */
+static int merge_excess(const struct br_config *cfg, const char *path, const struct br_routes *routes,
+                        const struct br_merge_excess *excess, struct br_buf *errors) {
+  const struct br_route *r = &routes->v[excess->route];
+  const char *colon = r->origin ? strrchr(r->origin, ':') : NULL;
+  size_t line = colon ? strtoul(colon + 1, NULL, 10) : 1;
+  char field[64];
+  snprintf(field, sizeof field, "routes[%zu].%s", excess->route, excess->paths ? "path_allowlist" : "host");
+  if (excess->paths)
+    br_diag(errors, path, line ? line : 1, 1, field,
+            "takes host %s past %zu paths across the bottle's fragments, expected at most %zu per route "
+            "(limits.max_paths)",
+            r->host, cfg->max_paths, cfg->max_paths);
+  else
+    br_diag(errors, path, line ? line : 1, 1, field,
+            "takes the bottle past %zu distinct hosts, expected at most %zu across its fragments "
+            "(limits.max_routes)",
+            cfg->max_routes, cfg->max_routes);
+  return -EINVAL;
+}
+
 /* The overlay's change to a listing: its file added (or taken out, or
  * replaced: the bytes come from the overlay when it is read). */
 static int overlay_listing(const struct br_desired_overlay *o, struct listing *frags) {
@@ -249,13 +271,11 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
     if (frc == -EFBIG || frc == -E2BIG)
       frc = -EINVAL;
     if (!frc && !d->errors.len) {
-      frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
-      if (frc == -E2BIG) {
-        br_diag(&d->errors, path.data, 1, 1, "routes",
-                "takes the slug past %zu distinct hosts, expected fewer routes across its fragments",
-                cfg->max_routes);
-        frc = -EINVAL;
-      }
+      struct br_merge_excess excess;
+      frc = br_merge_add_limited(&d->routes, &routes, path.data, cfg->max_routes, cfg->max_paths, &excess,
+                                 &d->warnings);
+      if (frc == -E2BIG)
+        frc = merge_excess(cfg, path.data, &routes, &excess, &d->errors);
     }
     br_routes_free(&routes);
     if (frc && frc != -EINVAL)

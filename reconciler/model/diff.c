@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strmap.h"
+
 /* "SCHEME $ENV": the sidecar reads the token from that variable, so the
  * name is all there is to show. */
 static int auth_text(const struct br_route *r, char **out) {
@@ -22,19 +24,24 @@ static int auth_text(const struct br_route *r, char **out) {
 
 static bool same_text(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
-/* Paths of from that to lacks, in from's order, appended to out. */
+/* Paths of from that to lacks, in from's order, appended to out (empty).
+ * Through sets: routes of 1,024 paths are a million comparisons each when
+ * every path is looked up in a list. */
 static int paths_missing(const struct br_route *from, const struct br_route *to, struct br_strv *out) {
   if (!from)
     return 0;
-  for (size_t i = 0; i < from->paths.n; i++) {
+  struct br_strmap skip; /* to's paths, and those already in out */
+  br_strmap_init(&skip);
+  int rc = 0;
+  for (size_t i = 0; to && i < to->paths.n && !rc; i++)
+    rc = br_strmap_put(&skip, to->paths.v[i], out);
+  for (size_t i = 0; i < from->paths.n && !rc; i++) {
     const char *path = from->paths.v[i];
-    if ((!to || !br_strv_contains(&to->paths, path)) && !br_strv_contains(out, path)) {
-      int rc = br_strv_add(out, path);
-      if (rc)
-        return rc;
-    }
+    if (!br_strmap_get(&skip, path) && !(rc = br_strmap_put(&skip, path, out)))
+      rc = br_strv_add(out, path);
   }
-  return 0;
+  br_strmap_free(&skip);
+  return rc;
 }
 
 static void change_free(struct br_route_change *c) {
@@ -43,13 +50,6 @@ static void change_free(struct br_route_change *c) {
   br_strv_free(&c->paths_removed);
   free(c->auth_before);
   free(c->auth_after);
-}
-
-static bool already_listed(const struct br_diff *d, const char *host) {
-  for (size_t i = 0; i < d->n; i++)
-    if (strcmp(d->v[i].host, host) == 0)
-      return true;
-  return false;
 }
 
 /* Adds the change from before to after (either may be NULL, not both) unless
@@ -97,24 +97,40 @@ static int add_change(struct br_diff *d, size_t *cap, const struct br_route *bef
   return 0;
 }
 
+/* Each host to its first route in r. */
+static int index_first(const struct br_routes *r, struct br_strmap *index) {
+  int rc = 0;
+  for (size_t i = 0; i < r->n && !rc; i++)
+    if (!br_strmap_get(index, r->v[i].host))
+      rc = br_strmap_put(index, r->v[i].host, &r->v[i]);
+  return rc;
+}
+
 int br_diff_routes(const struct br_routes *live, const struct br_routes *desired, struct br_diff *out) {
   out->v = NULL;
   out->n = 0;
   size_t cap = 0;
-  int rc = 0;
-  /* Linear lookups make this quadratic in hosts; with the per-slug bound on
-   * routes (a few thousand) that stays in the milliseconds, and it runs only
-   * when a converge is due. */
+  /* Hosts are looked up in sets, so this is linear in routes and paths, not
+   * quadratic: a bottle may hold thousands of each. Only the first route of
+   * a host counts, as br_routes_find would find it. */
+  struct br_strmap live_first, desired_first;
+  br_strmap_init(&live_first);
+  br_strmap_init(&desired_first);
+  int rc = index_first(live, &live_first);
+  if (rc == 0)
+    rc = index_first(desired, &desired_first);
   for (size_t i = 0; rc == 0 && i < desired->n; i++) {
     const struct br_route *want = &desired->v[i];
-    if (!already_listed(out, want->host) && br_routes_find(desired, want->host) == want)
-      rc = add_change(out, &cap, br_routes_find(live, want->host), want);
+    if (br_strmap_get(&desired_first, want->host) == want)
+      rc = add_change(out, &cap, br_strmap_get(&live_first, want->host), want);
   }
   for (size_t i = 0; rc == 0 && i < live->n; i++) {
     const struct br_route *have = &live->v[i];
-    if (!br_routes_find(desired, have->host) && br_routes_find(live, have->host) == have)
+    if (!br_strmap_get(&desired_first, have->host) && br_strmap_get(&live_first, have->host) == have)
       rc = add_change(out, &cap, have, NULL);
   }
+  br_strmap_free(&live_first);
+  br_strmap_free(&desired_first);
   if (rc)
     br_diff_free(out);
   return rc;

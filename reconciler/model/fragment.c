@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "common/diag.h"
+#include "common/jsoncheck.h"
+#include "common/strmap.h"
 #include "common/yamldoc.h"
 
 /* How much of a value a message may quote. */
@@ -261,20 +263,27 @@ static int parse_paths(struct parser *p, size_t route, const struct br_ynode *v,
   if (v->n > p->limits->max_paths)
     return fail(p, -E2BIG, v->line, v->column, "%zu paths, expected at most %zu per route", v->n,
                 p->limits->max_paths);
-  for (size_t i = 0; i < v->n; i++) {
+  /* Repeats are dropped through a set: scanning the list for each path made
+   * a route of 1,024 paths cost half a million comparisons. */
+  struct br_strmap seen;
+  br_strmap_init(&seen);
+  int rc = 0;
+  for (size_t i = 0; i < v->n && !rc; i++) {
     const struct br_ynode *item = v->items[i];
     const char *why;
     set_field(p, "routes[%zu].path_allowlist[%zu]", route, i);
-    int rc = want_string(p, item, "a path starting with \"/\"", false);
-    if (rc)
-      return rc;
-    if (br_path_check(item->value, item->len, &why))
-      return fail(p, -EINVAL, item->line, item->column, "%s %s", quoted(p, item->value, item->len), why);
+    if ((rc = want_string(p, item, "a path starting with \"/\"", false)))
+      break;
+    if (br_path_check(item->value, item->len, &why)) {
+      rc = fail(p, -EINVAL, item->line, item->column, "%s %s", quoted(p, item->value, item->len), why);
+      break;
+    }
     /* Checked above: no NUL inside, so value is the whole path. */
-    if ((rc = br_strv_add_unique(paths, item->value)))
-      return rc;
+    if (!br_strmap_get(&seen, item->value) && !(rc = br_strmap_put(&seen, item->value, paths)))
+      rc = br_strv_add(paths, item->value);
   }
-  return 0;
+  br_strmap_free(&seen);
+  return rc;
 }
 
 static int parse_auth_scheme(struct parser *p, const struct br_ynode *v) {
@@ -456,7 +465,16 @@ int br_fragment_parse(const char *name, const char *bytes, size_t len, const str
       .allow_dup_keys = false,
   };
   struct br_ynode *root = NULL;
-  int rc = br_ydoc_parse(name, bytes, len, &yopts, &root, err);
+  /* A .json fragment is JSON to its producers' tools (jq, json.load), which
+   * refuse what YAML forgives: trailing commas, NaN, comments, bare words.
+   * Checked as JSON first, then read by the same YAML loader as any
+   * fragment (JSON is YAML), which refuses duplicate keys. */
+  size_t name_len = strlen(name);
+  int rc = 0;
+  if (len <= limits->max_file_bytes && name_len >= 5 && strcmp(name + name_len - 5, ".json") == 0)
+    rc = br_json_check(name, bytes, len, limits->max_depth, err);
+  if (!rc)
+    rc = br_ydoc_parse(name, bytes, len, &yopts, &root, err);
   if (rc)
     return rc;
   struct parser p = {.name = name, .limits = limits, .err = err};

@@ -18,6 +18,11 @@
  * the file (the caller decides: a base name or a path); limits may be NULL
  * for br_limits_default().
  *
+ * A name ending in ".json" makes the bytes strict JSON (RFC 8259, one
+ * leading byte order mark allowed): what YAML would forgive in it (a
+ * trailing comma, NaN, a comment) is an error. Any YAML tag and a second
+ * byte order mark are errors in either.
+ *
  * A fragment is one mapping with the single key "routes", a list of
  * {host, path_allowlist, auth_scheme?, token_env?} as in DESIGN.md. Hosts are
  * lowercased; duplicate paths within a route are dropped (first-seen order

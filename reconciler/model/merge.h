@@ -33,8 +33,11 @@
  * max_routes bounds the number of distinct hosts in merged (0: no bound). A
  * fragment that would take merged past it returns -E2BIG before anything is
  * changed: merged and warnings are as they were; the caller reports the
- * fragment as too large. The number of paths per route is not bounded here:
- * the union of bounded fragments is bounded by their count.
+ * fragment as too large. br_merge_add_limited bounds the paths of each
+ * merged route too.
+ *
+ * Each call costs time linear in merged's hosts and in the paths the
+ * fragment adds and those of the hosts it names (sets, not scans).
  *
  * warnings may be NULL to drop them. A warnings buffer that is full
  * (-EFBIG) loses warnings silently rather than failing the merge: warnings
@@ -44,5 +47,20 @@
  * (it stays valid and must still be freed) and should be discarded. */
 int br_merge_add(struct br_routes *merged, const struct br_routes *fragment, const char *fragment_name,
                  size_t max_routes, struct br_buf *warnings);
+
+/* Which limit a fragment would take merged past. */
+struct br_merge_excess {
+  size_t route; /* index in the fragment of the first route that crosses it */
+  bool paths;   /* max_paths, by that route's host; else max_routes */
+};
+
+/* br_merge_add, and max_paths (0: no bound) bounds the paths of every merged
+ * route: 64 fragments of 1,024 paths for one host must not make a route of
+ * 65,536 when each fragment alone is within the limit. On -E2BIG nothing is
+ * changed and *excess (when not NULL) says where the fragment crosses a
+ * limit (a route with every path has no paths to count). */
+int br_merge_add_limited(struct br_routes *merged, const struct br_routes *fragment, const char *fragment_name,
+                         size_t max_routes, size_t max_paths, struct br_merge_excess *excess,
+                         struct br_buf *warnings);
 
 #endif

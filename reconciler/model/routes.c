@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strmap.h"
+
 void br_limits_default(struct br_limits *l) {
   l->max_file_bytes = 1024 * 1024;
   l->max_routes = 4096;
@@ -81,24 +83,57 @@ struct br_route *br_routes_find(const struct br_routes *r, const char *host) {
 
 static bool same_opt(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
+/* Sets of hosts and of paths (strmap, values unused), so that comparing two
+ * bottles of 4,096 routes of 1,024 paths costs their size, not its square. */
+static int index_hosts(const struct br_routes *r, struct br_strmap *index) {
+  int rc = 0;
+  for (size_t i = 0; i < r->n && !rc; i++)
+    if (!br_strmap_get(index, r->v[i].host))
+      rc = br_strmap_put(index, r->v[i].host, &r->v[i]);
+  return rc;
+}
+
+static bool same_paths(const struct br_strv *a, const struct br_strv *b, int *rc) {
+  if (a->n != b->n)
+    return false;
+  struct br_strmap set;
+  br_strmap_init(&set);
+  for (size_t i = 0; i < b->n && !*rc; i++)
+    *rc = br_strmap_put(&set, b->v[i], &set);
+  bool same = !*rc;
+  for (size_t i = 0; i < a->n && same; i++)
+    same = br_strmap_get(&set, a->v[i]) != NULL;
+  br_strmap_free(&set);
+  return same;
+}
+
 bool br_routes_equal(const struct br_routes *a, const struct br_routes *b) {
   if (a->n != b->n)
     return false;
-  for (size_t i = 0; i < a->n; i++) {
+  struct br_strmap index;
+  br_strmap_init(&index);
+  int rc = index_hosts(b, &index);
+  bool equal = !rc;
+  for (size_t i = 0; i < a->n && equal; i++) {
     const struct br_route *x = &a->v[i];
-    const struct br_route *y = br_routes_find(b, x->host);
-    if (!y || x->all_paths != y->all_paths || !br_strv_same_set(&x->paths, &y->paths) ||
-        !same_opt(x->auth_scheme, y->auth_scheme) || !same_opt(x->token_env, y->token_env))
-      return false;
+    const struct br_route *y = br_strmap_get(&index, x->host);
+    equal = y && x->all_paths == y->all_paths && same_paths(&x->paths, &y->paths, &rc) &&
+            same_opt(x->auth_scheme, y->auth_scheme) && same_opt(x->token_env, y->token_env);
   }
-  return true;
+  br_strmap_free(&index);
+  /* Out of memory: "different", so a converge rewrites rather than trusts. */
+  return equal && !rc;
 }
 
 int br_routes_hosts(const struct br_routes *r, struct br_strv *out) {
-  for (size_t i = 0; i < r->n; i++) {
-    int rc = br_strv_add_unique(out, r->v[i].host);
-    if (rc)
-      return rc;
-  }
-  return 0;
+  struct br_strmap seen;
+  br_strmap_init(&seen);
+  int rc = 0;
+  for (size_t i = 0; i < out->n && !rc; i++)
+    rc = br_strmap_put(&seen, out->v[i], out);
+  for (size_t i = 0; i < r->n && !rc; i++)
+    if (!br_strmap_get(&seen, r->v[i].host) && !(rc = br_strmap_put(&seen, r->v[i].host, out)))
+      rc = br_strv_add(out, r->v[i].host);
+  br_strmap_free(&seen);
+  return rc;
 }

@@ -10,7 +10,10 @@
  *   merge/CASE/expected-origins.txt  "HOST ORIGIN", one line per merged route
  *   merge/CASE/expected-warnings.txt the warnings, byte for byte (absent: none)
  *   merge/CASE/max-routes            the bound on distinct hosts (absent: none)
- *   merge/CASE/expected-error.txt    "NAME: E2BIG": that fragment is refused
+ *   merge/CASE/max-paths             the bound on paths per merged route (absent:
+ *                                    none)
+ *   merge/CASE/expected-error.txt    "NAME: E2BIG at routes[K] (max_routes|
+ *                                    max_paths)": that fragment is refused
  *                                    and merging stops there; the other files
  *                                    then say what merged still holds (absent:
  *                                    every fragment merges)
@@ -34,8 +37,13 @@
 #define CASES_DIR "merge"
 #define MAX_FILE (1u << 20)
 
-static const char *const case_files[] = {"expected.json", "expected-origins.txt", "expected-warnings.txt",
-                                         "max-routes",    "expected-error.txt",   NULL};
+static const char *const case_files[] = {"expected.json",
+                                         "expected-origins.txt",
+                                         "expected-warnings.txt",
+                                         "max-routes",
+                                         "max-paths",
+                                         "expected-error.txt",
+                                         NULL};
 
 static bool is_case_file(const char *name) {
   for (const char *const *f = case_files; *f; f++)
@@ -69,8 +77,8 @@ static void expect_same(const char *dir, const char *what, const struct br_buf *
   }
 }
 
-/* max-routes: a decimal number and a newline. */
-static bool parse_max_routes(const char *dir, const struct br_buf *text, size_t *max_routes) {
+/* max-routes, max-paths: a decimal number and a newline. */
+static bool parse_max(const char *dir, const char *what, const struct br_buf *text, size_t *max_routes) {
   *max_routes = 0;
   if (!text->len)
     return true;
@@ -78,7 +86,7 @@ static bool parse_max_routes(const char *dir, const struct br_buf *text, size_t 
   errno = 0;
   unsigned long long n = strtoull(text->data, &end, 10);
   if (errno || end == text->data || text->data[0] < '0' || text->data[0] > '9' || strcmp(end, "\n") != 0) {
-    fprintf(stderr, "%s/max-routes: expected a number and a newline\n", dir);
+    fprintf(stderr, "%s/%s: expected a number and a newline\n", dir, what);
     check_failures++;
     return false;
   }
@@ -126,14 +134,16 @@ static void run_case(const char *name) {
     check_failures++;
   }
 
-  struct br_buf want_json, want_origins, want_warnings, want_error, max_text;
+  struct br_buf want_json, want_origins, want_warnings, want_error, max_text, max_paths_text;
   bool readable = read_case_file(dir, "expected.json", false, &want_json);
   readable &= read_case_file(dir, "expected-origins.txt", false, &want_origins);
   readable &= read_case_file(dir, "expected-warnings.txt", true, &want_warnings);
   readable &= read_case_file(dir, "expected-error.txt", true, &want_error);
   readable &= read_case_file(dir, "max-routes", true, &max_text);
-  size_t max_routes = 0;
-  readable &= parse_max_routes(dir, &max_text, &max_routes);
+  readable &= read_case_file(dir, "max-paths", true, &max_paths_text);
+  size_t max_routes = 0, max_paths = 0;
+  readable &= parse_max(dir, "max-routes", &max_text, &max_routes);
+  readable &= parse_max(dir, "max-paths", &max_paths_text, &max_paths);
 
   struct br_routes merged;
   struct br_buf warnings, got_error, got_json, got_origins, bytes, parse_error;
@@ -156,8 +166,12 @@ static void run_case(const char *name) {
               parse_error.data ? parse_error.data : "?\n");
       check_failures++;
     } else {
-      rc = br_merge_add(&merged, &routes, fragment, max_routes, &warnings);
-      if (rc)
+      struct br_merge_excess excess = {0};
+      rc = br_merge_add_limited(&merged, &routes, fragment, max_routes, max_paths, &excess, &warnings);
+      if (rc == -E2BIG)
+        br_buf_printf(&got_error, "%s: E2BIG at routes[%zu] (%s)\n", fragment, excess.route,
+                      excess.paths ? "max_paths" : "max_routes");
+      else if (rc)
         br_buf_printf(&got_error, "%s: %s\n", fragment, error_name(rc));
     }
     br_routes_free(&routes);
@@ -177,8 +191,9 @@ static void run_case(const char *name) {
   }
   br_routes_free(&merged);
   br_strv_free(&fragments);
-  struct br_buf *const bufs[] = {&want_json, &want_origins, &want_warnings, &want_error,  &max_text,
-                                 &warnings,  &got_error,    &got_json,      &got_origins, &parse_error};
+  struct br_buf *const bufs[] = {&want_json, &want_origins,   &want_warnings, &want_error,
+                                 &max_text,  &max_paths_text, &warnings,      &got_error,
+                                 &got_json,  &got_origins,    &parse_error};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
     br_buf_free(bufs[i]);
 }

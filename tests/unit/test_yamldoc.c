@@ -1,4 +1,6 @@
 /* Unit tests for common/yamldoc: strictness rules, positions and quoting. */
+#include <errno.h>
+
 #include "check.h"
 #include "common/yamldoc.h"
 
@@ -30,7 +32,37 @@ static void parse_err(const char *text, const char *want) {
   br_buf_free(&err);
 }
 
+static void parse_ok_free(const char *text) { br_ynode_free(parse_ok(text)); }
+
+/* 100,000 distinct keys in one mapping load (each checked against the
+ * earlier ones by sorting, not a scan of them all: that took 30 s of
+ * CPU), and a repeated one at the end is found and names its first line.
+ * No time is asserted: the result is. */
+static void test_many_keys(void) {
+  enum { KEYS = 100000 };
+  const struct br_yopts big = {.max_bytes = 4 << 20, .max_depth = 4, .max_nodes = 2 * KEYS + 8};
+  struct br_buf text;
+  br_buf_init(&text, 4 << 20);
+  for (int i = 0; i < KEYS; i++)
+    br_buf_printf(&text, "k%05d: %d\n", i, i);
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  struct br_ynode *root = NULL;
+  CHECK(br_ydoc_parse("t.yaml", text.data, text.len, &big, &root, &err) == 0);
+  CHECK(root && root->kind == BR_YNODE_MAP && root->n == 2 * KEYS);
+  CHECK(root && br_ymap_get(root, "k99999") == root->items[2 * KEYS - 1]);
+  br_ynode_free(root);
+  br_buf_adds(&text, "k00000: again\n");
+  CHECK(br_ydoc_parse("t.yaml", text.data, text.len, &big, &root, &err) == -EINVAL);
+  CHECK(root == NULL);
+  CHECK_STR(br_buf_str(&err),
+            "t.yaml:100001:1: k00000: duplicate key (first at line 1), expected each key once\n");
+  br_buf_free(&err);
+  br_buf_free(&text);
+}
+
 int main(void) {
+  test_many_keys();
   struct br_ynode *r = parse_ok("a: 1\nb: [x, 'y']\nc: {d: true}\n");
   CHECK(r && r->kind == BR_YNODE_MAP && r->n == 6);
   const struct br_ynode *b = br_ymap_get(r, "b");
@@ -50,6 +82,16 @@ int main(void) {
   parse_err("routes:\n  - host: x\n    host: y\n", "t.yaml:3:5: routes[0].host: duplicate key");
   parse_err("a: &x 1\nb: *x\n", "t.yaml:1:4: a: anchors");
   parse_err("a: !!str 1\n", "tags");
+  parse_err("a: ! x\n", "t.yaml:1:4: a: tags"); /* the non-specific tag, implicit to libyaml */
+  parse_err("a: ! [x]\n", "t.yaml:1:4: a: tags");
+  parse_err("\xef\xbb\xbf\xef\xbb\xbf"
+            "a: 1\n",
+            "t.yaml:1:1: encoding: a byte order mark");
+  parse_err("a: 1\n\xef\xbb\xbf"
+            "b: 2\n",
+            "t.yaml:2:1: encoding: a byte order mark");
+  parse_ok_free("\xef\xbb\xbf"
+                "a: 1\n");
   parse_err("a: 1\n---\nb: 2\n", "a second YAML document");
   parse_err("a: [[[[[1]]]]]\n", "nested too deeply");
   parse_err("a: \xff\n", "encoding:");
