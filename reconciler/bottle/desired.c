@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -204,8 +205,67 @@ static int overlay_listing(const struct br_desired_overlay *o, struct listing *f
   return o->bytes ? add_listed(o->name, DT_REG, frags) : 0;
 }
 
-static int load_source(const struct br_config *cfg, const char *dir, const struct br_desired_overlay *overlay,
-                       struct br_desired *d) {
+int br_desired_policy(const struct br_config *cfg, struct br_policy *p) {
+  const struct br_policy_config *pc = &cfg->policy;
+  *p = (struct br_policy){.deny_hosts = &pc->deny_hosts,
+                          .deny_hosts_at = &pc->deny_hosts_at,
+                          .deny_ranges = &pc->deny_ip_ranges,
+                          .deny_ranges_at = &pc->deny_ip_ranges_at,
+                          .max_routes = pc->max_routes_per_bottle,
+                          .max_routes_at = pc->max_routes_per_bottle_at};
+  if (!pc->n_shared)
+    return 0;
+  struct br_policy_share *shares = calloc(pc->n_shared, sizeof *shares);
+  if (!shares)
+    return -ENOMEM;
+  for (size_t i = 0; i < pc->n_shared; i++)
+    shares[i] = (struct br_policy_share){
+        .token_env = pc->shared[i].token_env, .hosts = &pc->shared[i].hosts, .at = pc->shared[i].at};
+  p->shares = shares;
+  p->n_shares = pc->n_shared;
+  return 0;
+}
+
+void br_desired_policy_free(struct br_policy *p) {
+  free((void *)p->shares);
+  p->shares = NULL;
+  p->n_shares = 0;
+}
+
+void br_desired_source_policy(const struct br_config *cfg, size_t i, struct br_policy_source *out) {
+  const struct br_source_rules *r = &cfg->source_rules[i];
+  *out = (struct br_policy_source){.index = i,
+                                   .may_bind_credentials = r->may_bind_credentials,
+                                   .may_allow_every_path = r->may_allow_every_path,
+                                   .max_routes = r->max_routes,
+                                   .bind_at = r->bind_at,
+                                   .every_path_at = r->every_path_at,
+                                   .max_routes_at = r->max_routes_at};
+}
+
+/* What one load carries from fragment to fragment and source to source. */
+struct loading {
+  struct br_policy policy;
+  struct br_routes declared; /* every route with a credential, in merge order (the policy's view) */
+};
+
+/* The policy on one parsed fragment of source index (SIZE_MAX: no rules of
+ * its own); its credentials are remembered for the bottle-wide check. */
+static int fragment_policy(const struct br_config *cfg, struct loading *ld, size_t index, const char *path,
+                           const struct br_routes *routes, size_t *source_routes, struct br_desired *d) {
+  struct br_policy_source src;
+  if (index != SIZE_MAX)
+    br_desired_source_policy(cfg, index, &src);
+  int rc = br_policy_check_fragment(&ld->policy, index != SIZE_MAX ? &src : NULL, path, routes, source_routes,
+                                    &d->errors);
+  for (size_t i = 0; i < routes->n && rc != -ENOMEM; i++)
+    if (routes->v[i].token_env && br_routes_append_copy(&ld->declared, &routes->v[i]))
+      rc = -ENOMEM;
+  return rc;
+}
+
+static int load_source(const struct br_config *cfg, struct loading *ld, size_t index, const char *dir,
+                       const struct br_desired_overlay *overlay, struct br_desired *d) {
   char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
   struct listing frags = {0};
   int rc = br_dir_each(dir, add_listed, &frags);
@@ -227,6 +287,7 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
   struct br_buf path, bytes;
   br_buf_init(&path, PATH_MAX);
   br_buf_init(&bytes, cfg->max_file_bytes);
+  size_t source_routes = 0; /* declared by this source's fragments so far */
   for (size_t i = 0; !rc && i < frags.n; i++) {
     br_buf_reset(&path);
     br_buf_printf(&path, "%s/%s", dir, frags.v[i].name);
@@ -248,6 +309,8 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
       frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
     if (frc == -EFBIG || frc == -E2BIG)
       frc = -EINVAL;
+    if (!frc)
+      frc = fragment_policy(cfg, ld, index, path.data, &routes, &source_routes, d);
     if (!frc && !d->errors.len) {
       frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
       if (frc == -E2BIG) {
@@ -275,12 +338,30 @@ int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, 
 
 int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *sources,
                             const struct br_desired_overlay *overlay, struct br_desired *d) {
-  int rc = 0;
+  struct loading ld;
+  br_routes_init(&ld.declared);
+  int rc = br_desired_policy(cfg, &ld.policy);
+  /* sources[i] is cfg->sources[i] expanded; another list has no rules. */
+  bool rules = sources->n == cfg->sources.n;
   for (size_t i = 0; !rc && i < sources->n; i++) {
     rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
-      rc = load_source(cfg, sources->v[i], overlay, d);
+      rc = load_source(cfg, &ld, rules ? i : SIZE_MAX, sources->v[i], overlay, d);
   }
+  /* The bottle-wide rules need the whole bottle: a bound on its routes only
+   * once every fragment merged; the credential rule sees every binding,
+   * merged or not, so it is said even beside other errors. */
+  if (!rc) {
+    bool whole = !d->errors.len;
+    struct br_policy bottle = ld.policy;
+    if (!whole)
+      bottle.max_routes = 0;
+    rc = br_policy_check_bottle(&bottle, &ld.declared, &d->routes, &d->errors);
+    if (rc == -EINVAL)
+      rc = 0;
+  }
+  br_desired_policy_free(&ld.policy);
+  br_routes_free(&ld.declared);
   if (!rc && d->errors.len)
     rc = -EINVAL;
   if (rc) {

@@ -9,6 +9,7 @@
 #include "common/sha256.h"
 #include "common/strv.h"
 #include "config/config.h"
+#include "reconciler/model/policy.h"
 #include "reconciler/model/routes.h"
 
 struct br_desired {
@@ -30,7 +31,14 @@ void br_desired_free(struct br_desired *d);
  * d->managed), -EINVAL when a fragment is invalid (d->errors says which;
  * nothing of the slug may be applied), or another -errno for an I/O failure
  * worth retrying. Every fragment is checked even after the first error, so
- * an operator sees all that is wrong at once. */
+ * an operator sees all that is wrong at once.
+ *
+ * The operator's policy (cfg->policy; reconciler/model/policy.h) is part
+ * of validity: a denied host, a credential bound to a second host, a rule of
+ * its source broken are errors like a malformed fragment, so nothing of a
+ * bottle that breaks one is written. sources are the record's: sources[i]
+ * is cfg->sources[i] expanded (br_bottle_derive), so its rules are
+ * cfg->source_rules[i]; a list of another length gets no source rules. */
 int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d);
 
 /* A change to one fragment file that is not made yet: the desired state is
@@ -46,6 +54,13 @@ struct br_desired_overlay {
 /* br_desired_load with an overlay (NULL: none). */
 int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *sources,
                             const struct br_desired_overlay *overlay, struct br_desired *d);
+
+/* The policy of cfg as the model's checks take it (borrowing from cfg);
+ * free it with br_desired_policy_free. Returns 0 or -ENOMEM. */
+int br_desired_policy(const struct br_config *cfg, struct br_policy *p);
+void br_desired_policy_free(struct br_policy *p);
+/* The rules of cfg's source i, for br_policy_check_fragment. */
+void br_desired_source_policy(const struct br_config *cfg, size_t i, struct br_policy_source *out);
 
 /* Parses one file as a fragment, as `check` does. Returns 0 or -EINVAL/-errno
  * with a line in errors. */

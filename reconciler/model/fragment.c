@@ -308,7 +308,10 @@ static int parse_token_env(struct parser *p, const struct br_ynode *v) {
   return 0;
 }
 
-static int set_origin(struct parser *p, struct br_route *route, size_t line) {
+static int set_origin(struct parser *p, struct br_route *route, const struct br_ynode *map, size_t index) {
+  size_t line = map->line;
+  route->column = map->column;
+  route->index = index;
   struct br_buf origin;
   br_buf_init(&origin, SIZE_MAX);
   if (br_buf_printf(&origin, "%s:%zu", p->name, line) || !(route->origin = br_buf_steal(&origin))) {
@@ -378,7 +381,7 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
   if (scheme && (!(route->auth_scheme = strdup(scheme->value)) || !(route->token_env = strdup(env->value))))
     rc = -ENOMEM;
   if (!rc)
-    rc = set_origin(p, route, map->line);
+    rc = set_origin(p, route, map, index);
 done:
   br_strv_free(&allowlist);
   return rc;

@@ -66,6 +66,8 @@ int br_routes_append_copy(struct br_routes *r, const struct br_route *src) {
   if (!route)
     return -ENOMEM;
   route->all_paths = src->all_paths;
+  route->column = src->column;
+  route->index = src->index;
   if (br_strv_copy(&route->paths, &src->paths) || dup_opt(&route->auth_scheme, src->auth_scheme) ||
       dup_opt(&route->token_env, src->token_env) || dup_opt(&route->origin, src->origin))
     return -ENOMEM; /* the partly filled route stays in r and is freed with it */

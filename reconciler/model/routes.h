@@ -16,6 +16,8 @@ struct br_route {
   char *auth_scheme;    /* NULL when the route has no auth; owned */
   char *token_env;      /* NULL exactly when auth_scheme is NULL; owned */
   char *origin;         /* "FILE:LINE" that declared it, for messages; owned, may be NULL */
+  size_t column;        /* of its mapping in that file (1-based; 0 when origin is NULL) */
+  size_t index;         /* its place in the file's routes list, routes[index] */
 };
 
 struct br_routes {
