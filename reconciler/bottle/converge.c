@@ -45,6 +45,20 @@ void br_converge_report_free(struct br_converge_report *rep) {
   br_buf_free(&rep->plan);
   json_decref(rep->audit);
   rep->audit = NULL;
+  json_decref(rep->credentials);
+  rep->credentials = NULL;
+}
+
+void br_converge_describe_desired(const struct br_converge_report *rep, struct br_buf *out) {
+  const char *slot;
+  json_t *hosts;
+  json_object_foreach(rep->credentials, slot, hosts) {
+    br_buf_printf(out, "  credential %s:", slot);
+    size_t i;
+    json_t *host;
+    json_array_foreach(hosts, i, host) br_buf_printf(out, "%s %s", i ? "," : "", json_string_value(host));
+    br_buf_adds(out, json_array_size(hosts) > 1 ? " (shared)\n" : "\n");
+  }
 }
 
 const char *br_outcome_name(enum br_outcome outcome) {
@@ -397,7 +411,25 @@ static enum step_result pipelock_write(struct run *run, const struct br_buf *bef
 
 /* ---- the steps of a converge, in order ----------------------------------- */
 
-/* 1. Desired state: all fragments, afresh. */
+/* Which credential slot goes to which host, from the desired routes: what
+ * the egress container's token values must match. */
+static json_t *credentials_json(const struct br_routes *routes) {
+  json_t *out = json_object();
+  for (size_t i = 0; i < routes->n; i++) {
+    const struct br_route *r = &routes->v[i];
+    if (!r->token_env)
+      continue;
+    json_t *hosts = json_object_get(out, r->token_env);
+    if (!hosts)
+      json_object_set_new(out, r->token_env, hosts = json_array());
+    json_array_append_new(hosts, json_string(r->host));
+  }
+  return out;
+}
+
+/* 1. Desired state: all fragments, afresh, and the operator's policy on
+ * them (br_desired_load): a bottle that breaks a rule is refused here, so
+ * nothing of it is staged, checked or written. */
 static enum step_result load_desired(struct run *run) {
   struct br_converge_report *rep = run->rep;
   struct br_desired *desired = &run->plan.desired;
@@ -415,6 +447,7 @@ static enum step_result load_desired(struct run *run) {
     return finish(run, STEP_STOP, BR_OUTCOME_UNMANAGED, "no source directory (%s); left alone",
                   desired->sources.n ? desired->sources.v[0] : "none configured");
   memcpy(rep->desired_hash, desired->hash, sizeof rep->desired_hash);
+  rep->credentials = credentials_json(&desired->routes);
   return STEP_DONE;
 }
 

@@ -48,6 +48,8 @@ struct br_converge_report {
   bool sidecar_not_running; /* converged, but a sidecar was absent and reads the file when it starts */
   char desired_hash[BR_SHA256_HEX_LEN + 1]; /* names the desired state; "" when invalid */
   json_t *audit;                            /* array: one object per write or reload, for the audit log */
+  json_t *credentials; /* object: each token_env of the desired routes -> [hosts it serves], in
+                          route order; NULL when the desired state was not loaded */
 };
 
 /* Someone who wants to know about each live file a converge replaces, told
@@ -58,6 +60,10 @@ struct br_converge_observer {
   void (*replacing)(void *ctx, const char *path, const struct stat *staged);
   void *ctx;
 };
+
+/* Lines about the desired state itself, for `plan`: which credential slot
+ * goes to which host ("  credential EGRESS_TOKEN_0: api.github.com"). */
+void br_converge_describe_desired(const struct br_converge_report *rep, struct br_buf *out);
 
 void br_converge_report_init(struct br_converge_report *rep);
 void br_converge_report_free(struct br_converge_report *rep);

@@ -78,6 +78,36 @@ int br_desired_check_file(const struct br_config *cfg, const char *path, struct 
   return parse_file(cfg, path, routes, errors);
 }
 
+int br_desired_check_new(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                         struct br_routes *declared, struct br_buf *errors) {
+  struct br_policy p;
+  size_t counted = 0, before = routes->n;
+  int rc = parse_file(cfg, path, routes, errors);
+  if (!rc && !(rc = br_desired_policy(cfg, &p))) {
+    struct br_routes mine = {.v = routes->v + before, .n = routes->n - before};
+    rc = br_policy_check_fragment(&p, NULL, path, &mine, &counted, errors);
+    for (size_t i = 0; i < mine.n && rc != -ENOMEM; i++)
+      if (mine.v[i].token_env && br_routes_append_copy(declared, &mine.v[i]))
+        rc = -ENOMEM;
+    br_desired_policy_free(&p);
+  }
+  return rc;
+}
+
+int br_desired_check_credentials(const struct br_config *cfg, const struct br_routes *declared,
+                                 struct br_buf *errors) {
+  struct br_policy p;
+  struct br_routes none;
+  br_routes_init(&none);
+  int rc = br_desired_policy(cfg, &p);
+  if (!rc) {
+    p.max_routes = 0; /* files checked by name make no bottle */
+    rc = br_policy_check_bottle(&p, declared, &none, errors);
+    br_desired_policy_free(&p);
+  }
+  return rc;
+}
+
 /* One fragment file of a listing, and what the listing says it is. */
 struct listed {
   char *name;

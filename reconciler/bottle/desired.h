@@ -67,4 +67,15 @@ void br_desired_source_policy(const struct br_config *cfg, size_t i, struct br_p
 int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
                           struct br_buf *errors);
 
+/* `check`: one file, as br_desired_check_file reads it, under the policy's
+ * deny rules (a file given by name belongs to no source, so no source rules
+ * apply). Its routes with a credential are appended to declared (in the
+ * order the files are given) for br_desired_check_credentials. Returns 0,
+ * -EINVAL with the lines in errors, or another -errno. */
+int br_desired_check_new(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                         struct br_routes *declared, struct br_buf *errors);
+/* The credential rule over the files checked: one credential, one host. */
+int br_desired_check_credentials(const struct br_config *cfg, const struct br_routes *declared,
+                                 struct br_buf *errors);
+
 #endif

@@ -177,14 +177,15 @@ static int cmd_check(struct cli *cli, int argc, char **argv) {
   struct br_buf errors, warnings;
   br_buf_init(&errors, 1024 * 1024);
   br_buf_init(&warnings, 1024 * 1024);
-  struct br_routes merged;
+  struct br_routes merged, declared;
   br_routes_init(&merged);
+  br_routes_init(&declared);
   int bad = 0;
   size_t routes = 0;
   for (int i = 0; i < argc; i++) {
     struct br_routes r;
     br_routes_init(&r);
-    if (br_desired_check_file(&cli->cfg, argv[i], &r, &errors)) {
+    if (br_desired_check_new(&cli->cfg, argv[i], &r, &declared, &errors)) {
       bad++;
     } else {
       routes += r.n;
@@ -192,6 +193,8 @@ static int cmd_check(struct cli *cli, int argc, char **argv) {
     }
     br_routes_free(&r);
   }
+  bad += br_desired_check_credentials(&cli->cfg, &declared, &errors) != 0; /* across the files */
+  br_routes_free(&declared);
   fputs(br_buf_str(&errors), stderr);
   print_indented(stderr, "warning: ", &warnings);
   if (!bad)
@@ -281,6 +284,13 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), br_buf_str(&rep.message));
       if (dry_run || rep.outcome == BR_OUTCOME_CONVERGED)
         fputs(br_buf_str(&rep.plan), stdout);
+      if (dry_run) {
+        struct br_buf desired;
+        br_buf_init(&desired, 1024 * 1024);
+        br_converge_describe_desired(&rep, &desired);
+        fputs(br_buf_str(&desired), stdout);
+        br_buf_free(&desired);
+      }
       if (rep.outcome == BR_OUTCOME_INVALID)
         fputs(br_buf_str(&rep.errors), stderr);
       if (!dry_run)

@@ -730,6 +730,10 @@ static char *learn(struct br_tracked *b, struct job *job, enum br_phase phase) {
   }
   if (!job->rc && job->rep.desired_hash[0])
     memcpy(b->slot->desired_hash, job->rep.desired_hash, sizeof b->slot->desired_hash);
+  if (!job->rc && job->rep.credentials) {
+    json_decref(b->credentials);
+    b->credentials = json_incref(job->rep.credentials);
+  }
   return message;
 }
 

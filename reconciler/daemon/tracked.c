@@ -21,6 +21,7 @@ static void containers_forget(struct br_tracked_table *t, struct br_tracked *b) 
 
 static void tracked_free(struct br_tracked_table *t, struct br_tracked *b) {
   containers_forget(t, b);
+  json_decref(b->credentials);
   br_bottle_free(&b->record);
   free(b);
 }

@@ -10,6 +10,7 @@
 #ifndef BR_RECONCILER_DAEMON_TRACKED_H
 #define BR_RECONCILER_DAEMON_TRACKED_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,6 +30,9 @@ struct br_tracked {
   /* The names of its sidecars' containers (docker driver), for the engine's
    * events; NULL for a sidecar with another driver. */
   char *containers[BR_SIDECAR_COUNT];
+  /* From its last converge that loaded the desired state (the report's),
+   * for status: token_env -> [hosts], owned (NULL until then). */
+  json_t *credentials;
 };
 
 /* Every tracked bottle, by slug and by sidecar container name. */
