@@ -37,8 +37,9 @@ static bool is_case_input(const char *name) {
   return name[0] != '.' && (ends_with(name, ".yaml") || ends_with(name, ".yml") || ends_with(name, ".json"));
 }
 
-/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]";
- * a route without path_allowlist (every path) shows "(every path)". */
+/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]
+ * [expires=SECONDS]"; a route without path_allowlist (every path) shows
+ * "(every path)". */
 static void print_routes(const struct br_routes *r, size_t from, struct br_buf *out) {
   for (size_t i = from; i < r->n; i++) {
     const struct br_route *route = &r->v[i];
@@ -50,6 +51,8 @@ static void print_routes(const struct br_routes *r, size_t from, struct br_buf *
     if (route->auth_scheme || route->token_env)
       br_buf_printf(out, " %s %s", route->auth_scheme ? route->auth_scheme : "(null)",
                     route->token_env ? route->token_env : "(null)");
+    if (route->expires)
+      br_buf_printf(out, " expires=%lld", (long long)route->expires);
     br_buf_adds(out, "\n");
   }
 }
@@ -442,6 +445,28 @@ static void test_append_and_rollback(void) {
   br_buf_free(&msg);
 }
 
+/* A time already past is an error only when the caller says when "now" is
+ * (a file being installed or checked); the daemon reads it as expired. */
+static void test_expires_after(void) {
+  static const char text[] =
+      "expires: 2026-07-01T12:00:00Z\nroutes:\n  - {host: a.example, path_allowlist: [/]}\n";
+  struct br_limits limits;
+  br_limits_default(&limits);
+  struct br_routes routes;
+  br_routes_init(&routes);
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == 0 && routes.n == 1);
+  limits.expires_after = 1782907200 - 1; /* a second before */
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == 0 && routes.n == 2);
+  limits.expires_after = 1782907200; /* the moment itself: expired */
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == -EINVAL && routes.n == 2);
+  CHECK_STR(br_buf_str(&err), "f.yaml:1:10: expires: \"2026-07-01T12:00:00Z\" is in the past (it is "
+                              "2026-07-01T12:00:00Z now), expected a time to come\n");
+  br_routes_free(&routes);
+  br_buf_free(&err);
+}
+
 int main(void) {
   size_t cases = run_data_cases();
   if (cases < 40) {
@@ -454,5 +479,6 @@ int main(void) {
   test_limits();
   test_bytes();
   test_append_and_rollback();
+  test_expires_after();
   CHECK_DONE();
 }
