@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "common/fileio.h"
 #include "reconciler/model/egress.h"
@@ -19,6 +20,9 @@
 void br_desired_init(struct br_desired *d) {
   d->managed = false;
   br_routes_init(&d->routes);
+  br_routes_init(&d->expiring);
+  br_routes_init(&d->expired);
+  d->now = d->next_expiry = 0;
   br_strv_init(&d->sources);
   br_strv_init(&d->fragments);
   br_buf_init(&d->errors, 64 * 1024);
@@ -28,6 +32,8 @@ void br_desired_init(struct br_desired *d) {
 
 void br_desired_free(struct br_desired *d) {
   br_routes_free(&d->routes);
+  br_routes_free(&d->expiring);
+  br_routes_free(&d->expired);
   br_strv_free(&d->sources);
   br_strv_free(&d->fragments);
   br_buf_free(&d->errors);
@@ -57,11 +63,13 @@ static int read_error(const struct br_config *cfg, const char *path, int rc, str
   return rc;
 }
 
-/* Reads and parses the file at path. */
-static int parse_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
-                      struct br_buf *errors) {
+/* Reads and parses the file at path; an expires at or before expires_after
+ * is an error (0: none is). */
+static int parse_file(const struct br_config *cfg, const char *path, int64_t expires_after,
+                      struct br_routes *routes, struct br_buf *errors) {
   struct br_limits limits;
   limits_of(cfg, &limits);
+  limits.expires_after = expires_after;
   struct br_buf bytes;
   br_buf_init(&bytes, limits.max_file_bytes);
   int rc = br_file_read(path, limits.max_file_bytes, false, &bytes);
@@ -75,14 +83,17 @@ static int parse_file(const struct br_config *cfg, const char *path, struct br_r
 
 int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
                           struct br_buf *errors) {
-  return parse_file(cfg, path, routes, errors);
+  return parse_file(cfg, path, 0, routes, errors);
 }
 
 int br_desired_check_new(const struct br_config *cfg, const char *path, struct br_routes *routes,
                          struct br_routes *declared, struct br_buf *errors) {
   struct br_policy p;
   size_t counted = 0, before = routes->n;
-  int rc = parse_file(cfg, path, routes, errors);
+  /* A file checked or about to be installed must not end before it
+   * starts: a time already past is a mistake here (the daemon, reading a
+   * file whose time has come, takes the route as expired instead). */
+  int rc = parse_file(cfg, path, br_realtime_ns() / 1000000000, routes, errors);
   if (!rc && !(rc = br_desired_policy(cfg, &p))) {
     struct br_routes mine = {.v = routes->v + before, .n = routes->n - before};
     rc = br_policy_check_fragment(&p, NULL, path, &mine, &counted, errors);
@@ -280,17 +291,42 @@ struct loading {
 };
 
 /* The policy on one parsed fragment of source index (SIZE_MAX: no rules of
- * its own); its credentials are remembered for the bottle-wide check. */
+ * its own). */
 static int fragment_policy(const struct br_config *cfg, struct loading *ld, size_t index, const char *path,
                            const struct br_routes *routes, size_t *source_routes, struct br_desired *d) {
   struct br_policy_source src;
   if (index != SIZE_MAX)
     br_desired_source_policy(cfg, index, &src);
-  int rc = br_policy_check_fragment(&ld->policy, index != SIZE_MAX ? &src : NULL, path, routes, source_routes,
-                                    &d->errors);
-  for (size_t i = 0; i < routes->n && rc != -ENOMEM; i++)
+  return br_policy_check_fragment(&ld->policy, index != SIZE_MAX ? &src : NULL, path, routes, source_routes,
+                                  &d->errors);
+}
+
+/* Its credentials, for the bottle-wide check: every binding, expired too. */
+static int remember_bindings(struct loading *ld, const struct br_routes *routes) {
+  for (size_t i = 0; i < routes->n; i++)
     if (routes->v[i].token_env && br_routes_append_copy(&ld->declared, &routes->v[i]))
-      rc = -ENOMEM;
+      return -ENOMEM;
+  return 0;
+}
+
+/* Takes the routes whose expires has passed out of routes (into
+ * d->expired) and notes the others that will end (d->expiring). */
+static int split_expired(struct br_routes *routes, struct br_desired *d) {
+  size_t kept = 0;
+  int rc = 0;
+  for (size_t i = 0; i < routes->n; i++) {
+    struct br_route *r = &routes->v[i];
+    bool over = r->expires && r->expires <= d->now;
+    if (!rc && r->expires)
+      rc = br_routes_append_copy(over ? &d->expired : &d->expiring, r);
+    if (r->expires && !over && (!d->next_expiry || r->expires < d->next_expiry))
+      d->next_expiry = r->expires;
+    if (over)
+      br_route_free(r);
+    else
+      routes->v[kept++] = *r;
+  }
+  routes->n = kept;
   return rc;
 }
 
@@ -339,7 +375,7 @@ static int load_source(const struct br_config *cfg, struct loading *ld, size_t i
       frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
     if (frc == -EFBIG || frc == -E2BIG)
       frc = -EINVAL;
-    if (!frc)
+    if (!frc && !(frc = remember_bindings(ld, &routes)) && !(frc = split_expired(&routes, d)))
       frc = fragment_policy(cfg, ld, index, path.data, &routes, &source_routes, d);
     if (!frc && !d->errors.len) {
       frc = br_merge_add(&d->routes, &routes, path.data, cfg->max_routes, &d->warnings);
@@ -370,6 +406,7 @@ int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *s
                             const struct br_desired_overlay *overlay, struct br_desired *d) {
   struct loading ld;
   br_routes_init(&ld.declared);
+  d->now = br_realtime_ns() / 1000000000;
   int rc = br_desired_policy(cfg, &ld.policy);
   /* sources[i] is cfg->sources[i] expanded; another list has no rules. */
   bool rules = sources->n == cfg->sources.n;

@@ -4,6 +4,7 @@
 #define BR_RECONCILER_DESIRED_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "common/sha256.h"
@@ -21,6 +22,14 @@ struct br_desired {
   struct br_buf warnings;           /* merge conflicts and the like */
   char hash[BR_SHA256_HEX_LEN + 1]; /* SHA-256 of the canonical egress
                                        rendering of routes: names the desired state */
+  /* Routes that carry expires, as their fragments declare them (before the
+   * merge, with their origins): */
+  struct br_routes expiring; /* desired until their expires */
+  struct br_routes expired;  /* expires has passed: no longer desired, not an error */
+  int64_t now;               /* the time (seconds since the epoch) they were judged at */
+  int64_t next_expiry;       /* the earliest expires still to come, 0 = none; set even
+                                when the bottle is invalid, so that a route that ends
+                                can make it valid again */
 };
 
 void br_desired_init(struct br_desired *d);
@@ -38,7 +47,12 @@ void br_desired_free(struct br_desired *d);
  * its source broken are errors like a malformed fragment, so nothing of a
  * bottle that breaks one is written. sources are the record's: sources[i]
  * is cfg->sources[i] expanded (br_bottle_derive), so its rules are
- * cfg->source_rules[i]; a list of another length gets no source rules. */
+ * cfg->source_rules[i]; a list of another length gets no source rules.
+ *
+ * A route whose expires has passed is not desired: it goes to d->expired,
+ * not into the merge, and breaks no rule but one: its credential stays
+ * bound to its host while its fragment exists (the egress container may
+ * still hold that credential's value under the same name). */
 int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, struct br_desired *d);
 
 /* A change to one fragment file that is not made yet: the desired state is
@@ -69,7 +83,7 @@ int br_desired_check_file(const struct br_config *cfg, const char *path, struct 
 
 /* `check`: one file, as br_desired_check_file reads it, under the policy's
  * deny rules (a file given by name belongs to no source, so no source rules
- * apply). Its routes with a credential are appended to declared (in the
+ * apply); an expires already past is an error here. Its routes with a credential are appended to declared (in the
  * order the files are given) for br_desired_check_credentials. Returns 0,
  * -EINVAL with the lines in errors, or another -errno. */
 int br_desired_check_new(const struct br_config *cfg, const char *path, struct br_routes *routes,

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "common/buf.h"
@@ -28,6 +29,7 @@ struct cli {
   struct br_strv paths;    /* add-route --path (repeatable), remove-route --path */
   const char *auth_scheme; /* add-route --auth-scheme */
   const char *token_ref;   /* add-route --token-ref */
+  int64_t for_s;           /* apply, add-route --for DURATION: seconds until it expires; 0 = never */
   struct br_config cfg;
 };
 

@@ -23,6 +23,7 @@
 #include "reconciler/cli/cli.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
+#include "reconciler/model/expiry.h"
 #include "reconciler/model/fragment.h"
 #include "reconciler/model/merge.h"
 
@@ -37,7 +38,7 @@ static const char usage_text[] =
     "  once [SLUG...]         converge now and exit; 0 when every slug converged\n"
     "  plan [SLUG...]         show what a converge would change; 0 none, 2 pending, 1 errors\n"
     "  check FILE...          validate fragment files; 0 valid, 1 invalid\n"
-    "  apply SLUG FILE [--name NAME]\n"
+    "  apply SLUG FILE [--name NAME] [--for DURATION]\n"
     "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
     "  adopt SLUG...|--all    make the live egress routes of unmanaged bottles a fragment\n"
     "  add-route SLUG [PROPOSAL|-]\n"
@@ -56,6 +57,7 @@ static const char usage_text[] =
     "      --log-format FMT   text or json (default text)\n"
     "      --wait[=SECONDS]   changes: return once live (default 30 s); exit 3 if not yet\n"
     "      --json             status and changes: one JSON document\n"
+    "      --for DURATION     apply, add-route: the routes expire after it (30m, 2h, 7d)\n"
     "  -h, --help             this text (COMMAND --help: the command's own)\n"
     "  -V, --version          print the version\n";
 
@@ -94,19 +96,22 @@ static void command_help(const char *command) {
                 "Validates fragment files (and their merge, in the order given).\n"
                 "Errors go to stderr as FILE:LINE:COLUMN: FIELD: message. Exit 0 valid, 1 invalid.\n"},
       {"apply",
-       "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--wait[=SECONDS]] [--json] [--actor NAME]\n"
+       "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--for DURATION] [--wait[=SECONDS]] [--json]\n"
+       "          [--actor NAME]\n"
        "Checks FILE with the whole bottle and installs it atomically as NAME (default:\n"
        "FILE's base name) in the bottle's local source (STATE/SLUG/routes.d). A bottle\n"
-       "not managed yet is adopted first (see adopt).\n" CHANGE_EXITS},
+       "not managed yet is adopted first (see adopt). --for 2h writes expires (now plus\n"
+       "the duration) into the installed file; an expires already past is refused.\n" CHANGE_EXITS},
       {"adopt", "usage: bottle-reconciler adopt SLUG...|--all [--json]\n"
                 "Writes the live egress routes of each unmanaged bottle as routes.d/00-adopted.json,\n"
                 "so that managing it changes nothing. Exit 0 adopted or nothing to do, 1 refused.\n"},
-      {"add-route",
-       "usage: bottle-reconciler add-route SLUG [PROPOSAL|-] [--host HOST] [--path PATH]...\n"
-       "          [--auth-scheme SCHEME --token-ref REF] [--id ID] [--actor NAME] [--wait[=S]] [--json]\n"
-       "Approves one proposed route ({\"host\", \"path_allowlist\", \"auth\": {\"scheme\",\n"
-       "\"token_ref\"}}) as its own fragment ~approval-ID.json. A new host with auth gets\n"
-       "the lowest free slot EGRESS_TOKEN_N; a host the bottle has keeps its auth.\n" CHANGE_EXITS},
+      {"add-route", "usage: bottle-reconciler add-route SLUG [PROPOSAL|-] [--host HOST] [--path PATH]...\n"
+                    "          [--auth-scheme SCHEME --token-ref REF] [--id ID] [--for DURATION] [--actor NAME]\n"
+                    "          [--wait[=S]] [--json]\n"
+                    "Approves one proposed route ({\"host\", \"path_allowlist\", \"auth\": {\"scheme\",\n"
+                    "\"token_ref\"}}) as its own fragment ~approval-ID.json. A new host with auth gets\n"
+                    "the lowest free slot EGRESS_TOKEN_N; a host the bottle has keeps its auth.\n"
+                    "--for 30m: the approval expires then (its fragment says expires).\n" CHANGE_EXITS},
       {"remove-route", "usage: bottle-reconciler remove-route SLUG HOST [--path PATH] [--wait[=S]] [--json]\n"
                        "Takes HOST (or one PATH of it) back from the approvals that grant it; refused\n"
                        "when an operator fragment or another source grants it too.\n" CHANGE_EXITS},
@@ -314,23 +319,15 @@ int main(int argc, char **argv) {
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"state-dir", required_argument, NULL, 's'},
-      {"log-level", required_argument, NULL, 'L'},
-      {"log-format", required_argument, NULL, 'F'},
-      {"name", required_argument, NULL, 'n'},
-      {"json", no_argument, NULL, 'j'},
-      {"wait", optional_argument, NULL, 'w'},
-      {"all", no_argument, NULL, 'l'},
-      {"id", required_argument, NULL, 'i'},
-      {"actor", required_argument, NULL, 'a'},
-      {"host", required_argument, NULL, 'H'},
-      {"path", required_argument, NULL, 'p'},
-      {"auth-scheme", required_argument, NULL, 'A'},
-      {"token-ref", required_argument, NULL, 'T'},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'},      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},   {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},        {"json", no_argument, NULL, 'j'},
+      {"wait", optional_argument, NULL, 'w'},        {"all", no_argument, NULL, 'l'},
+      {"id", required_argument, NULL, 'i'},          {"actor", required_argument, NULL, 'a'},
+      {"host", required_argument, NULL, 'H'},        {"path", required_argument, NULL, 'p'},
+      {"auth-scheme", required_argument, NULL, 'A'}, {"token-ref", required_argument, NULL, 'T'},
+      {"for", required_argument, NULL, 'f'},         {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
   };
   bool help = false;
   int opt;
@@ -386,6 +383,12 @@ int main(int argc, char **argv) {
     case 'T':
       cli.token_ref = optarg;
       break;
+    case 'f': {
+      const char *why;
+      if (br_duration_parse(optarg, &cli.for_s, &why))
+        return usage_error("--for %s: %s", optarg, why);
+      break;
+    }
     case 'h':
       help = true;
       break;
@@ -429,6 +432,8 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--path belongs to add-route and remove-route");
   if (cli.actor && !changes)
     return usage_error("%s", "--actor belongs to the commands that change fragments");
+  if (cli.for_s && !adding && strcmp(cli.command, "apply") != 0)
+    return usage_error("%s", "--for belongs to apply and add-route");
   int code;
   if (strcmp(cli.command, "check") == 0)
     code = cmd_check(&cli, rest - 1, args + 1);

@@ -25,6 +25,9 @@ static json_t *slot_json(const struct br_tracked *b) {
    * token values must match. */
   if (one && b->credentials)
     json_object_set(one, "credentials", b->credentials);
+  /* What ends when, soonest first. */
+  if (one && b->expiring)
+    json_object_set(one, "expiring", b->expiring);
   return one;
 }
 
@@ -64,6 +67,21 @@ json_t *br_status_answer(const struct br_tracked_table *bottles, const struct br
   json_object_set_new(answer, "counts", counts);
   json_object_set_new(answer, "slugs", list);
   return answer;
+}
+
+/* Under a slug's row: each route still to end, and when. */
+static void print_expiring(const json_t *expiring) {
+  size_t i;
+  json_t *route;
+  json_array_foreach((json_t *)expiring, i, route) {
+    printf("  expires %s: %s", json_string_value(json_object_get(route, "expires")),
+           json_string_value(json_object_get(route, "host")));
+    size_t j;
+    json_t *path;
+    json_array_foreach(json_object_get(route, "path_allowlist"), j, path) printf(" %s", json_string_value(path));
+    printf("%s (%s)\n", json_is_true(json_object_get(route, "every_path")) ? " (every path)" : "",
+           json_string_value(json_object_get(route, "fragment")));
+  }
 }
 
 /* Under a slug's row: each credential slot and the hosts it serves. */
@@ -118,6 +136,7 @@ int br_daemon_client(const struct br_config *cfg, const char *command, const cha
              (long long)json_integer_value(json_object_get(s, "attempts")), last ? last : "-",
              next ? "next try " : "", next ? next : "", next && msg ? ": " : "", msg ? msg : "");
       print_credentials(json_object_get(s, "credentials"));
+      print_expiring(json_object_get(s, "expiring"));
     }
   }
   json_decref(answer);
