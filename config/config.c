@@ -3,6 +3,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/cidr.h"
 #include "common/diag.h"
 #include "common/fileio.h"
 #include "common/template.h"
@@ -125,9 +127,35 @@ static int sidecar_defaults(struct br_sidecar_config *sc, enum br_sidecar which,
   return reload_defaults(&sc->reload, BR_DRIVER_DOCKER, br_sidecar_name(which));
 }
 
+static void source_rules_free(struct br_source_rules *rules, size_t n) {
+  for (size_t i = 0; rules && i < n; i++) {
+    free(rules[i].bind_at);
+    free(rules[i].every_path_at);
+    free(rules[i].max_routes_at);
+  }
+  free(rules);
+}
+
+static void policy_free(struct br_policy_config *p) {
+  br_strv_free(&p->deny_hosts);
+  br_strv_free(&p->deny_hosts_at);
+  br_strv_free(&p->deny_ip_ranges);
+  br_strv_free(&p->deny_ip_ranges_at);
+  free(p->max_routes_per_bottle_at);
+  for (size_t i = 0; i < p->n_shared; i++) {
+    free(p->shared[i].token_env);
+    br_strv_free(&p->shared[i].hosts);
+    free(p->shared[i].at);
+  }
+  free(p->shared);
+  memset(p, 0, sizeof *p);
+}
+
 void br_config_free(struct br_config *cfg) {
   free(cfg->state_dir);
+  source_rules_free(cfg->source_rules, cfg->sources.n);
   br_strv_free(&cfg->sources);
+  policy_free(&cfg->policy);
   sidecar_free(&cfg->pipelock);
   sidecar_free(&cfg->egress);
   free(cfg->audit_log);
@@ -149,7 +177,12 @@ int br_config_defaults(struct br_config *cfg) {
   cfg->max_paths = 1024;
   cfg->mirror = BR_MIRROR_ADDITIVE;
   cfg->metrics_file = NULL;
+  br_strv_init(&cfg->policy.deny_hosts);
+  br_strv_init(&cfg->policy.deny_hosts_at);
+  br_strv_init(&cfg->policy.deny_ip_ranges);
+  br_strv_init(&cfg->policy.deny_ip_ranges_at);
   if (!(cfg->state_dir = strdup("/var/lib/bot-bottle/state")) ||
+      !(cfg->source_rules = calloc(1, sizeof *cfg->source_rules)) ||
       br_strv_add(&cfg->sources, "{state_dir}/{slug}/routes.d") ||
       !(cfg->audit_log = strdup("{state_dir}/.reconciler/audit.jsonl")) ||
       sidecar_defaults(&cfg->pipelock, BR_SIDECAR_PIPELOCK, "{state_dir}/{slug}/pipelock/pipelock.yaml", 150) ||
@@ -157,6 +190,7 @@ int br_config_defaults(struct br_config *cfg) {
     br_config_free(cfg);
     return -ENOMEM;
   }
+  cfg->source_rules[0] = (struct br_source_rules){.may_bind_credentials = true, .may_allow_every_path = true};
   return 0;
 }
 
@@ -743,6 +777,66 @@ static int parse_limits(struct loader *ld, const struct br_ynode *node, struct b
   return rc;
 }
 
+/* "FILE:LINE:COLUMN" of node, for a message that names the rule it sets. */
+static int where(const struct loader *ld, const struct br_ynode *node, char **out) {
+  struct br_buf at;
+  br_buf_init(&at, PATH_MAX + 64);
+  int rc = br_buf_printf(&at, "%s:%zu:%zu", ld->name, node->line, node->column);
+  if (!rc && !(*out = br_buf_steal(&at)))
+    rc = -ENOMEM;
+  br_buf_free(&at);
+  return rc;
+}
+
+static const char *const source_keys[] = {"path", "may_bind_credentials", "may_allow_every_path", "max_routes",
+                                          NULL};
+
+/* A source written as a mapping: its path and what its fragments may say. */
+static int parse_source_map(struct loader *ld, const struct br_ynode *node, const char *field, char **dir,
+                            struct br_source_rules *rules) {
+  int rc = 0;
+  const struct br_ynode *path = NULL;
+  char sub[FIELD_ITEM];
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (!in_list(key, source_keys))
+      return fail_key(ld, key, field, "unknown key", source_keys);
+    join(sub, sizeof sub, field, key->value);
+    if (key_is(key, "path")) {
+      path = value;
+      rc = get_template(ld, value, sub, names_source, true, false,
+                        "a directory template such as \"{state_dir}/{slug}/routes.d\"", dir);
+    } else if (key_is(key, "may_bind_credentials")) {
+      if (!(rc = get_bool(ld, value, sub, &rules->may_bind_credentials)))
+        rc = where(ld, value, &rules->bind_at);
+    } else if (key_is(key, "may_allow_every_path")) {
+      if (!(rc = get_bool(ld, value, sub, &rules->may_allow_every_path)))
+        rc = where(ld, value, &rules->every_path_at);
+    } else if (!(rc = get_size(ld, value, sub, 1, 1000000, &rules->max_routes))) {
+      rc = where(ld, value, &rules->max_routes_at);
+    }
+  }
+  if (!rc && !path)
+    rc = fail(ld, node, field, "no path, expected the source directory as path: \"...\"");
+  return rc;
+}
+
+/* One sources entry: a directory template, or a mapping with its rules. */
+static int parse_source(struct loader *ld, const struct br_ynode *node, const char *field, char **dir,
+                        struct br_source_rules *rules) {
+  *rules = (struct br_source_rules){.may_bind_credentials = true, .may_allow_every_path = true};
+  if (node->kind == BR_YNODE_MAP && !node->flow)
+    return parse_source_map(ld, node, field, dir, rules);
+  /* A flow mapping is a source with rules when it names one of their keys;
+   * else it is most likely the unquoted template "{state_dir}/...", which
+   * get_string explains. */
+  for (size_t i = 0; node->kind == BR_YNODE_MAP && i < node->n; i += 2)
+    if (in_list(node->items[i], source_keys))
+      return parse_source_map(ld, node, field, dir, rules);
+  return get_template(ld, node, field, names_source, true, false,
+                      "a directory template such as \"{state_dir}/{slug}/routes.d\"", dir);
+}
+
 static int parse_sources(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
   if (node->kind != BR_YNODE_SEQ)
     return fail(ld, node, "sources", "got %s, expected a list of directory templates", br_ynode_describe(node));
@@ -752,28 +846,234 @@ static int parse_sources(struct loader *ld, const struct br_ynode *node, struct 
     return fail(ld, node, "sources", "%zu sources, expected at most %d", node->n, CONFIG_MAX_SOURCES);
   struct br_strv sources;
   br_strv_init(&sources);
-  int rc = 0;
+  struct br_source_rules *rules = calloc(node->n, sizeof *rules);
+  int rc = rules ? 0 : -ENOMEM;
   for (size_t i = 0; i < node->n && !rc; i++) {
     char field[32];
     snprintf(field, sizeof field, "sources[%zu]", i);
     char *dir = NULL;
-    if ((rc = get_template(ld, node->items[i], field, names_source, true, false,
-                           "a directory template such as \"{state_dir}/{slug}/routes.d\"", &dir)))
+    const struct br_ynode *item = node->items[i];
+    if ((rc = parse_source(ld, item, field, &dir, &rules[i]))) {
+      free(dir);
       break;
+    }
     /* The same directory twice would merge every fragment in it twice;
      * harmless, but never what was meant. */
+    const struct br_ynode *path = item->kind == BR_YNODE_MAP ? br_ymap_get(item, "path") : item;
     if (br_strv_contains(&sources, dir))
-      rc = fail_value(ld, node->items[i], field, "is listed twice, expected each source once");
+      rc = fail_value(ld, path, field, "is listed twice, expected each source once");
     else
       rc = br_strv_add(&sources, dir);
     free(dir);
   }
   if (rc) {
+    source_rules_free(rules, node->n);
     br_strv_free(&sources);
     return rc;
   }
+  source_rules_free(cfg->source_rules, cfg->sources.n);
   br_strv_free(&cfg->sources);
   cfg->sources = sources;
+  cfg->source_rules = rules;
+  return 0;
+}
+
+/* ---- policy ------------------------------------------------------------- */
+
+#define POLICY_MAX_ENTRIES 1024
+#define HOST_MAX 253
+
+/* A host name as fragments write it, lowered into out (HOST_MAX + 1 bytes):
+ * labels of letters, digits and "-", 1 to 63 long, at most 253 in all. The
+ * fragment reader's rules are stricter still; this is enough for a rule
+ * that names a host to be able to match one. Returns what is wrong, or NULL. */
+static const char *host_name_check(const char *s, char *out) {
+  size_t len = strlen(s);
+  if (len == 0 || len > HOST_MAX)
+    return len ? "is longer than 253 characters" : "is empty";
+  size_t label = 0;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? s[i] : '.';
+    if (c >= 'A' && c <= 'Z')
+      c = (char)(c - 'A' + 'a');
+    if (c == '.') {
+      if (label == 0 || label > 63)
+        return "has an empty label or one longer than 63 characters";
+      if (out[i - 1] == '-' || out[i - label] == '-')
+        return "has a label that starts or ends with \"-\"";
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+      label++;
+    } else {
+      return "contains a character other than letters, digits, \"-\" and \".\"";
+    }
+    out[i] = i < len ? c : '\0';
+  }
+  return NULL;
+}
+
+/* A token_env name, as fragments write it: [A-Z_][A-Z0-9_]*. */
+static bool token_env_ok(const char *s) {
+  size_t len = strlen(s);
+  return len > 0 && len <= 128 && !(s[0] >= '0' && s[0] <= '9') &&
+         strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len;
+}
+
+/* A list of strings for a policy key, each checked by item(). */
+static int get_policy_list(struct loader *ld, const struct br_ynode *node, const char *field, const char *expected,
+                           int (*item)(struct loader *, const struct br_ynode *, const char *, const char *,
+                                       struct br_strv *, struct br_strv *),
+                           struct br_strv *values, struct br_strv *at) {
+  if (node->kind != BR_YNODE_SEQ)
+    return fail(ld, node, field, "got %s, expected a list of %s", br_ynode_describe(node), expected);
+  if (node->n > POLICY_MAX_ENTRIES)
+    return fail(ld, node, field, "%zu entries, expected at most %d", node->n, POLICY_MAX_ENTRIES);
+  int rc = 0;
+  for (size_t i = 0; i < node->n && !rc; i++) {
+    char sub[FIELD_ITEM + 96];
+    snprintf(sub, sizeof sub, "%s[%zu]", field, i);
+    const char *value;
+    if (!(rc = get_string(ld, node->items[i], sub, false, &value)))
+      rc = item(ld, node->items[i], sub, value, values, at);
+  }
+  return rc;
+}
+
+static int add_entry(struct loader *ld, const struct br_ynode *node, const char *field, const char *value,
+                     struct br_strv *values, struct br_strv *at) {
+  if (br_strv_contains(values, value))
+    return fail_value(ld, node, field, "is listed twice, expected each entry once");
+  char *pos = NULL;
+  int rc = where(ld, node, &pos);
+  if (!rc && !(rc = br_strv_add(values, value)))
+    rc = br_strv_add(at, pos);
+  free(pos);
+  return rc;
+}
+
+/* "name" or "*.suffix", lowered. */
+static int deny_host_item(struct loader *ld, const struct br_ynode *node, const char *field, const char *value,
+                          struct br_strv *values, struct br_strv *at) {
+  char lowered[HOST_MAX + 3];
+  bool wildcard = strncmp(value, "*.", 2) == 0;
+  const char *why = host_name_check(value + (wildcard ? 2 : 0), lowered + 2);
+  if (why)
+    return fail_value(ld, node, field, "%s, expected an exact host name, or \"*.\" and a host name", why);
+  memcpy(lowered, "*.", 2);
+  return add_entry(ld, node, field, lowered + (wildcard ? 0 : 2), values, at);
+}
+
+/* An exact host name, lowered. */
+static int host_item(struct loader *ld, const struct br_ynode *node, const char *field, const char *value,
+                     struct br_strv *values, struct br_strv *at) {
+  char lowered[HOST_MAX + 1];
+  const char *why = host_name_check(value, lowered);
+  if (why)
+    return fail_value(ld, node, field, "%s, expected an exact host name", why);
+  return add_entry(ld, node, field, lowered, values, at);
+}
+
+static int deny_range_item(struct loader *ld, const struct br_ynode *node, const char *field, const char *value,
+                           struct br_strv *values, struct br_strv *at) {
+  struct br_cidr range;
+  const char *why;
+  if (br_cidr_parse(value, &range, &why))
+    return fail_value(ld, node, field, "%s", why);
+  return add_entry(ld, node, field, value, values, at);
+}
+
+static const char *const shared_keys[] = {"token_env", "hosts", NULL};
+
+static int parse_shared_one(struct loader *ld, const struct br_ynode *node, const char *field,
+                            const struct br_policy_config *p, struct br_shared_credential *out) {
+  int rc =
+      want_map(ld, node, field, "a mapping such as {token_env: EGRESS_TOKEN_9, hosts: [a.example, b.example]}");
+  const struct br_ynode *env = NULL, *hosts = NULL;
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    char sub[FIELD_ITEM + 64];
+    if (!in_list(key, shared_keys))
+      return fail_key(ld, key, field, "unknown key", shared_keys);
+    join(sub, sizeof sub, field, key->value);
+    const char *name;
+    if (key_is(key, "token_env") && !(rc = get_string(ld, env = value, sub, false, &name))) {
+      if (!token_env_ok(name))
+        rc = fail_value(ld, value, sub, "is not an environment variable name, expected [A-Z_][A-Z0-9_]*");
+      for (size_t s = 0; s < p->n_shared && !rc; s++)
+        if (strcmp(p->shared[s].token_env, name) == 0)
+          rc = fail_value(ld, value, sub, "is shared already by the entry at %s, expected each token_env once",
+                          p->shared[s].at);
+      if (!rc && !(out->token_env = strdup(name)))
+        rc = -ENOMEM;
+    } else if (key_is(key, "hosts")) {
+      struct br_strv at;
+      br_strv_init(&at);
+      hosts = value;
+      if (!(rc = get_policy_list(ld, value, sub, "host names", host_item, &out->hosts, &at)) && out->hosts.n < 2)
+        rc = fail(ld, value, sub, "%zu host%s, expected at least two (a credential for one host needs no sharing)",
+                  out->hosts.n, out->hosts.n == 1 ? "" : "s");
+      br_strv_free(&at);
+    }
+  }
+  if (!rc && (!env || !hosts))
+    rc = fail(ld, node, field, "missing %s, expected token_env and hosts", env ? "hosts" : "token_env");
+  if (!rc)
+    rc = where(ld, node, &out->at);
+  return rc;
+}
+
+static int parse_shared(struct loader *ld, const struct br_ynode *node, struct br_policy_config *p) {
+  static const char field[] = "policy.shared_credentials";
+  if (node->kind != BR_YNODE_SEQ)
+    return fail(ld, node, field, "got %s, expected a list of {token_env, hosts}", br_ynode_describe(node));
+  if (node->n > POLICY_MAX_ENTRIES)
+    return fail(ld, node, field, "%zu entries, expected at most %d", node->n, POLICY_MAX_ENTRIES);
+  if (!(p->shared = calloc(node->n + 1, sizeof *p->shared)))
+    return -ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < node->n && !rc; i++) {
+    char sub[FIELD_ITEM];
+    snprintf(sub, sizeof sub, "%s[%zu]", field, i);
+    br_strv_init(&p->shared[i].hosts);
+    rc = parse_shared_one(ld, node->items[i], sub, p, &p->shared[i]);
+    p->n_shared = i + 1; /* freed with the rest, parsed or not */
+  }
+  return rc;
+}
+
+static const char *const policy_keys[] = {"deny_hosts", "deny_ip_ranges", "max_routes_per_bottle",
+                                          "shared_credentials", NULL};
+
+/* policy: parsed into a fresh value, which replaces the defaults only whole. */
+static int parse_policy(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  int rc = want_map(ld, node, "policy", "a mapping such as {deny_hosts: [metadata.google.internal]}");
+  struct br_policy_config p;
+  memset(&p, 0, sizeof p);
+  for (size_t i = 0; i + 1 < node->n && !rc; i += 2) {
+    const struct br_ynode *key = node->items[i], *value = node->items[i + 1];
+    if (key_is(key, "deny_hosts")) {
+      rc = get_policy_list(ld, value, "policy.deny_hosts", "host names or *.suffix patterns", deny_host_item,
+                           &p.deny_hosts, &p.deny_hosts_at);
+    } else if (key_is(key, "deny_ip_ranges")) {
+      rc = get_policy_list(ld, value, "policy.deny_ip_ranges", "CIDR ranges", deny_range_item, &p.deny_ip_ranges,
+                           &p.deny_ip_ranges_at);
+    } else if (key_is(key, "max_routes_per_bottle")) {
+      bool null = value->kind == BR_YNODE_SCALAR && br_yscalar_type(value) == BR_YNULL;
+      if (!null &&
+          !(rc = get_size(ld, value, "policy.max_routes_per_bottle", 1, 1000000, &p.max_routes_per_bottle)))
+        rc = where(ld, value, &p.max_routes_per_bottle_at);
+    } else if (key_is(key, "shared_credentials")) {
+      rc = parse_shared(ld, value, &p);
+    } else {
+      rc = fail_key(ld, key, "policy", "unknown key", policy_keys);
+    }
+  }
+  if (rc) {
+    policy_free(&p);
+    return rc;
+  }
+  policy_free(&cfg->policy);
+  cfg->policy = p;
   return 0;
 }
 
@@ -799,7 +1099,7 @@ static int parse_state_dir(struct loader *ld, const struct br_ynode *node, struc
 
 static const char *const top_keys[] = {"state_dir", "sources", "debounce_ms", "max_wait_ms", "resync_interval_s",
                                        "workers",   "backoff", "limits",      "audit_log",   "metrics_file",
-                                       "pipelock",  "egress",  NULL};
+                                       "pipelock",  "egress",  "policy",      NULL};
 
 static int apply(struct loader *ld, const struct br_ynode *root, struct br_config *cfg) {
   for (size_t i = 0; i + 1 < root->n; i += 2) {
@@ -831,6 +1131,8 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
       rc = parse_sidecar(ld, value, &cfg->pipelock, &cfg->mirror);
     else if (key_is(key, "egress"))
       rc = parse_sidecar(ld, value, &cfg->egress, NULL);
+    else if (key_is(key, "policy"))
+      rc = parse_policy(ld, value, cfg);
     else
       rc = fail_key(ld, key, "", "unknown key", top_keys);
     if (rc)
@@ -972,6 +1274,52 @@ static int add_sidecar(struct br_buf *out, const struct br_sidecar_config *sc, c
   return rc ? rc : br_buf_adds(out, "}\n");
 }
 
+/* A source with rules as the mapping that sets them; a plain one as its string. */
+static int add_source(struct br_buf *out, const char *dir, const struct br_source_rules *rules) {
+  bool plain = rules->may_bind_credentials && rules->may_allow_every_path && !rules->max_routes;
+  int rc = plain ? 0 : br_buf_adds(out, "{path: ");
+  if (!rc)
+    rc = br_yaml_quote(out, dir);
+  if (!rc && !rules->may_bind_credentials)
+    rc = br_buf_adds(out, ", may_bind_credentials: false");
+  if (!rc && !rules->may_allow_every_path)
+    rc = br_buf_adds(out, ", may_allow_every_path: false");
+  if (!rc && rules->max_routes)
+    rc = br_buf_printf(out, ", max_routes: %zu", rules->max_routes);
+  return rc || plain ? rc : br_buf_adds(out, "}");
+}
+
+static int add_sources(struct br_buf *out, const struct br_config *cfg) {
+  int rc = br_buf_adds(out, "[");
+  for (size_t i = 0; i < cfg->sources.n && !rc; i++)
+    if (!(rc = i ? br_buf_adds(out, ", ") : 0))
+      rc = add_source(out, cfg->sources.v[i], &cfg->source_rules[i]);
+  return rc ? rc : br_buf_adds(out, "]");
+}
+
+/* The policy section, only the keys that are set: no policy, no section. */
+static int add_policy(struct br_buf *out, const struct br_policy_config *p) {
+  int rc = 0;
+  if (!p->deny_hosts.n && !p->deny_ip_ranges.n && !p->max_routes_per_bottle && !p->n_shared)
+    return 0;
+  rc = br_buf_adds(out, "policy:\n");
+  if (!rc && p->deny_hosts.n && !(rc = br_buf_adds(out, "  deny_hosts: ")) &&
+      !(rc = add_list(out, &p->deny_hosts)))
+    rc = br_buf_adds(out, "\n");
+  if (!rc && p->deny_ip_ranges.n && !(rc = br_buf_adds(out, "  deny_ip_ranges: ")) &&
+      !(rc = add_list(out, &p->deny_ip_ranges)))
+    rc = br_buf_adds(out, "\n");
+  if (!rc && p->max_routes_per_bottle)
+    rc = br_buf_printf(out, "  max_routes_per_bottle: %zu\n", p->max_routes_per_bottle);
+  if (!rc && p->n_shared)
+    rc = br_buf_adds(out, "  shared_credentials:\n");
+  for (size_t i = 0; i < p->n_shared && !rc; i++)
+    if (!(rc = br_buf_printf(out, "    - {token_env: %s, hosts: ", p->shared[i].token_env)) &&
+        !(rc = add_list(out, &p->shared[i].hosts)))
+      rc = br_buf_adds(out, "}\n");
+  return rc;
+}
+
 int br_config_format(const struct br_config *cfg, struct br_buf *out) {
   int rc = br_buf_adds(out, "state_dir: ");
   if (!rc)
@@ -979,7 +1327,7 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
   if (!rc)
     rc = br_buf_adds(out, "\nsources: ");
   if (!rc)
-    rc = add_list(out, &cfg->sources);
+    rc = add_sources(out, cfg);
   if (!rc)
     rc = br_buf_printf(out,
                        "\ndebounce_ms: %u\nmax_wait_ms: %u\nresync_interval_s: %u\nworkers: %u\n"
@@ -1001,6 +1349,8 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
     rc = add_sidecar(out, &cfg->pipelock, &cfg->mirror);
   if (!rc)
     rc = add_sidecar(out, &cfg->egress, NULL);
+  if (!rc)
+    rc = add_policy(out, &cfg->policy);
   return rc;
 }
 

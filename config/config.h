@@ -79,23 +79,55 @@ struct br_sidecar_config {
                               "{file}" is replaced by its path; empty = none */
 };
 
+/* What the fragments of one source directory may say (a `sources` entry
+ * written as a mapping); a plain string allows everything. */
+struct br_source_rules {
+  bool may_bind_credentials; /* default true: its routes may carry auth_scheme/token_env */
+  bool may_allow_every_path; /* default true: "/" in path_allowlist, or none at all */
+  size_t max_routes;         /* routes its fragments may declare for one bottle; 0 = no bound */
+  /* Where the config file sets each rule, "FILE:LINE:COLUMN", for the
+   * message of a fragment that breaks it; NULL while at the default. Owned. */
+  char *bind_at, *every_path_at, *max_routes_at;
+};
+
+/* One credential shared on purpose (policy.shared_credentials). */
+struct br_shared_credential {
+  char *token_env;      /* owned */
+  struct br_strv hosts; /* lowercase host names it may serve, at least two */
+  char *at;             /* "FILE:LINE:COLUMN" of the entry; owned */
+};
+
+/* The operator's policy: rules on a bottle's desired routes, checked before
+ * anything of the bottle is written. Lists are parallel to their _at lists,
+ * which say where the config file names each entry ("FILE:LINE:COLUMN"). */
+struct br_policy_config {
+  struct br_strv deny_hosts, deny_hosts_at;         /* lowercase names and "*.suffix" patterns */
+  struct br_strv deny_ip_ranges, deny_ip_ranges_at; /* CIDR text, valid for br_cidr_parse */
+  size_t max_routes_per_bottle;                     /* 0 = no bound (null, the default) */
+  char *max_routes_per_bottle_at;                   /* owned; NULL while at the default */
+  struct br_shared_credential *shared;              /* owned array */
+  size_t n_shared;
+};
+
 struct br_config {
-  char *state_dir;                   /* default /var/lib/bot-bottle/state; owned */
-  struct br_strv sources;            /* templates, merge order; default {state_dir}/{slug}/routes.d */
-  unsigned debounce_ms;              /* default 20 */
-  unsigned max_wait_ms;              /* default 1000 */
-  unsigned resync_interval_s;        /* default 300, 0 = off */
-  unsigned backoff_initial_ms;       /* default 100 */
-  unsigned backoff_max_ms;           /* default 30000 */
-  unsigned workers;                  /* slugs converged at once, default 4 */
-  size_t max_file_bytes;             /* fragment size limit, default 1 MiB */
-  size_t max_routes;                 /* default 4096 */
-  size_t max_paths;                  /* default 1024 per route */
-  enum br_mirror_mode mirror;        /* pipelock.mirror, default additive */
-  struct br_sidecar_config pipelock; /* default settle 150 ms, docker driver */
-  struct br_sidecar_config egress;   /* default settle 0, docker driver */
-  char *audit_log;                   /* default {state_dir}/.reconciler/audit.jsonl; owned */
-  char *metrics_file;                /* Prometheus textfile; default none (NULL); owned */
+  char *state_dir;                      /* default /var/lib/bot-bottle/state; owned */
+  struct br_strv sources;               /* templates, merge order; default {state_dir}/{slug}/routes.d */
+  struct br_source_rules *source_rules; /* parallel to sources (one each); owned */
+  unsigned debounce_ms;                 /* default 20 */
+  unsigned max_wait_ms;                 /* default 1000 */
+  unsigned resync_interval_s;           /* default 300, 0 = off */
+  unsigned backoff_initial_ms;          /* default 100 */
+  unsigned backoff_max_ms;              /* default 30000 */
+  unsigned workers;                     /* slugs converged at once, default 4 */
+  size_t max_file_bytes;                /* fragment size limit, default 1 MiB */
+  size_t max_routes;                    /* default 4096 */
+  size_t max_paths;                     /* default 1024 per route */
+  enum br_mirror_mode mirror;           /* pipelock.mirror, default additive */
+  struct br_sidecar_config pipelock;    /* default settle 150 ms, docker driver */
+  struct br_sidecar_config egress;      /* default settle 0, docker driver */
+  char *audit_log;                      /* default {state_dir}/.reconciler/audit.jsonl; owned */
+  char *metrics_file;                   /* Prometheus textfile; default none (NULL); owned */
+  struct br_policy_config policy;       /* default: no rules */
 };
 
 /* Template names by key, checked by br_config_load (any other "{name}" is an

@@ -14,6 +14,7 @@
 #include "common/fileio.h"
 #include "reconciler/bottle/change.h"
 #include "reconciler/model/egress.h"
+#include "reconciler/model/expiry.h"
 #include "reconciler/model/fragment.h"
 
 #define SLOT_PREFIX "EGRESS_TOKEN_"
@@ -177,17 +178,38 @@ static void make_id(char *out, size_t size) {
   snprintf(out, size, "%s-%04x", compact, (unsigned)((now / 1000) ^ getpid()) & 0xffff);
 }
 
+static bool slot_used(const struct br_routes *routes, const char *slot) {
+  for (size_t i = 0; i < routes->n; i++)
+    if (routes->v[i].token_env && strcmp(routes->v[i].token_env, slot) == 0)
+      return true;
+  return false;
+}
+
 /* The lowest EGRESS_TOKEN_N no route of the bottle uses (the old tooling
- * counted the slots and could reuse a taken one when they had gaps). */
-static void lowest_free_slot(const struct br_routes *routes, char *out, size_t size) {
+ * counted the slots and could reuse a taken one when they had gaps), nor an
+ * expired one whose fragment is still there: the egress container may still
+ * hold that host's credential under the name. */
+static void lowest_free_slot(const struct br_desired *d, char *out, size_t size) {
   for (unsigned n = 0;; n++) {
     snprintf(out, size, SLOT_PREFIX "%u", n);
-    bool used = false;
-    for (size_t i = 0; i < routes->n && !used; i++)
-      used = routes->v[i].token_env && strcmp(routes->v[i].token_env, out) == 0;
-    if (!used)
+    if (!slot_used(&d->routes, out) && !slot_used(&d->expired, out))
       return;
   }
+}
+
+/* An approval's bytes: its routes as egress JSON, with the expires of the
+ * earliest of them on top when they end (an approval says it once, for all). */
+static int render_approval(const struct br_routes *routes, struct br_buf *out) {
+  int64_t expires = 0;
+  for (size_t i = 0; i < routes->n; i++)
+    if (routes->v[i].expires && (!expires || routes->v[i].expires < expires))
+      expires = routes->v[i].expires;
+  char when[BR_EXPIRY_TEXT_MAX];
+  br_expiry_format(expires, when, sizeof when);
+  json_t *doc = expires ? json_pack("{s:s}", "expires", when) : NULL;
+  int rc = expires && !doc ? -ENOMEM : br_egress_render(routes, doc, out);
+  json_decref(doc);
+  return rc;
 }
 
 struct names_after {
@@ -233,6 +255,12 @@ static int proposal_route(struct br_change *c, const struct br_proposal *p, stru
   struct br_route *r = br_routes_append(out, host);
   if (!r)
     return -ENOMEM;
+  r->expires = p->expires;
+  if (p->expires) {
+    char when[BR_EXPIRY_TEXT_MAX];
+    br_expiry_format(p->expires, when, sizeof when);
+    br_buf_printf(&o->notes, "%s: this approval expires at %s\n", host, when);
+  }
   for (size_t i = 0; i < p->paths.n; i++) {
     if (br_path_check(p->paths.v[i], strlen(p->paths.v[i]), &why))
       return refuse(o, "proposal: path_allowlist[%zu]: \"%.80s\" %s", i, p->paths.v[i], why);
@@ -250,7 +278,7 @@ static int proposal_route(struct br_change *c, const struct br_proposal *p, stru
                     existing->auth_scheme ? existing->auth_scheme : "none", p->auth_scheme, p->token_ref);
     return 0;
   }
-  lowest_free_slot(&c->before.routes, o->slot, sizeof o->slot);
+  lowest_free_slot(&c->before, o->slot, sizeof o->slot);
   if (!(r->auth_scheme = strdup(p->auth_scheme)) || !(r->token_env = strdup(o->slot)))
     return -ENOMEM;
   br_buf_printf(&o->notes, "%s: credential slot %s: give the egress container a value for it (token_ref %s)\n",
@@ -289,7 +317,7 @@ int br_approval_add(struct br_bottle *b, const struct br_proposal *p, struct br_
   if (!rc)
     rc = proposal_route(&c, p, &routes, o);
   if (!rc)
-    rc = br_egress_render(&routes, NULL, &bytes);
+    rc = render_approval(&routes, &bytes);
   if (!rc)
     rc = checked_install(&c, name.data, bytes.data, bytes.len, o);
   end_managed(&c, rc, o);
@@ -381,7 +409,7 @@ int br_approval_remove_route(struct br_bottle *b, const char *host_in, const cha
     const char *name = strrchr(mine.v[i], '/') + 1;
     if (!(rc = br_desired_check_file(b->cfg, mine.v[i], &routes, &o->errors))) {
       take_back(&routes, host, path);
-      if (routes.n && !(rc = br_egress_render(&routes, NULL, &bytes)))
+      if (routes.n && !(rc = render_approval(&routes, &bytes)))
         rc = checked_install(&c, name, bytes.data, bytes.len, o);
       else if (!rc)
         rc = checked_install(&c, name, NULL, 0, o);

@@ -8,6 +8,7 @@
 #define BR_RECONCILER_BOTTLE_APPROVAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "common/strv.h"
@@ -25,6 +26,8 @@ struct br_proposal {
   const char *auth_scheme; /* with token_ref, or neither */
   const char *token_ref;   /* the dashboard's name for the credential; recorded, never a value */
   const char *id;          /* [A-Za-z0-9_.-], at most 64; NULL: one is made */
+  int64_t expires;         /* when the approval ends (seconds since the epoch; the fragment's
+                              expires), 0 = never */
 };
 
 /* What a change did, for the command's output and its JSON document. */

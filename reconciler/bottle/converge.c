@@ -23,6 +23,7 @@
 #include "reconciler/drivers/driver.h"
 #include "reconciler/model/diff.h"
 #include "reconciler/model/egress.h"
+#include "reconciler/model/expiry.h"
 #include "reconciler/model/pipelock.h"
 #include "reconciler/model/pipelock_plan.h"
 
@@ -45,6 +46,35 @@ void br_converge_report_free(struct br_converge_report *rep) {
   br_buf_free(&rep->plan);
   json_decref(rep->audit);
   rep->audit = NULL;
+  json_decref(rep->credentials);
+  rep->credentials = NULL;
+  json_decref(rep->expiring);
+  rep->expiring = NULL;
+}
+
+void br_converge_describe_desired(const struct br_converge_report *rep, struct br_buf *out) {
+  const char *slot;
+  json_t *hosts;
+  json_object_foreach(rep->credentials, slot, hosts) {
+    br_buf_printf(out, "  credential %s:", slot);
+    size_t i;
+    json_t *host;
+    json_array_foreach(hosts, i, host) br_buf_printf(out, "%s %s", i ? "," : "", json_string_value(host));
+    br_buf_adds(out, json_array_size(hosts) > 1 ? " (shared)\n" : "\n");
+  }
+  size_t i;
+  json_t *route;
+  json_array_foreach(rep->expiring, i, route) {
+    br_buf_printf(out, "  expires %s: %s", json_string_value(json_object_get(route, "expires")),
+                  json_string_value(json_object_get(route, "host")));
+    size_t j;
+    json_t *path;
+    json_array_foreach(json_object_get(route, "path_allowlist"), j, path)
+        br_buf_printf(out, " %s", json_string_value(path));
+    if (json_is_true(json_object_get(route, "every_path")))
+      br_buf_adds(out, " (every path)");
+    br_buf_printf(out, " (%s)\n", json_string_value(json_object_get(route, "fragment")));
+  }
 }
 
 const char *br_outcome_name(enum br_outcome outcome) {
@@ -363,6 +393,54 @@ static enum step_result apply_owed(struct run *run, enum br_sidecar sidecar, boo
   return apply(run, sidecar, NULL, run->plan.owed_at[sidecar], more, audit);
 }
 
+/* A route that ends, or ended, as its fragment declares it. */
+static json_t *route_expiry_json(const struct br_route *r) {
+  char when[BR_EXPIRY_TEXT_MAX];
+  br_expiry_format(r->expires, when, sizeof when);
+  json_t *out = json_pack("{s:s}", "host", r->host);
+  if (r->all_paths)
+    json_object_set_new(out, "every_path", json_true());
+  else
+    json_object_set_new(out, "path_allowlist", strv_json(&r->paths));
+  json_object_set_new(out, "expires", json_string(when));
+  json_object_set_new(out, "fragment", json_string(r->origin ? r->origin : "?"));
+  return out;
+}
+
+static int cmp_expires(const void *a, const void *b) {
+  const struct br_route *x = *(const struct br_route *const *)a, *y = *(const struct br_route *const *)b;
+  return x->expires < y->expires ? -1 : x->expires > y->expires;
+}
+
+/* What ends when, soonest first. */
+static json_t *expiring_json(const struct br_routes *expiring) {
+  json_t *out = json_array();
+  const struct br_route **order = calloc(expiring->n + 1, sizeof *order);
+  for (size_t i = 0; order && i < expiring->n; i++)
+    order[i] = &expiring->v[i];
+  if (order)
+    qsort(order, expiring->n, sizeof *order, cmp_expires);
+  for (size_t i = 0; order && i < expiring->n; i++)
+    json_array_append_new(out, route_expiry_json(order[i]));
+  free(order);
+  return out;
+}
+
+/* The routes that expired among those of hosts, for the audit: why a write
+ * took them away. NULL when none did. */
+static json_t *expired_json(const struct run *run, const struct br_strv *hosts) {
+  const struct br_routes *expired = &run->plan.desired.expired;
+  json_t *out = NULL;
+  for (size_t i = 0; i < expired->n; i++) {
+    if (!br_strv_contains(hosts, expired->v[i].host))
+      continue;
+    if (!out)
+      out = json_array();
+    json_array_append_new(out, route_expiry_json(&expired->v[i]));
+  }
+  return out;
+}
+
 /* The fragment files that declared these hosts (their routes' origins,
  * "FILE:LINE"), for the audit: what caused a write. */
 static json_t *causes(const struct run *run, const struct br_strv *hosts) {
@@ -395,6 +473,9 @@ static enum step_result pipelock_write(struct run *run, const struct br_buf *bef
   json_object_set_new(audit, "hosts_added", strv_json(added));
   json_object_set_new(audit, "hosts_removed", strv_json(removed));
   json_object_set_new(audit, "fragments", causes(run, added));
+  json_t *expired = expired_json(run, removed);
+  if (expired)
+    json_object_set_new(audit, "expired", expired);
   json_object_set_new(audit, "sha256_before", json_string(before_hash));
   json_object_set_new(audit, "sha256_after", json_string(after));
   return apply(run, BR_SIDECAR_PIPELOCK, spliced, 0, more, audit);
@@ -402,12 +483,32 @@ static enum step_result pipelock_write(struct run *run, const struct br_buf *bef
 
 /* ---- the steps of a converge, in order ----------------------------------- */
 
-/* 1. Desired state: all fragments, afresh. */
+/* Which credential slot goes to which host, from the desired routes: what
+ * the egress container's token values must match. */
+static json_t *credentials_json(const struct br_routes *routes) {
+  json_t *out = json_object();
+  for (size_t i = 0; i < routes->n; i++) {
+    const struct br_route *r = &routes->v[i];
+    if (!r->token_env)
+      continue;
+    json_t *hosts = json_object_get(out, r->token_env);
+    if (!hosts)
+      json_object_set_new(out, r->token_env, hosts = json_array());
+    json_array_append_new(hosts, json_string(r->host));
+  }
+  return out;
+}
+
+/* 1. Desired state: all fragments, afresh, and the operator's policy on
+ * them (br_desired_load): a bottle that breaks a rule is refused here, so
+ * nothing of it is staged, checked or written. */
 static enum step_result load_desired(struct run *run) {
   struct br_converge_report *rep = run->rep;
   struct br_desired *desired = &run->plan.desired;
   int rc = br_desired_load(run->cfg, &run->bottle->sources, desired);
   br_buf_add(&rep->warnings, br_buf_str(&desired->warnings), desired->warnings.len);
+  /* Even for an invalid bottle: a route that ends may make it valid again. */
+  rep->next_expiry = desired->next_expiry;
   if (rc == -EINVAL) {
     br_buf_add(&rep->errors, desired->errors.data, desired->errors.len);
     size_t first = strcspn(desired->errors.data, "\n");
@@ -420,6 +521,8 @@ static enum step_result load_desired(struct run *run) {
     return finish(run, STEP_STOP, BR_OUTCOME_UNMANAGED, "no source directory (%s); left alone",
                   desired->sources.n ? desired->sources.v[0] : "none configured");
   memcpy(rep->desired_hash, desired->hash, sizeof rep->desired_hash);
+  rep->credentials = credentials_json(&desired->routes);
+  rep->expiring = expiring_json(&desired->expiring);
   return STEP_DONE;
 }
 
@@ -497,6 +600,21 @@ static void plan_hosts(struct br_buf *plan, const char *what, const struct br_st
   br_buf_adds(plan, "\n");
 }
 
+/* Why routes went: those of the changed hosts that expired. */
+static void describe_expired(const struct run *run, struct br_buf *out) {
+  const struct br_routes *expired = &run->plan.desired.expired;
+  for (size_t i = 0; i < expired->n; i++) {
+    const struct br_route *r = &expired->v[i];
+    bool changed = false;
+    for (size_t c = 0; c < run->plan.diff.n && !changed; c++)
+      changed = strcmp(run->plan.diff.v[c].host, r->host) == 0;
+    char when[BR_EXPIRY_TEXT_MAX];
+    br_expiry_format(r->expires, when, sizeof when);
+    if (changed)
+      br_buf_printf(out, "  egress: %s expired at %s (%s)\n", r->host, when, r->origin ? r->origin : "?");
+  }
+}
+
 /* The plan's lines, in the order the steps would take them. */
 static void describe_plan(struct run *run) {
   struct plan *p = &run->plan;
@@ -509,6 +627,7 @@ static void describe_plan(struct run *run) {
     else if (!p->egress_parsed)
       br_buf_printf(out, "  egress: rewrite unparsable %s\n", eg_file);
     br_diff_format(&p->diff, "  egress: ", out);
+    describe_expired(run, out);
   }
   plan_hosts(out, "remove", &p->hosts_removed);
   if (p->owed[BR_SIDECAR_PIPELOCK] && !p->hosts_added.n)
@@ -671,6 +790,9 @@ static enum step_result write_egress(struct run *run) {
   for (size_t i = 0; i < p->diff.n; i++)
     br_strv_add(&changed, p->diff.v[i].host);
   json_object_set_new(audit, "fragments", causes(run, &changed));
+  json_t *expired = expired_json(run, &changed);
+  if (expired)
+    json_object_set_new(audit, "expired", expired);
   br_strv_free(&changed);
   json_object_set_new(audit, "sources", strv_json(&p->desired.sources));
   json_object_set_new(audit, "sha256_before", p->egress_exists ? json_string(before) : json_null());

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "common/buf.h"
@@ -48,6 +49,12 @@ struct br_converge_report {
   bool sidecar_not_running; /* converged, but a sidecar was absent and reads the file when it starts */
   char desired_hash[BR_SHA256_HEX_LEN + 1]; /* names the desired state; "" when invalid */
   json_t *audit;                            /* array: one object per write or reload, for the audit log */
+  json_t *credentials; /* object: each token_env of the desired routes -> [hosts it serves], in
+                          route order; NULL when the desired state was not loaded */
+  json_t *expiring;    /* array: each route still to end, {host, path_allowlist or every_path,
+                          expires, fragment}, soonest first; NULL when not loaded */
+  int64_t next_expiry; /* the earliest expires to come among the bottle's fragments (seconds
+                          since the epoch), 0 = none: converge again then */
 };
 
 /* Someone who wants to know about each live file a converge replaces, told
@@ -58,6 +65,11 @@ struct br_converge_observer {
   void (*replacing)(void *ctx, const char *path, const struct stat *staged);
   void *ctx;
 };
+
+/* Lines about the desired state itself, for `plan`: which credential slot
+ * goes to which host ("  credential EGRESS_TOKEN_0: api.github.com") and
+ * what ends when ("  expires 2026-07-01T12:00:00Z: HOST PATHS (FILE:LINE)"). */
+void br_converge_describe_desired(const struct br_converge_report *rep, struct br_buf *out);
 
 void br_converge_report_init(struct br_converge_report *rep);
 void br_converge_report_free(struct br_converge_report *rep);

@@ -5,10 +5,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "common/fileio.h"
 #include "reconciler/model/egress.h"
@@ -18,6 +20,9 @@
 void br_desired_init(struct br_desired *d) {
   d->managed = false;
   br_routes_init(&d->routes);
+  br_routes_init(&d->expiring);
+  br_routes_init(&d->expired);
+  d->now = d->next_expiry = 0;
   br_strv_init(&d->sources);
   br_strv_init(&d->fragments);
   br_buf_init(&d->errors, 64 * 1024);
@@ -27,6 +32,8 @@ void br_desired_init(struct br_desired *d) {
 
 void br_desired_free(struct br_desired *d) {
   br_routes_free(&d->routes);
+  br_routes_free(&d->expiring);
+  br_routes_free(&d->expired);
   br_strv_free(&d->sources);
   br_strv_free(&d->fragments);
   br_buf_free(&d->errors);
@@ -56,11 +63,13 @@ static int read_error(const struct br_config *cfg, const char *path, int rc, str
   return rc;
 }
 
-/* Reads and parses the file at path. */
-static int parse_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
-                      struct br_buf *errors) {
+/* Reads and parses the file at path; an expires at or before expires_after
+ * is an error (0: none is). */
+static int parse_file(const struct br_config *cfg, const char *path, int64_t expires_after,
+                      struct br_routes *routes, struct br_buf *errors) {
   struct br_limits limits;
   limits_of(cfg, &limits);
+  limits.expires_after = expires_after;
   struct br_buf bytes;
   br_buf_init(&bytes, limits.max_file_bytes);
   int rc = br_file_read(path, limits.max_file_bytes, false, &bytes);
@@ -74,7 +83,40 @@ static int parse_file(const struct br_config *cfg, const char *path, struct br_r
 
 int br_desired_check_file(const struct br_config *cfg, const char *path, struct br_routes *routes,
                           struct br_buf *errors) {
-  return parse_file(cfg, path, routes, errors);
+  return parse_file(cfg, path, 0, routes, errors);
+}
+
+int br_desired_check_new(const struct br_config *cfg, const char *path, struct br_routes *routes,
+                         struct br_routes *declared, struct br_buf *errors) {
+  struct br_policy p;
+  size_t counted = 0, before = routes->n;
+  /* A file checked or about to be installed must not end before it
+   * starts: a time already past is a mistake here (the daemon, reading a
+   * file whose time has come, takes the route as expired instead). */
+  int rc = parse_file(cfg, path, br_realtime_ns() / 1000000000, routes, errors);
+  if (!rc && !(rc = br_desired_policy(cfg, &p))) {
+    struct br_routes mine = {.v = routes->v + before, .n = routes->n - before};
+    rc = br_policy_check_fragment(&p, NULL, path, &mine, &counted, errors);
+    for (size_t i = 0; i < mine.n && rc != -ENOMEM; i++)
+      if (mine.v[i].token_env && br_routes_append_copy(declared, &mine.v[i]))
+        rc = -ENOMEM;
+    br_desired_policy_free(&p);
+  }
+  return rc;
+}
+
+int br_desired_check_credentials(const struct br_config *cfg, const struct br_routes *declared,
+                                 struct br_buf *errors) {
+  struct br_policy p;
+  struct br_routes none;
+  br_routes_init(&none);
+  int rc = br_desired_policy(cfg, &p);
+  if (!rc) {
+    p.max_routes = 0; /* files checked by name make no bottle */
+    rc = br_policy_check_bottle(&p, declared, &none, errors);
+    br_desired_policy_free(&p);
+  }
+  return rc;
 }
 
 /* One fragment file of a listing, and what the listing says it is. */
@@ -226,8 +268,92 @@ static int overlay_listing(const struct br_desired_overlay *o, struct listing *f
   return o->bytes ? add_listed(o->name, DT_REG, frags) : 0;
 }
 
-static int load_source(const struct br_config *cfg, const char *dir, const struct br_desired_overlay *overlay,
-                       struct br_desired *d) {
+int br_desired_policy(const struct br_config *cfg, struct br_policy *p) {
+  const struct br_policy_config *pc = &cfg->policy;
+  *p = (struct br_policy){.deny_hosts = &pc->deny_hosts,
+                          .deny_hosts_at = &pc->deny_hosts_at,
+                          .deny_ranges = &pc->deny_ip_ranges,
+                          .deny_ranges_at = &pc->deny_ip_ranges_at,
+                          .max_routes = pc->max_routes_per_bottle,
+                          .max_routes_at = pc->max_routes_per_bottle_at};
+  if (!pc->n_shared)
+    return 0;
+  struct br_policy_share *shares = calloc(pc->n_shared, sizeof *shares);
+  if (!shares)
+    return -ENOMEM;
+  for (size_t i = 0; i < pc->n_shared; i++)
+    shares[i] = (struct br_policy_share){
+        .token_env = pc->shared[i].token_env, .hosts = &pc->shared[i].hosts, .at = pc->shared[i].at};
+  p->shares = shares;
+  p->n_shares = pc->n_shared;
+  return 0;
+}
+
+void br_desired_policy_free(struct br_policy *p) {
+  free((void *)p->shares);
+  p->shares = NULL;
+  p->n_shares = 0;
+}
+
+void br_desired_source_policy(const struct br_config *cfg, size_t i, struct br_policy_source *out) {
+  const struct br_source_rules *r = &cfg->source_rules[i];
+  *out = (struct br_policy_source){.index = i,
+                                   .may_bind_credentials = r->may_bind_credentials,
+                                   .may_allow_every_path = r->may_allow_every_path,
+                                   .max_routes = r->max_routes,
+                                   .bind_at = r->bind_at,
+                                   .every_path_at = r->every_path_at,
+                                   .max_routes_at = r->max_routes_at};
+}
+
+/* What one load carries from fragment to fragment and source to source. */
+struct loading {
+  struct br_policy policy;
+  struct br_routes declared; /* every route with a credential, in merge order (the policy's view) */
+};
+
+/* The policy on one parsed fragment of source index (SIZE_MAX: no rules of
+ * its own). */
+static int fragment_policy(const struct br_config *cfg, struct loading *ld, size_t index, const char *path,
+                           const struct br_routes *routes, size_t *source_routes, struct br_desired *d) {
+  struct br_policy_source src;
+  if (index != SIZE_MAX)
+    br_desired_source_policy(cfg, index, &src);
+  return br_policy_check_fragment(&ld->policy, index != SIZE_MAX ? &src : NULL, path, routes, source_routes,
+                                  &d->errors);
+}
+
+/* Its credentials, for the bottle-wide check: every binding, expired too. */
+static int remember_bindings(struct loading *ld, const struct br_routes *routes) {
+  for (size_t i = 0; i < routes->n; i++)
+    if (routes->v[i].token_env && br_routes_append_copy(&ld->declared, &routes->v[i]))
+      return -ENOMEM;
+  return 0;
+}
+
+/* Takes the routes whose expires has passed out of routes (into
+ * d->expired) and notes the others that will end (d->expiring). */
+static int split_expired(struct br_routes *routes, struct br_desired *d) {
+  size_t kept = 0;
+  int rc = 0;
+  for (size_t i = 0; i < routes->n; i++) {
+    struct br_route *r = &routes->v[i];
+    bool over = r->expires && r->expires <= d->now;
+    if (!rc && r->expires)
+      rc = br_routes_append_copy(over ? &d->expired : &d->expiring, r);
+    if (r->expires && !over && (!d->next_expiry || r->expires < d->next_expiry))
+      d->next_expiry = r->expires;
+    if (over)
+      br_route_free(r);
+    else
+      routes->v[kept++] = *r;
+  }
+  routes->n = kept;
+  return rc;
+}
+
+static int load_source(const struct br_config *cfg, struct loading *ld, size_t index, const char *dir,
+                       const struct br_desired_overlay *overlay, struct br_desired *d) {
   char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
   struct listing frags = {0};
   int rc = br_dir_each(dir, add_listed, &frags);
@@ -249,6 +375,7 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
   struct br_buf path, bytes;
   br_buf_init(&path, PATH_MAX);
   br_buf_init(&bytes, cfg->max_file_bytes);
+  size_t source_routes = 0; /* declared by this source's fragments so far */
   for (size_t i = 0; !rc && i < frags.n; i++) {
     br_buf_reset(&path);
     br_buf_printf(&path, "%s/%s", dir, frags.v[i].name);
@@ -270,6 +397,8 @@ static int load_source(const struct br_config *cfg, const char *dir, const struc
       frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
     if (frc == -EFBIG || frc == -E2BIG)
       frc = -EINVAL;
+    if (!frc && !(frc = remember_bindings(ld, &routes)) && !(frc = split_expired(&routes, d)))
+      frc = fragment_policy(cfg, ld, index, path.data, &routes, &source_routes, d);
     if (!frc && !d->errors.len) {
       struct br_merge_excess excess;
       frc = br_merge_add_limited(&d->routes, &routes, path.data, cfg->max_routes, cfg->max_paths, &excess,
@@ -295,12 +424,31 @@ int br_desired_load(const struct br_config *cfg, const struct br_strv *sources, 
 
 int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *sources,
                             const struct br_desired_overlay *overlay, struct br_desired *d) {
-  int rc = 0;
+  struct loading ld;
+  br_routes_init(&ld.declared);
+  d->now = br_realtime_ns() / 1000000000;
+  int rc = br_desired_policy(cfg, &ld.policy);
+  /* sources[i] is cfg->sources[i] expanded; another list has no rules. */
+  bool rules = sources->n == cfg->sources.n;
   for (size_t i = 0; !rc && i < sources->n; i++) {
     rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
-      rc = load_source(cfg, sources->v[i], overlay, d);
+      rc = load_source(cfg, &ld, rules ? i : SIZE_MAX, sources->v[i], overlay, d);
   }
+  /* The bottle-wide rules need the whole bottle: a bound on its routes only
+   * once every fragment merged; the credential rule sees every binding,
+   * merged or not, so it is said even beside other errors. */
+  if (!rc) {
+    bool whole = !d->errors.len;
+    struct br_policy bottle = ld.policy;
+    if (!whole)
+      bottle.max_routes = 0;
+    rc = br_policy_check_bottle(&bottle, &ld.declared, &d->routes, &d->errors);
+    if (rc == -EINVAL)
+      rc = 0;
+  }
+  br_desired_policy_free(&ld.policy);
+  br_routes_free(&ld.declared);
   if (!rc && d->errors.len)
     rc = -EINVAL;
   if (rc) {

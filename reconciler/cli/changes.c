@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fileio.h"
 #include "reconciler/bottle/approval.h"
 #include "reconciler/bottle/audit.h"
@@ -23,6 +24,7 @@
 #include "reconciler/cli/wait.h"
 #include "reconciler/model/diff.h"
 #include "reconciler/model/egress.h"
+#include "reconciler/model/expiry.h"
 #include "reconciler/model/fragment.h"
 #include "reconciler/model/pipelock.h"
 
@@ -300,20 +302,81 @@ static int run_change(struct cli *cli, const char *slug,
 
 struct file_arg {
   const char *name;
-  struct br_buf bytes;
+  const char *path;    /* FILE as given, for messages */
+  struct br_buf bytes; /* what is installed: FILE, with expires when --for */
+  int64_t now;         /* seconds since the epoch */
+  bool expires_added;  /* --for edited the text */
+  struct br_buf given; /* FILE as it is, when --for edited it */
 };
 
+/* Install time: FILE must not end before it starts, so a time already past
+ * is an error here (the daemon takes a route whose time has come as
+ * expired, not as wrong). The whole-bottle check follows in the install. */
+static int parse_checked(struct cli *cli, const struct file_arg *f, const struct br_buf *bytes,
+                         struct br_buf *err) {
+  struct br_limits limits;
+  br_limits_default(&limits);
+  limits.max_file_bytes = cli->cfg.max_file_bytes;
+  limits.max_routes = cli->cfg.max_routes;
+  limits.max_paths = cli->cfg.max_paths;
+  limits.expires_after = f->now;
+  struct br_routes routes;
+  br_routes_init(&routes);
+  int rc = br_fragment_parse(f->path, br_buf_str(bytes), bytes->len, &limits, &routes, err);
+  br_routes_free(&routes);
+  return rc ? -EINVAL : 0;
+}
+
+static int check_times(struct cli *cli, struct file_arg *f, struct br_change_outcome *o) {
+  struct br_buf err;
+  br_buf_init(&err, 64 * 1024);
+  int rc = parse_checked(cli, f, &f->bytes, &err);
+  /* An error in the edited text would point at a line FILE does not have:
+   * say FILE's own, or what --for could not do. */
+  if (rc && f->expires_added) {
+    br_buf_reset(&err);
+    if (!parse_checked(cli, f, &f->given, &err))
+      br_buf_printf(&err,
+                    "%s: --for cannot add expires to it (it says expires already, or is not one plain "
+                    "mapping); write expires into the file instead\n",
+                    f->path);
+  }
+  if (rc)
+    br_buf_add(&o->errors, br_buf_str(&err), err.len);
+  br_buf_free(&err);
+  return rc;
+}
+
 static int do_install(struct cli *cli, struct br_bottle *b, void *arg, struct br_change_outcome *o) {
-  (void)cli;
   struct file_arg *f = arg;
-  return br_fragment_install(b, f->name, f->bytes.data ? f->bytes.data : "", f->bytes.len, o);
+  int rc = check_times(cli, f, o);
+  return rc ? rc : br_fragment_install(b, f->name, f->bytes.data ? f->bytes.data : "", f->bytes.len, o);
+}
+
+/* --for: FILE's text with expires = now + the duration on top. */
+static int add_expires(struct cli *cli, struct file_arg *f) {
+  char when[BR_EXPIRY_TEXT_MAX];
+  br_expiry_format(f->now + cli->for_s, when, sizeof when);
+  struct br_buf edited;
+  br_buf_init(&edited, f->bytes.max + 64);
+  int rc = br_expiry_insert(br_buf_str(&f->bytes), f->bytes.len, when, &edited);
+  if (!rc) {
+    f->given = f->bytes;
+    f->bytes = edited;
+    f->expires_added = true;
+  } else {
+    br_buf_free(&edited);
+  }
+  return rc;
 }
 
 int cmd_apply(struct cli *cli, int argc, char **argv) {
   if (argc != 2)
     return usage_error("%s", "apply needs SLUG and FILE");
   const char *file = argv[1], *slash = strrchr(file, '/');
-  struct file_arg f = {.name = cli->name ? cli->name : (slash ? slash + 1 : file)};
+  struct file_arg f = {.name = cli->name ? cli->name : (slash ? slash + 1 : file),
+                       .path = file,
+                       .now = br_realtime_ns() / 1000000000};
   if (strchr(f.name, '/') || !br_fragment_name_counts(f.name))
     return usage_error("--name \"%s\": expected a file name ending in .yaml, .yml or .json, not starting with '.'",
                        f.name);
@@ -327,8 +390,15 @@ int cmd_apply(struct cli *cli, int argc, char **argv) {
     br_buf_free(&f.bytes);
     return 1;
   }
+  br_buf_init(&f.given, 0);
+  if (cli->for_s && (rc = add_expires(cli, &f))) {
+    fprintf(stderr, "bottle-reconciler: %s: %s\n", file, strerror(-rc));
+    br_buf_free(&f.bytes);
+    return 1;
+  }
   int code = run_change(cli, argv[0], do_install, &f);
   br_buf_free(&f.bytes);
+  br_buf_free(&f.given);
   return code;
 }
 
@@ -434,6 +504,8 @@ int cmd_add_route(struct cli *cli, int argc, char **argv) {
     return usage_error("%s", "add-route needs SLUG and at most one PROPOSAL (a file, or - for stdin)");
   struct br_proposal p = {0};
   br_strv_init(&p.paths);
+  if (cli->for_s)
+    p.expires = br_realtime_ns() / 1000000000 + cli->for_s;
   json_t *doc;
   int code = read_proposal(cli, argc == 2 ? argv[1] : NULL, &p, &doc);
   if (!code)

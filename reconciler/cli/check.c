@@ -152,14 +152,17 @@ static int check_files(struct cli *cli, int argc, char **argv) {
   struct br_buf errors, warnings;
   br_buf_init(&errors, 1024 * 1024);
   br_buf_init(&warnings, 1024 * 1024);
-  struct br_routes merged;
+  struct br_routes merged, declared;
   br_routes_init(&merged);
+  br_routes_init(&declared);
   int bad = 0;
   size_t routes = 0;
   for (int i = 0; i < argc; i++) {
     struct br_routes r;
     br_routes_init(&r);
-    if (br_desired_check_file(&cli->cfg, argv[i], &r, &errors)) {
+    /* Under the policy's rules, and each route kept as declared for the
+     * credential rule across the files. */
+    if (br_desired_check_new(&cli->cfg, argv[i], &r, &declared, &errors)) {
       bad++;
     } else {
       routes += r.n;
@@ -177,6 +180,8 @@ static int check_files(struct cli *cli, int argc, char **argv) {
     }
     br_routes_free(&r);
   }
+  bad += br_desired_check_credentials(&cli->cfg, &declared, &errors) != 0; /* across the files */
+  br_routes_free(&declared);
   struct br_strv paths = {.v = argv, .n = (size_t)argc};
   if (cli->github) {
     print_findings(cli, true, &errors, &paths, NULL);

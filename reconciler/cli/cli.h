@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "common/buf.h"
@@ -31,6 +32,7 @@ struct cli {
   const char *tree;        /* check, plan --tree: a GitOps repository tree */
   const char *source_root; /* plan --source-root: the checkout the tree stands in for */
   bool github;             /* check --format github: workflow annotations */
+  int64_t for_s;           /* apply, add-route --for DURATION: seconds until it expires; 0 = never */
   struct br_config cfg;
 };
 

@@ -24,6 +24,9 @@
 #include "reconciler/cli/wait.h"
 #include "reconciler/daemon/daemon.h"
 #include "reconciler/daemon/status.h"
+#include "reconciler/model/expiry.h"
+#include "reconciler/model/fragment.h"
+#include "reconciler/model/merge.h"
 
 static const char usage_text[] =
     "usage: bottle-reconciler [--config FILE] [--state-dir DIR] COMMAND [ARGS]\n"
@@ -40,7 +43,7 @@ static const char usage_text[] =
     "  check FILE...          validate fragment files and their merge; 0 valid, 1 invalid\n"
     "  check --tree DIR       validate every bottle of a GitOps repository tree\n"
     "                         (check --format github: GitHub workflow annotations)\n"
-    "  apply SLUG FILE [--name NAME]\n"
+    "  apply SLUG FILE [--name NAME] [--for DURATION]\n"
     "                         validate FILE and install it as STATE/SLUG/routes.d/NAME\n"
     "  adopt SLUG...|--all    make the live egress routes of unmanaged bottles a fragment\n"
     "  add-route SLUG [PROPOSAL|-]\n"
@@ -59,6 +62,7 @@ static const char usage_text[] =
     "      --log-format FMT   text or json (default text)\n"
     "      --wait[=SECONDS]   changes: return once live (default 30 s); exit 3 if not yet\n"
     "      --json             status and changes: one JSON document\n"
+    "      --for DURATION     apply, add-route: the routes expire after it (30m, 2h, 7d)\n"
     "  -h, --help             this text (COMMAND --help: the command's own)\n"
     "  -V, --version          print the version\n";
 
@@ -109,19 +113,22 @@ static void command_help(const char *command) {
                 "annotations (::error file=F,line=L,col=C::message) on stdout instead.\n"
                 "Exit 0 valid, 1 findings.\n"},
       {"apply",
-       "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--wait[=SECONDS]] [--json] [--actor NAME]\n"
+       "usage: bottle-reconciler apply SLUG FILE [--name NAME] [--for DURATION] [--wait[=SECONDS]] [--json]\n"
+       "          [--actor NAME]\n"
        "Checks FILE with the whole bottle and installs it atomically as NAME (default:\n"
        "FILE's base name) in the bottle's local source (STATE/SLUG/routes.d). A bottle\n"
-       "not managed yet is adopted first (see adopt).\n" CHANGE_EXITS},
+       "not managed yet is adopted first (see adopt). --for 2h writes expires (now plus\n"
+       "the duration) into the installed file; an expires already past is refused.\n" CHANGE_EXITS},
       {"adopt", "usage: bottle-reconciler adopt SLUG...|--all [--json]\n"
                 "Writes the live egress routes of each unmanaged bottle as routes.d/00-adopted.json,\n"
                 "so that managing it changes nothing. Exit 0 adopted or nothing to do, 1 refused.\n"},
-      {"add-route",
-       "usage: bottle-reconciler add-route SLUG [PROPOSAL|-] [--host HOST] [--path PATH]...\n"
-       "          [--auth-scheme SCHEME --token-ref REF] [--id ID] [--actor NAME] [--wait[=S]] [--json]\n"
-       "Approves one proposed route ({\"host\", \"path_allowlist\", \"auth\": {\"scheme\",\n"
-       "\"token_ref\"}}) as its own fragment ~approval-ID.json. A new host with auth gets\n"
-       "the lowest free slot EGRESS_TOKEN_N; a host the bottle has keeps its auth.\n" CHANGE_EXITS},
+      {"add-route", "usage: bottle-reconciler add-route SLUG [PROPOSAL|-] [--host HOST] [--path PATH]...\n"
+                    "          [--auth-scheme SCHEME --token-ref REF] [--id ID] [--for DURATION] [--actor NAME]\n"
+                    "          [--wait[=S]] [--json]\n"
+                    "Approves one proposed route ({\"host\", \"path_allowlist\", \"auth\": {\"scheme\",\n"
+                    "\"token_ref\"}}) as its own fragment ~approval-ID.json. A new host with auth gets\n"
+                    "the lowest free slot EGRESS_TOKEN_N; a host the bottle has keeps its auth.\n"
+                    "--for 30m: the approval expires then (its fragment says expires).\n" CHANGE_EXITS},
       {"remove-route", "usage: bottle-reconciler remove-route SLUG HOST [--path PATH] [--wait[=S]] [--json]\n"
                        "Takes HOST (or one PATH of it) back from the approvals that grant it; refused\n"
                        "when an operator fragment or another source grants it too.\n" CHANGE_EXITS},
@@ -266,6 +273,13 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), br_buf_str(&rep.message));
       if (dry_run || rep.outcome == BR_OUTCOME_CONVERGED)
         fputs(br_buf_str(&rep.plan), stdout);
+      if (dry_run) {
+        struct br_buf desired;
+        br_buf_init(&desired, 1024 * 1024);
+        br_converge_describe_desired(&rep, &desired);
+        fputs(br_buf_str(&desired), stdout);
+        br_buf_free(&desired);
+      }
       if (rep.outcome == BR_OUTCOME_INVALID)
         fputs(br_buf_str(&rep.errors), stderr);
       if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)
@@ -288,16 +302,27 @@ int main(int argc, char **argv) {
   enum br_log_level level = BR_LOG_INFO;
   enum br_log_format format = BR_LOG_TEXT;
   static const struct option options[] = {
-      {"config", required_argument, NULL, 'c'},      {"state-dir", required_argument, NULL, 's'},
-      {"log-level", required_argument, NULL, 'L'},   {"log-format", required_argument, NULL, 'F'},
-      {"name", required_argument, NULL, 'n'},        {"json", no_argument, NULL, 'j'},
-      {"wait", optional_argument, NULL, 'w'},        {"all", no_argument, NULL, 'l'},
-      {"id", required_argument, NULL, 'i'},          {"actor", required_argument, NULL, 'a'},
-      {"host", required_argument, NULL, 'H'},        {"path", required_argument, NULL, 'p'},
-      {"auth-scheme", required_argument, NULL, 'A'}, {"token-ref", required_argument, NULL, 'T'},
-      {"tree", required_argument, NULL, 't'},        {"source-root", required_argument, NULL, 'R'},
-      {"format", required_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'},
+      {"state-dir", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},
+      {"log-format", required_argument, NULL, 'F'},
+      {"name", required_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},
+      {"wait", optional_argument, NULL, 'w'},
+      {"all", no_argument, NULL, 'l'},
+      {"id", required_argument, NULL, 'i'},
+      {"actor", required_argument, NULL, 'a'},
+      {"host", required_argument, NULL, 'H'},
+      {"path", required_argument, NULL, 'p'},
+      {"auth-scheme", required_argument, NULL, 'A'},
+      {"token-ref", required_argument, NULL, 'T'},
+      {"tree", required_argument, NULL, 't'},
+      {"source-root", required_argument, NULL, 'R'},
+      {"format", required_argument, NULL, 'f'},
+      {"help", no_argument, NULL, 'h'},
+      {"for", required_argument, NULL, 'o'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
   };
   bool help = false, format_given = false;
   int opt;
@@ -365,6 +390,12 @@ int main(int argc, char **argv) {
       cli.github = strcmp(optarg, "github") == 0;
       format_given = true;
       break;
+    case 'o': {
+      const char *why;
+      if (br_duration_parse(optarg, &cli.for_s, &why))
+        return usage_error("--for %s: %s", optarg, why);
+      break;
+    }
     case 'h':
       help = true;
       break;
@@ -415,6 +446,8 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--format belongs to check");
   if (cli.source_root && !(planning && cli.tree))
     return usage_error("%s", "--source-root belongs to plan --tree");
+  if (cli.for_s && !adding && strcmp(cli.command, "apply") != 0)
+    return usage_error("%s", "--for belongs to apply and add-route");
   int code;
   if (checking)
     code = cmd_check(&cli, rest - 1, args + 1);

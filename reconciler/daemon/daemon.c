@@ -48,6 +48,7 @@
 #define JOBS_PER_WORKER 4
 #define GIT_LOCK_RETRY_MS 50       /* while a git checkout holds its index.lock */
 #define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
+#define EXPIRY_LATE_MS 5           /* the expiry timer fires this much after the moment */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -71,6 +72,8 @@ struct daemon {
   struct br_tracked_table bottles;        /* every bottle the daemon tracks, and what it knows of each */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
+  uv_timer_t expiry_timer; /* armed only while a route of some bottle is to expire */
+  int64_t expiry_at;       /* the expires it is armed for (seconds since the epoch), 0 = none */
   struct br_metrics metrics;
   struct br_git_dirs git_dirs;
   struct br_own_writes own_writes;
@@ -438,6 +441,8 @@ static void on_slug_appeared(void *ctx, const char *slug) {
   metrics_changed(d);
 }
 
+static void expiry_arm(struct daemon *d, int64_t at);
+
 static void on_slug_vanished(void *ctx, const char *slug) {
   struct daemon *d = ctx;
   struct br_tracked *b = br_tracked_get(&d->bottles, slug);
@@ -458,7 +463,10 @@ static void on_slug_vanished(void *ctx, const char *slug) {
   br_watch_forget(&d->watch, slug);
   br_waiters_drop(&d->waiters, slug, "the bottle was removed");
   br_queue_remove(&d->queue, slug);
+  bool earliest = b->next_expiry && b->next_expiry == d->expiry_at;
   br_tracked_remove(&d->bottles, slug);
+  if (earliest)
+    expiry_arm(d, br_tracked_next_expiry(&d->bottles));
   br_records_forget(d->config->cfg.state_dir, slug);
   metrics_changed(d);
 }
@@ -588,6 +596,52 @@ static void resync_timer_start(struct daemon *d) {
     uv_timer_start(&d->resync_timer, on_resync_timer, (uint64_t)s * 1000, (uint64_t)s * 1000);
   else
     uv_timer_stop(&d->resync_timer);
+}
+
+/* --- routes that expire -------------------------------------------------------- */
+
+/* One timer for the earliest expiry over all bottles, none when nothing
+ * expires: an idle daemon stays idle. */
+
+static void on_expiry_timer(uv_timer_t *t);
+
+static void expiry_arm(struct daemon *d, int64_t at) {
+  d->expiry_at = d->draining ? 0 : at;
+  if (!d->expiry_at) {
+    uv_timer_stop(&d->expiry_timer);
+    return;
+  }
+  /* From the wall clock, as expires is; a little after the moment, since
+   * the loop's clock may run behind it. One that fires early finds nothing
+   * expired and is armed again. */
+  int64_t ms = at * 1000 - br_realtime_ns() / 1000000;
+  uv_update_time(d->loop);
+  uv_timer_start(&d->expiry_timer, on_expiry_timer, (uint64_t)(ms > 0 ? ms : 0) + EXPIRY_LATE_MS, 0);
+}
+
+/* A converge told when the bottle's next route expires. */
+static void expiry_note(struct daemon *d, struct br_tracked *b, int64_t next) {
+  int64_t old = b->next_expiry;
+  b->next_expiry = next;
+  if (next && (!d->expiry_at || next < d->expiry_at))
+    expiry_arm(d, next);
+  else if (old && old == d->expiry_at && next != old)
+    expiry_arm(d, br_tracked_next_expiry(&d->bottles)); /* it was the earliest */
+}
+
+static void mark_expired(struct br_tracked *b, void *ctx) {
+  struct daemon *d = ctx;
+  if (!b->next_expiry || b->next_expiry * 1000 > br_realtime_ns() / 1000000)
+    return;
+  br_log(BR_LOG_INFO, b->record.slug, "a route expired; converging");
+  b->next_expiry = 0; /* until its converge says when the next one is */
+  br_queue_mark(&d->queue, b->record.slug, true);
+}
+
+static void on_expiry_timer(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  br_tracked_foreach(&d->bottles, mark_expired, d);
+  expiry_arm(d, br_tracked_next_expiry(&d->bottles));
 }
 
 /* --- Docker: a sidecar container that starts --------------------------------- */
@@ -747,7 +801,7 @@ static char *held_back(struct daemon *d, struct br_tracked *b, const struct job 
 }
 
 /* What the daemon learns from a finished converge, besides its phase. */
-static char *learn(struct br_tracked *b, struct job *job, enum br_phase phase) {
+static char *learn(struct daemon *d, struct br_tracked *b, struct job *job, enum br_phase phase) {
   if (!job->git_lock_found) {
     b->git_held = b->git_lock_stale = false;
   } else if (b->git_held && job->git_lock_stale && !b->git_lock_stale) {
@@ -771,6 +825,14 @@ static char *learn(struct br_tracked *b, struct job *job, enum br_phase phase) {
   }
   if (!job->rc && job->rep.desired_hash[0])
     memcpy(b->slot->desired_hash, job->rep.desired_hash, sizeof b->slot->desired_hash);
+  if (!job->rc && job->rep.credentials) {
+    json_decref(b->credentials);
+    b->credentials = json_incref(job->rep.credentials);
+    json_decref(b->expiring);
+    b->expiring = json_incref(job->rep.expiring);
+  }
+  if (!job->rc)
+    expiry_note(d, b, job->rep.next_expiry);
   return message;
 }
 
@@ -798,7 +860,7 @@ static void converge_done(uv_work_t *req, int status) {
     phase = phase_of(job);
     retry_after = job->rep.retry_after_ms;
     if (b)
-      message = learn(b, job, phase);
+      message = learn(d, b, job, phase);
     br_metrics_observe(&d->metrics, &job->rep, job->rc, job->seconds, br_realtime_ns() / 1000000);
   }
   bool first_pass = b && b->first_pass && !job->git_locked;
@@ -951,6 +1013,7 @@ static void start_drain(struct daemon *d, const char *why) {
   uv_timer_stop(&d->resync_timer);
   uv_timer_stop(&d->poll_timer);
   uv_timer_stop(&d->overflow_timer);
+  expiry_arm(d, 0);
   uv_timer_start(&d->drain_timer, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
   /* Converges queued ahead that no worker has started are not waited for:
    * their callbacks come back with UV_ECANCELED. */
@@ -1065,8 +1128,8 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_queue_init(&d->queue, d->loop, dispatch, d);
   br_queue_configure(&d->queue, c->debounce_ms, c->max_wait_ms, c->backoff_initial_ms, c->backoff_max_ms,
                      in_flight_cap(d, c->workers));
-  uv_timer_t *timers[] = {&d->resync_timer,  &d->poll_timer,  &d->overflow_timer,
-                          &d->metrics_timer, &d->drain_timer, &d->watchdog_timer};
+  uv_timer_t *timers[] = {&d->resync_timer, &d->poll_timer,     &d->overflow_timer, &d->metrics_timer,
+                          &d->drain_timer,  &d->watchdog_timer, &d->expiry_timer};
   for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
     uv_timer_init(d->loop, timers[i]);
     timers[i]->data = d;

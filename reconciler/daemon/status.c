@@ -10,40 +10,49 @@
 #include "reconciler/bottle/records.h"
 #include "reconciler/daemon/control.h"
 
-static json_t *slot_json(const struct br_slot *s) {
+static json_t *slot_json(const struct br_tracked *b) {
+  const struct br_slot *s = b->slot;
   char last[BR_TIME_TEXT_MAX] = "", next[BR_TIME_TEXT_MAX] = "";
   if (s->last_converge_ms)
     br_time_text(s->last_converge_ms * 1000000, last, sizeof last);
   if (s->phase == BR_PHASE_RETRYING && s->next_try_ms)
     br_time_text(s->next_try_ms * 1000000, next, sizeof next);
-  return json_pack("{s:s, s:s, s:i, s:s?, s:s?, s:s?, s:s?}", "slug", s->slug, "phase", br_phase_name(s->phase),
-                   "attempts", (json_int_t)s->attempts, "next_try", next[0] ? next : NULL, "last_converge",
-                   last[0] ? last : NULL, "desired_hash", s->desired_hash[0] ? s->desired_hash : NULL, "message",
-                   s->message);
+  json_t *one = json_pack("{s:s, s:s, s:i, s:s?, s:s?, s:s?, s:s?}", "slug", s->slug, "phase",
+                          br_phase_name(s->phase), "attempts", (json_int_t)s->attempts, "next_try",
+                          next[0] ? next : NULL, "last_converge", last[0] ? last : NULL, "desired_hash",
+                          s->desired_hash[0] ? s->desired_hash : NULL, "message", s->message);
+  /* Which credential slot goes to which host: what the egress container's
+   * token values must match. */
+  if (one && b->credentials)
+    json_object_set(one, "credentials", b->credentials);
+  /* What ends when, soonest first. */
+  if (one && b->expiring)
+    json_object_set(one, "expiring", b->expiring);
+  return one;
 }
 
 static int cmp_slug(const void *a, const void *b) {
-  return strcmp((*(struct br_slot *const *)a)->slug, (*(struct br_slot *const *)b)->slug);
+  return strcmp((*(struct br_tracked *const *)a)->slot->slug, (*(struct br_tracked *const *)b)->slot->slug);
 }
 
 struct collect {
-  struct br_slot **all;
+  struct br_tracked **all;
   size_t n;
 };
 
 static void collect(struct br_tracked *b, void *ctx) {
   struct collect *c = ctx;
   if (b->slot)
-    c->all[c->n++] = b->slot;
+    c->all[c->n++] = b;
 }
 
 json_t *br_status_answer(const struct br_tracked_table *bottles, const struct br_queue *q, const char *slug,
                          bool ready) {
   json_t *answer = json_object(), *list = json_array();
   struct collect c = {.all = calloc(br_tracked_count(bottles) + 1, sizeof *c.all)};
-  const struct br_tracked *one = slug ? br_tracked_get(bottles, slug) : NULL;
+  struct br_tracked *one = slug ? br_tracked_get(bottles, slug) : NULL;
   if (c.all && one && one->slot)
-    c.all[c.n++] = one->slot;
+    c.all[c.n++] = one;
   else if (c.all && !slug)
     br_tracked_foreach(bottles, collect, &c);
   qsort(c.all, c.n, sizeof *c.all, cmp_slug);
@@ -58,6 +67,33 @@ json_t *br_status_answer(const struct br_tracked_table *bottles, const struct br
   json_object_set_new(answer, "counts", counts);
   json_object_set_new(answer, "slugs", list);
   return answer;
+}
+
+/* Under a slug's row: each route still to end, and when. */
+static void print_expiring(const json_t *expiring) {
+  size_t i;
+  json_t *route;
+  json_array_foreach((json_t *)expiring, i, route) {
+    printf("  expires %s: %s", json_string_value(json_object_get(route, "expires")),
+           json_string_value(json_object_get(route, "host")));
+    size_t j;
+    json_t *path;
+    json_array_foreach(json_object_get(route, "path_allowlist"), j, path) printf(" %s", json_string_value(path));
+    printf("%s (%s)\n", json_is_true(json_object_get(route, "every_path")) ? " (every path)" : "",
+           json_string_value(json_object_get(route, "fragment")));
+  }
+}
+
+/* Under a slug's row: each credential slot and the hosts it serves. */
+static void print_credentials(const json_t *credentials) {
+  const char *slot;
+  json_t *hosts, *host;
+  json_object_foreach((json_t *)credentials, slot, hosts) {
+    printf("  credential %s:", slot);
+    size_t i;
+    json_array_foreach(hosts, i, host) printf("%s %s", i ? "," : "", json_string_value(host));
+    printf("%s\n", json_array_size(hosts) > 1 ? " (shared)" : "");
+  }
 }
 
 int br_daemon_client(const struct br_config *cfg, const char *command, const char *slug, bool json) {
@@ -99,6 +135,8 @@ int br_daemon_client(const struct br_config *cfg, const char *command, const cha
              json_string_value(json_object_get(s, "phase")),
              (long long)json_integer_value(json_object_get(s, "attempts")), last ? last : "-",
              next ? "next try " : "", next ? next : "", next && msg ? ": " : "", msg ? msg : "");
+      print_credentials(json_object_get(s, "credentials"));
+      print_expiring(json_object_get(s, "expiring"));
     }
   }
   json_decref(answer);

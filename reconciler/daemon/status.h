@@ -13,7 +13,11 @@
 
 /* The answer to "status" (slug NULL: every bottle, sorted by slug):
  * {"ready", "counts": {phase: n}, "slugs": [{slug, phase, attempts,
- * next_try, last_converge, desired_hash, message}]}. New reference. */
+ * next_try, last_converge, desired_hash, message, credentials}]}, where
+ * credentials ({token_env: [hosts]}) and expiring ([{host, path_allowlist
+ * or every_path, expires, fragment}], soonest first) are from the last
+ * converge that loaded the desired state, absent until one did. New
+ * reference. */
 json_t *br_status_answer(const struct br_tracked_table *bottles, const struct br_queue *q, const char *slug,
                          bool ready);
 

@@ -30,6 +30,8 @@ static void pidfiles_forget(struct br_tracked *b) {
 static void tracked_free(struct br_tracked_table *t, struct br_tracked *b) {
   containers_forget(t, b);
   pidfiles_forget(b);
+  json_decref(b->credentials);
+  json_decref(b->expiring);
   br_bottle_free(&b->record);
   free(b);
 }
@@ -138,3 +140,13 @@ void br_tracked_foreach(const struct br_tracked_table *t, void (*fn)(struct br_t
 }
 
 size_t br_tracked_count(const struct br_tracked_table *t) { return t->by_slug.n; }
+
+int64_t br_tracked_next_expiry(const struct br_tracked_table *t) {
+  int64_t next = 0;
+  for (size_t i = 0; i < t->by_slug.cap; i++) {
+    const struct br_tracked *b = t->by_slug.slots[i].value;
+    if (t->by_slug.slots[i].key && b->next_expiry && (!next || b->next_expiry < next))
+      next = b->next_expiry;
+  }
+  return next;
+}

@@ -11,6 +11,7 @@
 #ifndef BR_RECONCILER_DAEMON_TRACKED_H
 #define BR_RECONCILER_DAEMON_TRACKED_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,11 @@ struct br_tracked {
    * writes a new one, and a bottle retrying for it converges then rather
    * than at the end of its backoff. NULL for a sidecar with another driver. */
   char *pidfiles[BR_SIDECAR_COUNT];
+  /* From its last converge that loaded the desired state (the report's),
+   * for status: token_env -> [hosts], and the routes still to end; owned,
+   * NULL until then. */
+  json_t *credentials, *expiring;
+  int64_t next_expiry; /* its earliest expires to come (seconds since the epoch), 0 = none */
 };
 
 /* Every tracked bottle, by slug and by sidecar container name. */
@@ -61,5 +67,7 @@ void br_tracked_remove(struct br_tracked_table *t, const char *slug);
 /* Calls fn for each tracked bottle, in no order; fn must not add or remove. */
 void br_tracked_foreach(const struct br_tracked_table *t, void (*fn)(struct br_tracked *b, void *ctx), void *ctx);
 size_t br_tracked_count(const struct br_tracked_table *t);
+/* The earliest next_expiry of all bottles, 0 when none has one. */
+int64_t br_tracked_next_expiry(const struct br_tracked_table *t);
 
 #endif

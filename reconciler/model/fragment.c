@@ -13,6 +13,7 @@
 #include "common/jsoncheck.h"
 #include "common/strmap.h"
 #include "common/yamldoc.h"
+#include "reconciler/model/expiry.h"
 
 /* How much of a value a message may quote. */
 #define EXCERPT_MAX 40
@@ -317,7 +318,29 @@ static int parse_token_env(struct parser *p, const struct br_ynode *v) {
   return 0;
 }
 
-static int set_origin(struct parser *p, struct br_route *route, size_t line) {
+/* expires: an RFC 3339 time. One already past is an error only where the
+ * caller asks (limits->expires_after: a file being installed or checked);
+ * the daemon reads such a route as expired, not as wrong. */
+static int parse_expires(struct parser *p, const struct br_ynode *v, int64_t *out) {
+  const char *why;
+  int rc = want_string(p, v, "a time such as 2026-07-01T12:00:00Z", false);
+  if (rc)
+    return rc;
+  if (br_expiry_parse(v->value, v->len, out, &why))
+    return fail(p, -EINVAL, v->line, v->column, "%s %s", quoted(p, v->value, v->len), why);
+  if (p->limits->expires_after && *out <= p->limits->expires_after) {
+    char now[BR_EXPIRY_TEXT_MAX];
+    br_expiry_format(p->limits->expires_after, now, sizeof now);
+    return fail(p, -EINVAL, v->line, v->column, "%s is in the past (it is %s now), expected a time to come",
+                quoted(p, v->value, v->len), now);
+  }
+  return 0;
+}
+
+static int set_origin(struct parser *p, struct br_route *route, const struct br_ynode *map, size_t index) {
+  size_t line = map->line;
+  route->column = map->column;
+  route->index = index;
   struct br_buf origin;
   br_buf_init(&origin, SIZE_MAX);
   if (br_buf_printf(&origin, "%s:%zu", p->name, line) || !(route->origin = br_buf_steal(&origin))) {
@@ -337,6 +360,7 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
                 br_ynode_describe(map));
   }
   const struct br_ynode *host = NULL, *paths = NULL, *scheme = NULL, *env = NULL;
+  int64_t expires = 0;
   char normalised[BR_HOST_MAX + 1];
   struct br_strv allowlist;
   br_strv_init(&allowlist);
@@ -355,9 +379,11 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
       rc = parse_auth_scheme(p, scheme = value);
     else if (key_is(key, "token_env"))
       rc = parse_token_env(p, env = value);
+    else if (key_is(key, "expires"))
+      rc = parse_expires(p, value, &expires);
     else
       rc = fail(p, -EINVAL, key->line, key->column,
-                "unknown key, expected host, path_allowlist, auth_scheme or token_env");
+                "unknown key, expected host, path_allowlist, auth_scheme, token_env or expires");
   }
   if (rc)
     goto done;
@@ -384,10 +410,11 @@ static int parse_route(struct parser *p, size_t index, const struct br_ynode *ma
   /* No path_allowlist: every path of the host, as the egress format and the
    * old tooling have it (an empty list allows none). */
   route->all_paths = !paths;
+  route->expires = expires;
   if (scheme && (!(route->auth_scheme = strdup(scheme->value)) || !(route->token_env = strdup(env->value))))
     rc = -ENOMEM;
   if (!rc)
-    rc = set_origin(p, route, map->line);
+    rc = set_origin(p, route, map, index);
 done:
   br_strv_free(&allowlist);
   return rc;
@@ -419,6 +446,7 @@ static int parse_document(struct parser *p, const struct br_ynode *root, struct 
   if (root->kind != BR_YNODE_MAP)
     return fail(p, -EINVAL, root->line, root->column, "%s, %s", br_ynode_describe(root), expected);
   const struct br_ynode *routes = NULL;
+  int64_t expires = 0;
   for (size_t i = 0; i + 1 < root->n; i += 2) {
     const struct br_ynode *key = root->items[i];
     if (key_is(key, "routes")) {
@@ -427,13 +455,26 @@ static int parse_document(struct parser *p, const struct br_ynode *root, struct 
     }
     br_buf_reset(&p->field);
     field_add_key(p, key);
-    return fail(p, -EINVAL, key->line, key->column, "unknown key, %s", expected);
+    if (key_is(key, "expires")) {
+      int rc = parse_expires(p, root->items[i + 1], &expires);
+      if (rc)
+        return rc;
+      continue;
+    }
+    return fail(p, -EINVAL, key->line, key->column, "unknown key, expected routes or expires");
   }
   if (!routes) {
     set_field(p, "routes");
     return fail(p, -EINVAL, root->line, root->column, "missing, expected a list of routes");
   }
-  return parse_routes(p, routes, out);
+  size_t first = out->n;
+  int rc = parse_routes(p, routes, out);
+  /* The fragment's expires covers each of its routes; a route's own may
+   * end it sooner, never later. */
+  for (size_t i = first; !rc && expires && i < out->n; i++)
+    if (!out->v[i].expires || out->v[i].expires > expires)
+      out->v[i].expires = expires;
+  return rc;
 }
 
 /* Enough nodes for the largest file the limits allow (per route: mapping,

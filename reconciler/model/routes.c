@@ -13,6 +13,7 @@ void br_limits_default(struct br_limits *l) {
   l->max_routes = 4096;
   l->max_paths = 1024;
   l->max_depth = 16;
+  l->expires_after = 0;
 }
 
 void br_routes_init(struct br_routes *r) {
@@ -68,6 +69,9 @@ int br_routes_append_copy(struct br_routes *r, const struct br_route *src) {
   if (!route)
     return -ENOMEM;
   route->all_paths = src->all_paths;
+  route->column = src->column;
+  route->index = src->index;
+  route->expires = src->expires;
   if (br_strv_copy(&route->paths, &src->paths) || dup_opt(&route->auth_scheme, src->auth_scheme) ||
       dup_opt(&route->token_env, src->token_env) || dup_opt(&route->origin, src->origin))
     return -ENOMEM; /* the partly filled route stays in r and is freed with it */

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/strv.h"
 
@@ -16,6 +17,10 @@ struct br_route {
   char *auth_scheme;    /* NULL when the route has no auth; owned */
   char *token_env;      /* NULL exactly when auth_scheme is NULL; owned */
   char *origin;         /* "FILE:LINE" that declared it, for messages; owned, may be NULL */
+  size_t column;        /* of its mapping in that file (1-based; 0 when origin is NULL) */
+  size_t index;         /* its place in the file's routes list, routes[index] */
+  int64_t expires;      /* seconds since the epoch from which it is no longer desired
+                           (its own expires, or its fragment's, the earlier); 0 = never */
 };
 
 struct br_routes {
@@ -30,6 +35,9 @@ struct br_limits {
   size_t max_routes;     /* default 4096 per fragment and per merged slug */
   size_t max_paths;      /* default 1024 per route */
   size_t max_depth;      /* YAML nesting, default 16 */
+  int64_t expires_after; /* when a fragment is installed or checked (not when the daemon reads
+                            it): an expires at or before this time (seconds since the epoch) is
+                            an error; default 0, not checked */
 };
 
 void br_limits_default(struct br_limits *l);

@@ -329,6 +329,35 @@ static void test_table(void) {
   CHECK(chdir("..") == 0);
 }
 
+/* Where the config file sets each policy and source rule: the messages of a
+ * fragment that breaks one name the place. */
+static void test_rule_positions(void) {
+  struct br_config cfg;
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  CHECK(br_config_load(&cfg, "config/ok_policy.yaml", &err) == 0);
+  const struct br_policy_config *p = &cfg.policy;
+  CHECK(p->deny_hosts.n == 3 && p->deny_hosts_at.n == 3);
+  CHECK_STR(p->deny_hosts.v[1], "*.internal");
+  CHECK_STR(p->deny_hosts_at.v[1], "config/ok_policy.yaml:8:42");
+  CHECK(p->deny_ip_ranges_at.n == 4);
+  CHECK_STR(p->deny_ip_ranges_at.v[0], "config/ok_policy.yaml:9:20");
+  CHECK_STR(p->max_routes_per_bottle_at, "config/ok_policy.yaml:10:26");
+  CHECK(p->n_shared == 2);
+  CHECK_STR(p->shared[0].at, "config/ok_policy.yaml:12:7");
+  CHECK_STR(p->shared[1].token_env, "SHARED");
+  CHECK(cfg.sources.n == 3);
+  const struct br_source_rules *plain = &cfg.source_rules[0], *git = &cfg.source_rules[1];
+  CHECK(plain->may_bind_credentials && plain->may_allow_every_path && !plain->max_routes && !plain->bind_at);
+  CHECK(!git->may_bind_credentials && !git->may_allow_every_path && git->max_routes == 50);
+  CHECK_STR(git->bind_at, "config/ok_policy.yaml:4:56");
+  CHECK_STR(git->every_path_at, "config/ok_policy.yaml:4:85");
+  CHECK_STR(cfg.source_rules[2].max_routes_at, "config/ok_policy.yaml:6:17");
+  CHECK(cfg.source_rules[2].may_bind_credentials);
+  br_config_free(&cfg);
+  br_buf_free(&err);
+}
+
 int main(void) {
   test_defaults();
   test_example();
@@ -336,5 +365,6 @@ int main(void) {
   test_signals();
   test_expand();
   test_table();
+  test_rule_positions();
   CHECK_DONE();
 }

@@ -37,8 +37,9 @@ static bool is_case_input(const char *name) {
   return name[0] != '.' && (ends_with(name, ".yaml") || ends_with(name, ".yml") || ends_with(name, ".json"));
 }
 
-/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]";
- * a route without path_allowlist (every path) shows "(every path)". */
+/* The line format of .expected files: "ORIGIN HOST PATH... [SCHEME TOKEN_ENV]
+ * [expires=SECONDS]"; a route without path_allowlist (every path) shows
+ * "(every path)". */
 static void print_routes(const struct br_routes *r, size_t from, struct br_buf *out) {
   for (size_t i = from; i < r->n; i++) {
     const struct br_route *route = &r->v[i];
@@ -50,6 +51,8 @@ static void print_routes(const struct br_routes *r, size_t from, struct br_buf *
     if (route->auth_scheme || route->token_env)
       br_buf_printf(out, " %s %s", route->auth_scheme ? route->auth_scheme : "(null)",
                     route->token_env ? route->token_env : "(null)");
+    if (route->expires)
+      br_buf_printf(out, " expires=%lld", (long long)route->expires);
     br_buf_adds(out, "\n");
   }
 }
@@ -455,15 +458,37 @@ static void test_many_keys(void) {
     CHECK(br_buf_printf(&text, "k%05d: 1\n", i) == 0);
   CHECK(text.len <= 1 << 20);
   expect_error(text.data, text.len, NULL, -EINVAL,
-               "t.yaml:2:1: k00000: unknown key, expected a mapping with the single key \"routes\"\n");
+               "t.yaml:2:1: k00000: unknown key, expected routes or expires\n");
   br_buf_reset(&text);
   br_buf_adds(&text, "routes:\n- host: a.example\n  path_allowlist: [/]\n");
   for (int i = 0; i < 60000; i++)
     br_buf_printf(&text, "  k%05d: 1\n", i);
   expect_error(text.data, text.len, NULL, -EINVAL,
-               "t.yaml:4:3: routes[0].k00000: unknown key, expected host, path_allowlist, auth_scheme or "
-               "token_env\n");
+               "t.yaml:4:3: routes[0].k00000: unknown key, expected host, path_allowlist, auth_scheme, token_env "
+               "or expires\n");
   br_buf_free(&text);
+}
+
+/* A time already past is an error only when the caller says when "now" is
+ * (a file being installed or checked); the daemon reads it as expired. */
+static void test_expires_after(void) {
+  static const char text[] =
+      "expires: 2026-07-01T12:00:00Z\nroutes:\n  - {host: a.example, path_allowlist: [/]}\n";
+  struct br_limits limits;
+  br_limits_default(&limits);
+  struct br_routes routes;
+  br_routes_init(&routes);
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == 0 && routes.n == 1);
+  limits.expires_after = 1782907200 - 1; /* a second before */
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == 0 && routes.n == 2);
+  limits.expires_after = 1782907200; /* the moment itself: expired */
+  CHECK(br_fragment_parse("f.yaml", text, strlen(text), &limits, &routes, &err) == -EINVAL && routes.n == 2);
+  CHECK_STR(br_buf_str(&err), "f.yaml:1:10: expires: \"2026-07-01T12:00:00Z\" is in the past (it is "
+                              "2026-07-01T12:00:00Z now), expected a time to come\n");
+  br_routes_free(&routes);
+  br_buf_free(&err);
 }
 
 int main(void) {
@@ -479,5 +504,6 @@ int main(void) {
   test_bytes();
   test_append_and_rollback();
   test_many_keys();
+  test_expires_after();
   CHECK_DONE();
 }
