@@ -61,7 +61,7 @@ static const char usage_text[] =
     "      --log-level LEVEL  debug, info, warn or error (default info)\n"
     "      --log-format FMT   text or json (default text)\n"
     "      --wait[=SECONDS]   changes: return once live (default 30 s); exit 3 if not yet\n"
-    "      --json             status and changes: one JSON document\n"
+    "      --json             once, plan, status and changes: one JSON document\n"
     "      --for DURATION     apply, add-route: the routes expire after it (30m, 2h, 7d)\n"
     "  -h, --help             this text (COMMAND --help: the command's own)\n"
     "  -V, --version          print the version\n";
@@ -228,6 +228,27 @@ void write_audit(struct cli *cli, const json_t *records) {
   br_buf_free(&path);
 }
 
+/* The exit code after one more slug: 1 (an error) wins over 2 (changes pending). */
+static int exit_of(const struct br_converge_report *rep, int exit_code) {
+  if (rep->outcome == BR_OUTCOME_CHANGES && exit_code == 0)
+    return 2;
+  if (rep->outcome != BR_OUTCOME_CONVERGED && rep->outcome != BR_OUTCOME_UNMANAGED &&
+      rep->outcome != BR_OUTCOME_CHANGES)
+    return 1;
+  return exit_code;
+}
+
+/* once and plan --json: one object per slug, the report as it is. */
+static json_t *slug_json(const char *slug, int rc, const struct br_converge_report *rep) {
+  if (rc)
+    return json_pack("{s:s, s:s, s:s}", "slug", slug, "outcome", "error", "message", strerror(-rc));
+  return json_pack("{s:s, s:s, s:s, s:s?, s:i, s:i, s:s, s:s, s:s, s:O}", "slug", slug, "outcome",
+                   br_outcome_name(rep->outcome), "message", br_buf_str(&rep->message), "desired_hash",
+                   rep->desired_hash[0] ? rep->desired_hash : NULL, "writes", (json_int_t)rep->writes, "reloads",
+                   (json_int_t)rep->reloads, "plan", br_buf_str(&rep->plan), "errors", br_buf_str(&rep->errors),
+                   "warnings", br_buf_str(&rep->warnings), "audit", rep->audit);
+}
+
 static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
   if (load_config(cli, !dry_run))
     return 1;
@@ -246,6 +267,7 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     return 1;
   }
   int exit_code = 0;
+  json_t *doc = cli->json ? json_array() : NULL;
   for (size_t i = 0; i < slugs.n; i++) {
     const char *slug = slugs.v[i];
     struct br_converge_report rep;
@@ -264,10 +286,14 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     else if (!rc)
       rc = br_converge_here(cli, &bottle, INT64_MAX, &rep); /* writes the audit */
     br_bottle_free(&bottle);
+    if (doc)
+      json_array_append_new(doc, slug_json(slug, rc, &rep));
     if (rc) {
       if (rc != -ENOENT || !tree)
         fprintf(stderr, "%s: %s\n", slug, strerror(-rc));
       exit_code = 1;
+    } else if (doc) {
+      exit_code = exit_of(&rep, exit_code);
     } else {
       print_indented(stderr, "warning: ", &rep.warnings);
       printf("%s: %s: %s\n", slug, br_outcome_name(rep.outcome), br_buf_str(&rep.message));
@@ -282,14 +308,18 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
       }
       if (rep.outcome == BR_OUTCOME_INVALID)
         fputs(br_buf_str(&rep.errors), stderr);
-      if (rep.outcome == BR_OUTCOME_CHANGES && exit_code == 0)
-        exit_code = 2;
-      else if (rep.outcome != BR_OUTCOME_CONVERGED && rep.outcome != BR_OUTCOME_UNMANAGED &&
-               rep.outcome != BR_OUTCOME_CHANGES)
-        exit_code = 1;
+      exit_code = exit_of(&rep, exit_code);
     }
     fflush(stdout);
     br_converge_report_free(&rep);
+  }
+  if (doc) {
+    json_t *all = json_pack("{s:s, s:o, s:i}", "command", cli->command, "slugs", doc, "exit", exit_code);
+    char *text = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text)
+      printf("%s\n", text);
+    free(text);
+    json_decref(all);
   }
   br_strv_free(&slugs);
   free(tree);
@@ -429,8 +459,9 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--all belongs to adopt");
   if (cli.name && strcmp(cli.command, "apply") != 0)
     return usage_error("%s", "--name belongs to apply");
-  if (cli.json && !changes && strcmp(cli.command, "status") != 0)
-    return usage_error("%s", "--json belongs to status and the commands that change fragments");
+  if (cli.json && !changes && strcmp(cli.command, "status") != 0 && strcmp(cli.command, "once") != 0 &&
+      strcmp(cli.command, "plan") != 0)
+    return usage_error("%s", "--json belongs to once, plan, status and the commands that change fragments");
   if (cli.wait && (!changes || strcmp(cli.command, "adopt") == 0))
     return usage_error("%s", "--wait belongs to apply, add-route, remove-route, revoke and edit");
   if ((cli.id || cli.host || cli.auth_scheme || cli.token_ref) && !adding)

@@ -148,4 +148,27 @@ br apply alpha "$BR_TMP/bad.yaml" 2>/dev/null || rc=$?
 [[ ! -e $BR_TMP/state/alpha/routes.d/bad.yaml ]] || fail "apply installed an invalid fragment"
 br once alpha >/dev/null || fail "once after the fix failed"
 grep -q '"host": "new.example.org"' "$(eg_file alpha)" || fail "fixed state not applied"
+
+# --json: one document for the whole run, the same outcomes and exit status
+printf 'routes:\n  - host: json.example.org\n    path_allowlist: [/j/]\n' | write_atomic "$BR_TMP/state/alpha/routes.d/json.yaml"
+rc=0
+br plan alpha --json >"$BR_TMP/plan.json" || rc=$?
+((rc == 2)) || fail "plan --json with a change pending exited $rc"
+python3 - "$BR_TMP/plan.json" <<'PY' || fail "plan --json: $(cat "$BR_TMP/plan.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["command"] == "plan" and d["exit"] == 2, d
+(s,) = d["slugs"]
+assert s["slug"] == "alpha" and s["outcome"] == "changes-pending", s
+assert "json.example.org" in s["plan"] and s["writes"] == 0, s
+PY
+br once alpha --json >"$BR_TMP/once.json" || fail "once --json failed: $(cat "$BR_TMP/once.json")"
+python3 - "$BR_TMP/once.json" "$(sha256_of "$(eg_file alpha)")" <<'PY' || fail "once --json: $(cat "$BR_TMP/once.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+(s,) = d["slugs"]
+assert d["exit"] == 0 and s["outcome"] == "converged" and s["writes"] >= 1, d
+eg = [r for r in s["audit"] if r["sidecar"] == "egress"]
+assert eg and eg[-1]["sha256_after"] == sys.argv[2], eg
+PY
 echo "ok"
