@@ -87,8 +87,8 @@ bool br_git_locked(struct br_git_dirs *g, const char *state_dir, const char *dir
       snprintf(path + len, sizeof path - len, "/.git");
       if (stat(path, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) {
         if (S_ISREG(st.st_mode)) {
+          memcpy(gitfile, path, sizeof gitfile); /* DIR/.git */
           path[len] = '\0';
-          snprintf(gitfile, sizeof gitfile, "%s/.git", path);
           if (gitfile_resolve(path, gitfile, gitdir, sizeof gitdir))
             return false; /* git refuses this checkout: nothing of git's holds it */
         } else {

@@ -71,7 +71,7 @@ $(cat "$metrics")"
 wait_for -t 20 slug_converged alpha
 beat=$(metric bottle_reconciler_last_loop_timestamp_seconds)
 [[ -n $beat ]] || fail "no bottle_reconciler_last_loop_timestamp_seconds"
-wait_for metric_ge bottle_reconciler_last_loop_timestamp_seconds "$(awk -v b="$beat" 'BEGIN { print b + 1 }')"
+wait_for metric_ge bottle_reconciler_last_loop_timestamp_seconds "$(awk -v b="$beat" 'BEGIN { printf "%.3f", b + 1 }')"
 last=$(metric bottle_reconciler_last_converge_timestamp_seconds)
 awk -v l="$last" -v s="$t_start" -v n="$(date +%s)" 'BEGIN { exit !(l >= s && l <= n + 1) }' ||
   fail "bottle_reconciler_last_converge_timestamp_seconds is $last, not between $t_start and now"
