@@ -417,7 +417,7 @@ int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *s
   d->now = br_realtime_ns() / 1000000000;
   int rc = br_desired_policy(cfg, &ld.policy);
   /* sources[i] is cfg->sources[i] expanded; another list has no rules. */
-  bool rules = sources->n == cfg->sources.n;
+  bool rules = cfg->source_rules && sources->n == cfg->sources.n;
   for (size_t i = 0; !rc && i < sources->n; i++) {
     rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
