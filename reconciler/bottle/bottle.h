@@ -17,7 +17,9 @@ struct br_bottle {
   const struct br_config *cfg; /* borrowed: the config it was derived under */
   char slug[BR_SLUG_MAX + 1];
   char *dir;                    /* STATE/<slug>: the bottle exists iff this directory does */
-  struct br_strv sources;       /* source directories, in merge order */
+  struct br_strv sources;       /* source directories, in merge order: sources.v[i] is
+                                   cfg->sources.v[i] expanded, so its rules (what its
+                                   fragments may say) are cfg->source_rules[i] */
   char *live[BR_SIDECAR_COUNT]; /* each sidecar's live file */
   /* compose_project of metadata.json, else the slug. Read when first asked
    * (br_bottle_project): most converges find nothing to do and never need

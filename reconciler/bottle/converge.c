@@ -724,7 +724,9 @@ static enum step_result check_one(struct run *run, enum br_sidecar sidecar, cons
 }
 
 /* Every validate command passes on the exact bytes before the first rename:
- * a refusal of the egress file must not leave pipelock widened. */
+ * a refusal of the egress file must not leave pipelock widened. The
+ * operator's policy passed before these bytes were made (load_desired):
+ * together they are every check, and none of them writes anything. */
 static enum step_result check_staged(struct run *run) {
   struct plan *p = &run->plan;
   enum step_result out = check_one(run, BR_SIDECAR_PIPELOCK, &p->pl_widened);

@@ -309,7 +309,8 @@ void br_desired_source_policy(const struct br_config *cfg, size_t i, struct br_p
 /* What one load carries from fragment to fragment and source to source. */
 struct loading {
   struct br_policy policy;
-  struct br_routes declared; /* every route with a credential, in merge order (the policy's view) */
+  struct br_routes declared;     /* every route with a credential, in merge order (the policy's view) */
+  struct br_routes bound_before; /* the same of routes that expired */
 };
 
 /* The policy on one parsed fragment of source index (SIZE_MAX: no rules of
@@ -323,11 +324,17 @@ static int fragment_policy(const struct br_config *cfg, struct loading *ld, size
                                   &d->errors);
 }
 
-/* Its credentials, for the bottle-wide check: every binding, expired too. */
-static int remember_bindings(struct loading *ld, const struct br_routes *routes) {
-  for (size_t i = 0; i < routes->n; i++)
-    if (routes->v[i].token_env && br_routes_append_copy(&ld->declared, &routes->v[i]))
+/* Its credentials, for the bottle-wide check: every binding, expired too.
+ * The expired ones come first: they were made before, and a slot must not
+ * pass to another host while the egress container may still hold their
+ * value, so the message blames the newer binding. */
+static int remember_bindings(struct loading *ld, const struct br_routes *routes, int64_t now) {
+  for (size_t i = 0; i < routes->n; i++) {
+    const struct br_route *r = &routes->v[i];
+    bool over = r->expires && r->expires <= now;
+    if (r->token_env && br_routes_append_copy(over ? &ld->bound_before : &ld->declared, r))
       return -ENOMEM;
+  }
   return 0;
 }
 
@@ -397,7 +404,7 @@ static int load_source(const struct br_config *cfg, struct loading *ld, size_t i
       frc = br_fragment_parse(path.data, bytes.data, bytes.len, &limits, &routes, &d->errors);
     if (frc == -EFBIG || frc == -E2BIG)
       frc = -EINVAL;
-    if (!frc && !(frc = remember_bindings(ld, &routes)) && !(frc = split_expired(&routes, d)))
+    if (!frc && !(frc = remember_bindings(ld, &routes, d->now)) && !(frc = split_expired(&routes, d)))
       frc = fragment_policy(cfg, ld, index, path.data, &routes, &source_routes, d);
     if (!frc && !d->errors.len) {
       struct br_merge_excess excess;
@@ -426,10 +433,11 @@ int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *s
                             const struct br_desired_overlay *overlay, struct br_desired *d) {
   struct loading ld;
   br_routes_init(&ld.declared);
+  br_routes_init(&ld.bound_before);
   d->now = br_realtime_ns() / 1000000000;
   int rc = br_desired_policy(cfg, &ld.policy);
   /* sources[i] is cfg->sources[i] expanded; another list has no rules. */
-  bool rules = sources->n == cfg->sources.n;
+  bool rules = cfg->source_rules && sources->n == cfg->sources.n;
   for (size_t i = 0; !rc && i < sources->n; i++) {
     rc = br_strv_add(&d->sources, sources->v[i]);
     if (!rc)
@@ -443,12 +451,16 @@ int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *s
     struct br_policy bottle = ld.policy;
     if (!whole)
       bottle.max_routes = 0;
-    rc = br_policy_check_bottle(&bottle, &ld.declared, &d->routes, &d->errors);
+    for (size_t i = 0; !rc && i < ld.declared.n; i++)
+      rc = br_routes_append_copy(&ld.bound_before, &ld.declared.v[i]);
+    if (!rc)
+      rc = br_policy_check_bottle(&bottle, &ld.bound_before, &d->routes, &d->errors);
     if (rc == -EINVAL)
       rc = 0;
   }
   br_desired_policy_free(&ld.policy);
   br_routes_free(&ld.declared);
+  br_routes_free(&ld.bound_before);
   if (!rc && d->errors.len)
     rc = -EINVAL;
   if (rc) {

@@ -155,6 +155,9 @@ static void command_help(const char *command) {
 int load_config(struct cli *cli, bool need_state) {
   struct br_buf err;
   br_buf_init(&err, 64 * 1024);
+  /* apply reads the config for its limits, then again for the change:
+   * the first one is freed, not leaked (freeing a zeroed config is safe). */
+  br_config_free(&cli->cfg);
   int rc = br_config_load(&cli->cfg, cli->config_path, &err);
   if (rc) {
     fprintf(stderr, "%s", err.data ? err.data : "cannot load the config\n");

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/cidr.h"
 #include "common/diag.h"
 #include "common/strmap.h"
+#include "reconciler/model/expiry.h"
 
 /* How many bytes of a route's origin "FILE:LINE" are the file, and the line. */
 static size_t origin_split(const char *origin, size_t *line) {
@@ -176,14 +178,19 @@ static int check_credentials(const struct br_policy *p, const struct br_routes *
     } else if (!(owner = br_strmap_get(&first, r->token_env))) {
       if (br_strmap_put(&first, r->token_env, (void *)r))
         rc = -ENOMEM;
-    } else if (strcmp(owner->host, r->host) != 0 &&
-               (one = at_route(errors, r, "token_env",
-                               "%s is bound to %s already (%s:%zu), so egress would inject that credential into "
-                               "requests to %s too; one credential serves one host: give %s a token_env of its "
-                               "own, or share it on purpose in policy.shared_credentials",
-                               r->token_env, owner->host, owner->origin ? owner->origin : "an earlier route",
-                               owner->column, r->host, r->host))) {
-      rc = one;
+    } else if (strcmp(owner->host, r->host) != 0) {
+      char until[BR_EXPIRY_TEXT_MAX + 16] = "";
+      if (owner->expires) {
+        char when[BR_EXPIRY_TEXT_MAX];
+        br_expiry_format(owner->expires, when, sizeof when);
+        snprintf(until, sizeof until, ", expires %s", when);
+      }
+      rc = at_route(errors, r, "token_env",
+                    "%s is bound to %s already (%s:%zu%s), so egress would inject that credential into "
+                    "requests to %s too; one credential serves one host: give %s a token_env of its "
+                    "own, or share it on purpose in policy.shared_credentials",
+                    r->token_env, owner->host, owner->origin ? owner->origin : "an earlier route", owner->column,
+                    until, r->host, r->host);
     }
   }
   br_strmap_free(&first);

@@ -102,6 +102,7 @@ PY
 }
 wait_for audit_expired
 wait_for daemon_log_has 'a route expired; converging'
+wait_for daemon_log_has "egress: temp.example.com expired at $expires \(.*/temp.yaml:3\)"
 [[ $(status_expiring) == "" ]] || fail "status still lists an expired route: $(daemon_status x)"
 
 # Idle again after the last expiry: the timer is not armed anew.
@@ -129,6 +130,28 @@ converged_since() { [[ $(status_field x last_converge) != "$1" ]] && slug_conver
 wait_for converged_since "$last"
 [[ $(status_field x phase) == converged ]] || fail "a route already expired made the bottle $(status_field x phase)"
 file_is "$(eg_file x)" "$eg_hash" || fail "a route already expired reached egress"
+
+# An expired approval's credential slot is not given to another host while
+# its file is there: the egress container may still hold that credential.
+brx add-route x --host short.example.com --path /s/ --auth-scheme Bearer --token-ref short --id short --for 2s
+((RC == 0)) && grep -q "credential slot EGRESS_TOKEN_0" "$BR_TMP/out" || fail "add-route --for 2s: rc $RC: $(outerr)"
+short_live() { grep -q '"host": "short.example.com"' "$(eg_file x)"; }
+wait_for short_live
+wait_for -t 15 not short_live
+brx add-route x --host next.example.com --path /n/ --auth-scheme Bearer --token-ref next --id next
+((RC == 0)) && grep -q "next.example.com: credential slot EGRESS_TOKEN_1" "$BR_TMP/out" ||
+  fail "a slot of an expired approval was given out again: rc $RC: $(outerr)"
+# Bound to another host by hand, the expired binding still refuses it.
+bottle_fragment x 40-reuse.yaml <<'YAML'
+routes:
+  - {host: reuse.example.com, path_allowlist: [/r/], auth_scheme: Bearer, token_env: EGRESS_TOKEN_0}
+YAML
+phase_is() { [[ $(status_field x phase) == "$1" ]]; }
+wait_for phase_is invalid
+[[ $(status_field x message) == *"EGRESS_TOKEN_0 is bound to short.example.com already"* ]] ||
+  fail "reusing an expired approval's slot: $(status_field x message)"
+rm "$BR_TMP/state/x/routes.d/40-reuse.yaml"
+wait_for phase_is converged
 
 # An expiry far away: one timer, and the daemon is idle meanwhile.
 brx add-route x --host far.example.com --path /f/ --auth-scheme Bearer --token-ref far --id far --for 30d
