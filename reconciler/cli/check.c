@@ -19,6 +19,7 @@ struct finding {
   const char *file;
   size_t file_len;
   unsigned long line, column;
+  bool numbered; /* the line said where in the file: else it is about the whole file */
   const char *rest;
   size_t rest_len;
 };
@@ -44,7 +45,7 @@ static int number(const char **p, unsigned long *out) {
  * for what it finds inside a file, "FILE:LINE: ..." for a merge conflict
  * (a route's origin) and "FILE: msg" for the file as a whole. */
 static void locate(const char *text, size_t len, const struct br_strv *paths, struct finding *f) {
-  *f = (struct finding){.file = text, .file_len = 0, .line = 1, .column = 1, .rest = text, .rest_len = len};
+  *f = (struct finding){.file = text, .line = 1, .column = 1, .rest = text, .rest_len = len};
   for (size_t i = 0; paths && i < paths->n; i++) {
     size_t n = strlen(paths->v[i]);
     if (n > f->file_len && n < len && strncmp(text, paths->v[i], n) == 0 && text[n] == ':')
@@ -61,6 +62,7 @@ static void locate(const char *text, size_t len, const struct br_strv *paths, st
   const char *q = p;
   if (number(&q, &line) == 0) {
     f->line = line;
+    f->numbered = true;
     p = q;
     if (number(&q, &column) == 0) {
       f->column = column;
@@ -101,9 +103,10 @@ static void print_finding(const struct cli *cli, bool error, const char *text, s
   struct finding f;
   locate(text, len, paths, &f);
   bool located = f.file_len > 0;
-  /* A message about a whole file ("FILE: not a regular file") names no
-   * field: (file) stands for it, as in the core's own size message. */
-  bool fieldless = located && f.rest_len && !memchr(f.rest, ':', f.rest_len);
+  /* A message about a whole file ("FILE: not a regular file", "FILE:
+   * cannot read: ...") names no field: (file) stands for it, as in the
+   * core's own size message. */
+  bool fieldless = located && !f.numbered;
   if (!cli->github) {
     if (located)
       fprintf(stderr, "%.*s:%lu:%lu: %s%.*s\n", (int)f.file_len, f.file, f.line, f.column,
@@ -232,9 +235,14 @@ static int check_tree(struct cli *cli) {
     findings += print_findings(cli, true, &d.errors, &d.fragments, &seen);
     findings += print_findings(cli, true, &d.warnings, &d.fragments, &seen);
     if (rc && rc != -EINVAL && !d.errors.len) {
-      /* An I/O failure with nothing said about it yet. */
-      fprintf(stderr, "%s: cannot read: %s\n", repo.v[i].sources.v[repo.v[i].sources.n - 1], strerror(-rc));
-      findings++;
+      /* An I/O failure with nothing said about it yet: a finding too, in
+       * the same form, so that CI shows it where it shows the others. */
+      struct br_buf line;
+      br_buf_init(&line, 64 * 1024);
+      br_buf_printf(&line, "%s:1:1: (folder): cannot read: %s\n", repo.v[i].sources.v[repo.v[i].sources.n - 1],
+                    strerror(-rc));
+      findings += print_findings(cli, true, &line, NULL, &seen);
+      br_buf_free(&line);
     }
     bad_bottles += findings > before || (rc && rc != -EINVAL);
     for (size_t j = 0; j < d.fragments.n; j++)

@@ -120,7 +120,8 @@ static int scan_bottle_folder(struct scan *s, const char *folder) {
   }
   br_buf_free(&path);
   br_strv_free(&names);
-  return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc; /* gone since the listing: nothing to say */
+  /* Gone since the listing, or unreadable: reading its fragments says so. */
+  return rc == -ENOMEM ? rc : 0;
 }
 
 /* The bottle folders under prefix ("bottles" or "hosts/<host>/bottles"). */

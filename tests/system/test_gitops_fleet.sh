@@ -27,7 +27,20 @@ hosts=(h1 h2 h3)
 # stopped on exit, before the directories go.
 signer=$root/gpg-signer outsider=$root/gpg-outsider keyring=$root/keyring
 mkdir -m 0700 "$signer" "$outsider" "$keyring"
-trap 'rc=$?; for h in "$signer" "$outsider" "$keyring"; do gpgconf --homedir "$h" --kill all 2>/dev/null; done; (exit $rc); _br_cleanup' EXIT
+# STUCK[host]: a sync run as a process group of its own (step 7).
+declare -A STUCK=()
+stop_agents() {
+  local rc=$? home pid
+  set +e # in an EXIT trap: a failure here must not skip the cleanup after it
+  for home in "$signer" "$outsider" "$keyring"; do
+    gpgconf --homedir "$home" --kill all 2>/dev/null
+  done
+  for pid in "${STUCK[@]}"; do
+    kill -KILL -- "-$pid" 2>/dev/null
+  done
+  return "$rc"
+}
+trap 'stop_agents; _br_cleanup' EXIT
 gpg --homedir "$signer" --batch --quiet --passphrase '' --quick-gen-key 'Fleet Signer <signer@example.org>' ed25519 sign never 2>/dev/null
 gpg --homedir "$outsider" --batch --quiet --passphrase '' --quick-gen-key 'Outsider <outsider@example.org>' ed25519 sign never 2>/dev/null
 gpg --homedir "$signer" --export --armor signer@example.org >"$root/signer.asc"
@@ -379,7 +392,6 @@ touch "\$STUCK_MARK"
 exec sleep 600
 EOF
 chmod +x "$root/stuck-br"
-declare -A STUCK
 for h in "${hosts[@]}"; do
   # shellcheck disable=SC2046
   STUCK_MARK=$root/$h/stuck setsid "$sync" $(sync_args "$h") --bin "$root/stuck-br" 2>>"$root/$h/sync.log" &
@@ -392,6 +404,7 @@ for h in "${hosts[@]}"; do
   [[ $(ps -o pgid= "${STUCK[$h]}" | tr -d ' ') == "${STUCK[$h]}" ]] || fail "the sync is not a process group of its own"
   kill -KILL -- "-${STUCK[$h]}"
   reap "${STUCK[$h]}"
+  unset "STUCK[$h]"
 done
 for h in "${hosts[@]}"; do
   [[ $(served_link "$h") == "rev-$good" ]] || fail "$h published a commit whose sync was killed"
