@@ -7,17 +7,173 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* ---- opening a path through no symlink ----------------------------------- */
+
+static atomic_bool no_openat2; /* the kernel said ENOSYS once, or a test asked */
+
+void br_open_under_walk_only(bool walk_only) { atomic_store(&no_openat2, walk_only); }
+
+/* Length of dir when path is dir or lies beneath it (a whole-component
+ * prefix), else 0. A trailing "/" of dir does not count; "/" itself has
+ * length 1. */
+static size_t prefix_of(const char *path, const char *dir) {
+  size_t n = dir ? strlen(dir) : 0;
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  if (!n || dir[0] != '/' || strncmp(path, dir, n) != 0)
+    return 0;
+  return n == 1 || path[n] == '/' || path[n] == '\0' ? n : 0;
+}
+
+/* The trusted directory of rule that path lies beneath, the longest: its
+ * length in path, or 0 for none (resolve from "/"). */
+static size_t trusted_prefix(const char *path, const struct br_path_rule *rule) {
+  size_t best = prefix_of(path, rule->root);
+  for (size_t i = 0; rule->follow && i < rule->follow->n; i++) {
+    size_t n = prefix_of(path, rule->follow->v[i]);
+    if (n > best)
+      best = n;
+  }
+  return best;
+}
+
+/* The component walk, for kernels without openat2: each directory opened
+ * from the last with O_NOFOLLOW, so a symlink anywhere fails, and so does a
+ * swap after a component was opened (the descriptor is what is walked). */
+static int walk_beneath(int dirfd, const char *rest, int flags, mode_t mode) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", rest) >= (int)sizeof buf)
+    return -ENAMETOOLONG;
+  int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  char *comp = buf;
+  for (;;) {
+    while (*comp == '/')
+      comp++;
+    char *slash = strchr(comp, '/');
+    if (slash)
+      *slash = '\0';
+    bool last = !slash || !slash[1 + strspn(slash + 1, "/")];
+    int next;
+    struct stat st;
+    if (last) {
+      next = openat(fd, *comp ? comp : ".", flags | O_NOFOLLOW | O_CLOEXEC, mode);
+      /* O_PATH with O_NOFOLLOW opens a symlink itself rather than failing. */
+      if (next >= 0 && (flags & O_PATH) && fstat(next, &st) == 0 && S_ISLNK(st.st_mode)) {
+        close(next);
+        next = -1;
+        errno = ELOOP;
+      }
+    } else if (!*comp || !strcmp(comp, ".")) {
+      comp = slash + 1;
+      continue;
+    } else {
+      next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    /* A symlink is "not a directory" to O_DIRECTORY|O_NOFOLLOW. */
+    if (next < 0 && errno == ENOTDIR && fstatat(fd, *comp ? comp : ".", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode))
+      errno = ELOOP;
+    int err = errno;
+    close(fd);
+    if (next < 0)
+      return -err;
+    if (last)
+      return next;
+    fd = next;
+    comp = slash + 1;
+  }
+}
+
+int br_open_under(const char *path, int flags, mode_t mode, const struct br_path_rule *rule) {
+  if (!rule) {
+    int fd = open(path, flags | O_CLOEXEC, mode);
+    return fd < 0 ? -errno : fd;
+  }
+  if (path[0] != '/')
+    return -EINVAL;
+  /* ".." could climb out of a bottle's directory and back into another's
+   * (RESOLVE_BENEATH allows what stays below the root): no path the tool
+   * derives has one, so none is taken. */
+  for (const char *c = path; (c = strstr(c, "..")); c += 2)
+    if (c[-1] == '/' && (c[2] == '/' || c[2] == '\0'))
+      return -EXDEV;
+  size_t n = trusted_prefix(path, rule);
+  char dir[PATH_MAX];
+  if (n >= sizeof dir)
+    return -ENAMETOOLONG;
+  /* The trusted directory's own path is taken as it is; "/" when none. */
+  memcpy(dir, path, n ? n : 1);
+  dir[n ? n : 1] = '\0';
+  const char *rest = path + (n ? n : 1);
+  rest += strspn(rest, "/");
+  if (!*rest)
+    rest = ".";
+  int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0)
+    return -errno;
+  int fd = -ENOSYS;
+  if (!atomic_load(&no_openat2)) {
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? mode : 0,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH,
+    };
+    long r = syscall(SYS_openat2, dirfd, rest, &how, sizeof how);
+    fd = r < 0 ? -errno : (int)r;
+    if (fd == -ENOSYS)
+      atomic_store(&no_openat2, true);
+  }
+  /* EPERM too: a seccomp filter that predates openat2 may answer so. */
+  if (fd == -ENOSYS || fd == -EPERM)
+    fd = walk_beneath(dirfd, rest, flags, mode);
+  close(dirfd);
+  return fd;
+}
+
+int br_path_symlink(const char *path, const struct br_path_rule *rule, struct br_buf *out) {
+  size_t n = rule && path[0] == '/' ? trusted_prefix(path, rule) : 0;
+  char prefix[PATH_MAX];
+  for (size_t i = n ? n : 1; path[i - 1] && i < sizeof prefix;) {
+    size_t end = i + strcspn(path + i, "/");
+    if (end == i) {
+      i++;
+      continue;
+    }
+    snprintf(prefix, sizeof prefix, "%.*s", (int)end, path);
+    struct stat st;
+    if (lstat(prefix, &st) < 0)
+      return -errno;
+    if (S_ISLNK(st.st_mode)) {
+      char target[PATH_MAX];
+      ssize_t len = readlink(prefix, target, sizeof target - 1);
+      target[len < 0 ? 0 : len] = '\0';
+      return br_buf_printf(out, "%s is a symlink (to %s)", prefix, len < 0 ? "?" : target);
+    }
+    if (!path[end])
+      break;
+    i = end + 1;
+  }
+  return -ENOENT;
+}
 
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out) {
   return br_file_read_stat(path, max, nofollow, out, NULL);
 }
+
+static int read_fd(int fd, size_t max, struct br_buf *out, struct stat *st_out);
 
 int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf *out, struct stat *st_out) {
   br_buf_reset(out);
@@ -25,6 +181,20 @@ int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
   if (fd < 0)
     return -errno;
+  return read_fd(fd, max, out, st_out);
+}
+
+int br_file_read_under(const char *path, size_t max, const struct br_path_rule *rule, struct br_buf *out,
+                       struct stat *st_out) {
+  br_buf_reset(out);
+  int fd = br_open_under(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0, rule);
+  if (fd < 0)
+    return fd;
+  return read_fd(fd, max, out, st_out);
+}
+
+/* Reads the regular file open at fd, and closes fd. */
+static int read_fd(int fd, size_t max, struct br_buf *out, struct stat *st_out) {
   struct stat st;
   int rc = 0;
   if (fstat(fd, &st) < 0) {
@@ -116,9 +286,18 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len, const 
     goto out;
   }
   const char *dir = dirname(dup_dir), *base = basename(dup_base);
-  dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  dirfd = br_open_under(dir, O_RDONLY | O_DIRECTORY, 0, opts ? opts->rule : NULL);
+  if (dirfd == -ELOOP && opts && opts->rule) {
+    /* Following it could let whoever controls the link redirect the write. */
+    br_buf_printf(err, "%s: ", path);
+    if (br_path_symlink(dir, opts->rule, err))
+      br_buf_adds(err, "a component of its directory is a symlink");
+    br_buf_adds(err, "; refusing to write through it, expected directories all the way\n");
+    rc = -ELOOP;
+    goto out;
+  }
   if (dirfd < 0) {
-    rc = fail(err, -errno, dir, "cannot open directory");
+    rc = fail(err, dirfd, dir, "cannot open directory");
     goto out;
   }
 
@@ -238,10 +417,18 @@ out:
   return rc;
 }
 
-int br_file_remove_stale_temps(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d)
-    return -errno;
+int br_file_remove_stale_temps(const char *dir) { return br_file_remove_stale_temps_under(dir, NULL); }
+
+int br_file_remove_stale_temps_under(const char *dir, const struct br_path_rule *rule) {
+  int fd = br_open_under(dir, O_RDONLY | O_DIRECTORY, 0, rule);
+  if (fd < 0)
+    return fd;
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
   int removed = 0;
   struct dirent *e;
   while ((e = readdir(d))) {

@@ -9,11 +9,46 @@
 #include <sys/types.h>
 
 #include "common/buf.h"
+#include "common/strv.h"
 
 /* Temp files of this tool start with this prefix, so readers that ignore
  * dot files (the fragment scanner, pipelock's basename filter) skip them and
  * a restart can recognise and remove its own leftovers. */
 #define BR_TMP_PREFIX ".br-tmp."
+
+/* Where the path of a file may pass through a symlink. The tool runs as
+ * root beside directories that others write (a bottle's own, its sidecars'):
+ * a symlink planted in any component, not just the last, could send a write
+ * or a read to another bottle's files or to /etc. So a file opened under a
+ * rule is reached through no symlink at all, except in the paths of the
+ * directories the rule trusts. */
+struct br_path_rule {
+  const char *root;             /* a trusted directory (the state directory,
+                                   resolved once with realpath): a path under
+                                   it is resolved beneath it, through no
+                                   symlink and never above it; NULL: none */
+  const struct br_strv *follow; /* directories whose own paths may go through
+                                   symlinks, a deployment's documented choice
+                                   (the config's follow_symlinks); beneath
+                                   them, no symlink either; NULL: none */
+};
+/* A path under neither is resolved from "/" through no symlink. */
+
+/* Opens path (absolute) as openat(2) would with flags and mode, under rule
+ * (NULL: as open(2), following every symlink). A symlink where the rule
+ * allows none is -ELOOP, whatever component it is; a ".." component is
+ * -EXDEV. Uses openat2(2) with RESOLVE_NO_SYMLINKS (and RESOLVE_BENEATH
+ * from a trusted directory) where the kernel has it (Linux 5.6), else a
+ * walk of the components with O_NOFOLLOW. Returns the descriptor
+ * (O_CLOEXEC) or -errno. */
+int br_open_under(const char *path, int flags, mode_t mode, const struct br_path_rule *rule);
+/* After -ELOOP from br_open_under: appends "COMPONENT is a symlink (to
+ * TARGET)" for the first component of path that is a symlink where rule
+ * allows none, for the message. Returns 0, -ENOENT when there is none (any
+ * more), or another -errno. */
+int br_path_symlink(const char *path, const struct br_path_rule *rule, struct br_buf *out);
+/* For tests: resolve as on a kernel without openat2 (the component walk). */
+void br_open_under_walk_only(bool walk_only);
 
 /* Reads a whole regular file of at most max bytes into out (replacing its
  * contents). With nofollow, a symlink as the last component is -ELOOP.
@@ -22,6 +57,10 @@
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out);
 /* The same, and on success *st is the file's fstat() taken as it was read. */
 int br_file_read_stat(const char *path, size_t max, bool nofollow, struct br_buf *out, struct stat *st);
+/* br_file_read_stat with nofollow, the path opened under rule (-ELOOP for a
+ * symlink anywhere the rule allows none). */
+int br_file_read_under(const char *path, size_t max, const struct br_path_rule *rule, struct br_buf *out,
+                       struct stat *st);
 
 /* Calls each(name, d_type, arg) for every entry of the directory at path
  * but "." and "..", in the file system's order, until each returns non-zero
@@ -62,6 +101,10 @@ struct br_write_opts {
    * for a directory whose reader takes every name with that extension, dot
    * names too (node_exporter's textfile collector reads every "*.prom"). */
   const char *temp_suffix;
+  /* When not NULL, the target's directory is opened under this rule: no
+   * symlink in any component of the path (see br_path_rule), where without
+   * it only the target itself is refused as a symlink. */
+  const struct br_path_rule *rule;
 };
 
 /* Replaces path with bytes so that readers see the old or the new content,
@@ -79,5 +122,7 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len, const 
  * this process's own: they may be in the middle of a write).
  * Returns the number removed, or -errno when dir cannot be read. */
 int br_file_remove_stale_temps(const char *dir);
+/* The same with dir opened under rule (NULL: following symlinks). */
+int br_file_remove_stale_temps_under(const char *dir, const struct br_path_rule *rule);
 
 #endif

@@ -1,6 +1,8 @@
 /* Unit tests for common/fileio: reads that stop at a short read only when
  * the size is known, the replaced file handed to the caller, stale temp
- * files told from live writers' ones, and long paths never cut short. */
+ * files told from live writers' ones, long paths never cut short, paths
+ * opened through no symlink under a rule (with openat2 and with the
+ * component walk), and the mode and owner a replaced file keeps. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -116,6 +118,132 @@ static void long_paths(const char *dir) {
   br_buf_free(&back);
 }
 
+static void mkdirs(const char *root, const char *rel) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  CHECK(mkdir(path, 0755) == 0);
+}
+
+static void link_to(const char *root, const char *rel, const char *target) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  CHECK(symlink(target, path) == 0);
+}
+
+static int open_rc(const char *root, const char *rel, int flags, const struct br_path_rule *rule) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  int fd = br_open_under(path, flags, 0644, rule);
+  if (fd >= 0)
+    close(fd);
+  return fd >= 0 ? 0 : fd;
+}
+
+/* state/ is the trusted root; a/ its bottle, b/ another one; out/ lies
+ * outside it; link is a symlink to b's directory, and so on. Every symlink
+ * in any component is -ELOOP under the rule, a file reached through none
+ * opens, and a directory that follow lists may itself be reached through a
+ * symlink, but nothing beneath it. */
+static void test_rules(const char *dir, bool walk) {
+  br_open_under_walk_only(walk);
+  char root[128], out[128], real_out[160];
+  snprintf(root, sizeof root, "%.64s/rules%d/state", dir, walk);
+  snprintf(out, sizeof out, "%.64s/rules%d", dir, walk);
+  CHECK(mkdir(out, 0755) == 0);
+  CHECK(mkdir(root, 0755) == 0);
+  mkdirs(root, "a");
+  mkdirs(root, "a/egress");
+  mkdirs(root, "b");
+  mkdirs(root, "b/egress");
+  touch(root, "a/egress/routes.json");
+  touch(root, "b/egress/routes.json");
+  link_to(root, "a/linked", "../b/egress"); /* a directory of another bottle */
+  link_to(root, "c", "b");                  /* a slug directory */
+  link_to(root, "a/egress/file-link", "../../b/egress/routes.json");
+  mkdirs(out, "real");
+  touch(out, "real/file");
+  link_to(out, "alias", "real");
+  snprintf(real_out, sizeof real_out, "%s/alias", out);
+  struct br_strv follow;
+  br_strv_init(&follow);
+  struct br_path_rule rule = {.root = root};
+
+  CHECK(open_rc(root, "a/egress/routes.json", O_RDONLY, &rule) == 0);
+  CHECK(open_rc(root, "a/egress", O_RDONLY | O_DIRECTORY, &rule) == 0);
+  CHECK(open_rc(root, "a/linked/routes.json", O_RDONLY, &rule) == -ELOOP);
+  CHECK(open_rc(root, "a/linked", O_RDONLY | O_DIRECTORY, &rule) == -ELOOP);
+  CHECK(open_rc(root, "c/egress/routes.json", O_RDONLY, &rule) == -ELOOP);
+  CHECK(open_rc(root, "a/egress/file-link", O_RDONLY, &rule) == -ELOOP);
+  CHECK(open_rc(root, "a/egress/file-link", O_RDONLY, NULL) == 0); /* no rule: followed */
+  CHECK(open_rc(root, "a/../b/egress/routes.json", O_RDONLY, &rule) == -EXDEV);
+  CHECK(open_rc(root, "a/egress/new", O_WRONLY | O_CREAT | O_EXCL, &rule) == 0);
+  /* Outside the root: no symlink anywhere, unless follow lists it. */
+  CHECK(open_rc(out, "real/file", O_RDONLY, &rule) == 0);
+  CHECK(open_rc(out, "alias/file", O_RDONLY, &rule) == -ELOOP);
+  CHECK(br_strv_add(&follow, real_out) == 0);
+  rule.follow = &follow;
+  CHECK(open_rc(out, "alias/file", O_RDONLY, &rule) == 0);
+  link_to(out, "real/sub", ".");
+  CHECK(open_rc(out, "alias/sub/file", O_RDONLY, &rule) == -ELOOP); /* beneath it, none either */
+  rule.follow = NULL;
+
+  /* The message names the symlink. */
+  struct br_buf msg;
+  br_buf_init(&msg, 4096);
+  char path[512];
+  snprintf(path, sizeof path, "%s/a/linked/routes.json", root);
+  CHECK(br_path_symlink(path, &rule, &msg) == 0);
+  char want[1024];
+  snprintf(want, sizeof want, "%s/a/linked is a symlink (to ../b/egress)", root);
+  CHECK_STR(msg.data, want);
+
+  /* Reads and writes under the rule: nothing of b is read or touched. */
+  CHECK(br_file_read_under(path, 1024, &rule, &msg, NULL) == -ELOOP);
+  br_buf_reset(&msg);
+  CHECK(br_file_write_atomic(path, "x\n", 2, &(struct br_write_opts){.rule = &rule}, &msg) == -ELOOP);
+  snprintf(want, sizeof want, "%s: %s/a/linked is a symlink (to ../b/egress); refusing to write through it", path,
+           root);
+  CHECK(msg.data && strncmp(msg.data, want, strlen(want)) == 0);
+  struct stat st;
+  snprintf(path, sizeof path, "%s/b/egress/routes.json", root);
+  CHECK(stat(path, &st) == 0 && st.st_size == 0);
+  snprintf(path, sizeof path, "%s/a/egress/routes.json", root);
+  br_buf_reset(&msg);
+  CHECK(br_file_write_atomic(path, "x\n", 2, &(struct br_write_opts){.rule = &rule}, &msg) == 0);
+  CHECK(br_file_read_under(path, 1024, &rule, &msg, NULL) == 0 && msg.len == 2);
+  snprintf(path, sizeof path, "%s/c", root);
+  CHECK(br_file_remove_stale_temps_under(path, &rule) == -ELOOP);
+  br_buf_free(&msg);
+  br_strv_free(&follow);
+  br_open_under_walk_only(false);
+}
+
+/* A replaced file keeps its mode and owner (the sidecar may run as another
+ * user that must keep reading it): as root, a file of another uid and gid,
+ * mode 0604, is replaced and is still theirs with that mode. */
+static void test_mode_and_owner(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/owned", dir);
+  struct br_buf err;
+  br_buf_init(&err, 4096);
+  CHECK(br_file_write_atomic(path, "old\n", 4, &(struct br_write_opts){.new_mode = 0600}, &err) == 0);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600); /* new_mode for a new file */
+  if (geteuid() != 0) {
+    fprintf(stderr, "test_mode_and_owner: not root, the owner is not changed\n");
+  } else {
+    CHECK(chown(path, 4242, 4343) == 0);
+  }
+  CHECK(chmod(path, 0604) == 0);
+  CHECK(br_file_write_atomic(path, "new\n", 4, &(struct br_write_opts){.new_mode = 0600}, &err) == 0);
+  CHECK(stat(path, &st) == 0);
+  CHECK((st.st_mode & 07777) == 0604);
+  if (geteuid() == 0)
+    CHECK(st.st_uid == 4242 && st.st_gid == 4343);
+  CHECK(br_file_read(path, 64, true, &err) == 0 && err.len == 4 && memcmp(err.data, "new\n", 4) == 0);
+  br_buf_free(&err);
+}
+
 int main(void) {
   struct br_buf out;
   br_buf_init(&out, 16 * 1024 * 1024);
@@ -184,6 +312,9 @@ int main(void) {
   CHECK(exists(dir, "keep.yaml"));
 
   long_paths(dir);
+  test_rules(dir, false);
+  test_rules(dir, true);
+  test_mode_and_owner(dir);
 
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
