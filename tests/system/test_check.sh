@@ -76,7 +76,7 @@ printf '%s\n' \
   'bottles/escape:1:1: (folder): leads outside the repository (to /etc), expected a folder of the repository; it is not read' \
   'bottles/stray.yaml:1:1: (file): a fragment outside a bottle folder is never read, expected bottles/<slug>/stray.yaml' \
   "hosts/build-2:1:1: (folder): holds no bottles/ folder, expected hosts/build-2/bottles/<slug>/ with that host's fragments" \
-  'bottles/big/b,c.yaml:1:1: routes: takes the slug past 4096 distinct hosts, expected fewer routes across its fragments' \
+  'bottles/big/b,c.yaml:2049:1: routes[2047].host: takes the bottle past 4096 distinct hosts, expected at most 4096 across its fragments (limits.max_routes)' \
   "bottles/ci-agent/99-passwd.yaml:1:1: (file): symlink leads outside its source directory (to /etc/passwd), expected a link inside $real/bottles/ci-agent" \
   'bottles/docs-writer/30-wild.yaml:2:11: routes[0].host: "*.example.org" is a wildcard, expected an exact host name' \
   >"$BR_TMP/want"
@@ -95,7 +95,7 @@ grep -qxF 'hosts/build-1/bottles/ci-agent/60-conflict.yaml:2:1: host api.github.
 rc=0
 br check --tree . --format github >"$BR_TMP/out" 2>"$BR_TMP/err" || rc=$?
 ((rc == 1)) || fail "check --format github exited $rc"
-grep -qxF '::error file=bottles/big/b%2Cc.yaml,line=1,col=1::routes: takes the slug past 4096 distinct hosts, expected fewer routes across its fragments' \
+grep -qxF '::error file=bottles/big/b%2Cc.yaml,line=2049,col=1::routes[2047].host: takes the bottle past 4096 distinct hosts, expected at most 4096 across its fragments (limits.max_routes)' \
   "$BR_TMP/out" || fail "no annotation for the limit: $(cat "$BR_TMP/out")"
 grep -qxF '::error file=bottles/docs-writer/30-wild.yaml,line=2,col=11::routes[0].host: "*.example.org" is a wildcard, expected an exact host name' \
   "$BR_TMP/out" || fail "no annotation for the wildcard: $(cat "$BR_TMP/out")"
