@@ -32,6 +32,8 @@ live=$(eg_file alpha)
 # The proxy reads its tokens from its own environment; the unset one must
 # really be unset.
 export EGRESS_TOKEN_0=tok-alpha-0
+# One credential serves one host (the policy): the far host below has its own.
+export EGRESS_TOKEN_1=tok-alpha-1
 unset EGRESS_TOKEN_MISSING
 
 start_upstream
@@ -175,7 +177,7 @@ routes:
   - host: $far
     path_allowlist: [/]
     auth_scheme: Bearer
-    token_env: EGRESS_TOKEN_0
+    token_env: EGRESS_TOKEN_1
 YAML
   wait_for live_is "\"host\": \"$far\""
   expect_refused "http://$far:$far_port/x" -H 'Authorization: Basic Y2xpZW50'
