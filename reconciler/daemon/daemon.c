@@ -256,6 +256,7 @@ static void watch_bottle(struct daemon *d, struct br_tracked *b) {
   if (b->polled && br_watch_complete(&d->watch, r->slug)) {
     b->polled = false;
     d->polled--;
+    br_log(BR_LOG_INFO, r->slug, "watched again; no longer polled");
   }
 }
 

@@ -25,6 +25,9 @@ static json_t *slot_json(const struct br_tracked *b) {
    * token values must match. */
   if (one && b->credentials)
     json_object_set(one, "credentials", b->credentials);
+  /* Changes to it are found by the 2 s poll, not by inotify (watch limit). */
+  if (one && b->polled)
+    json_object_set_new(one, "polled", json_true());
   /* What ends when, soonest first. */
   if (one && b->expiring)
     json_object_set(one, "expiring", b->expiring);
@@ -135,6 +138,8 @@ int br_daemon_client(const struct br_config *cfg, const char *command, const cha
              json_string_value(json_object_get(s, "phase")),
              (long long)json_integer_value(json_object_get(s, "attempts")), last ? last : "-",
              next ? "next try " : "", next ? next : "", next && msg ? ": " : "", msg ? msg : "");
+      if (json_is_true(json_object_get(s, "polled")))
+        printf("  polled every 2 s: inotify cannot watch it (see the log)\n");
       print_credentials(json_object_get(s, "credentials"));
       print_expiring(json_object_get(s, "expiring"));
     }
