@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,9 +47,11 @@
  * handing it the next slug (at start-up it is busy adding watches); a few
  * queued ahead keep it busy, while the queue still decides the order. */
 #define JOBS_PER_WORKER 4
-#define GIT_LOCK_RETRY_MS 50       /* while a git checkout holds its index.lock */
-#define GIT_LOCK_DEADLINE_MS 10000 /* a lock older than this is treated as stale */
-#define EXPIRY_LATE_MS 5           /* the expiry timer fires this much after the moment */
+#define GIT_LOCK_RETRY_MS 50              /* while a git checkout holds its index.lock */
+#define GIT_LOCK_DEADLINE_MS 10000        /* a lock older than this is treated as stale */
+#define TRIM_DELAY_MS 1000                /* quiet this long after the last converge: memory goes back */
+#define TRIM_FREE_BYTES (4 * 1024 * 1024) /* ...when malloc holds this much freed memory */
+#define EXPIRY_LATE_MS 5                  /* the expiry timer fires this much after the moment */
 
 /* A config shared by the loop and the converges that started under it; a
  * SIGHUP swaps in a new one while old converges finish with theirs. Only the
@@ -71,7 +74,7 @@ struct daemon {
   struct br_docker_events *docker_events; /* while a sidecar uses the docker driver */
   struct br_tracked_table bottles;        /* every bottle the daemon tracks, and what it knows of each */
   uv_signal_t sigterm, sigint, sighup;
-  uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer;
+  uv_timer_t resync_timer, poll_timer, overflow_timer, metrics_timer, drain_timer, watchdog_timer, trim_timer;
   uv_timer_t expiry_timer; /* armed only while a route of some bottle is to expire */
   int64_t expiry_at;       /* the expires it is armed for (seconds since the epoch), 0 = none */
   struct br_metrics metrics;
@@ -837,6 +840,24 @@ static char *learn(struct daemon *d, struct br_tracked *b, struct job *job, enum
   return message;
 }
 
+/* A converge of a large input (up to limits.max_file_bytes per fragment,
+ * parsed into trees several times its size) leaves freed memory in the
+ * malloc arena of the worker thread that ran it, one arena per thread, and
+ * glibc keeps it: after a burst of such inputs the daemon would sit on
+ * workers x that peak for good. Once the converges have been quiet a while,
+ * malloc_trim hands every arena's free pages back to the kernel. Only when
+ * there is something to give back: an idle daemon's resyncs arm no timer. */
+static void on_trim_timer(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  if (br_queue_in_flight(&d->queue) == 0)
+    malloc_trim(0);
+}
+
+static void trim_later(struct daemon *d) {
+  if (br_queue_in_flight(&d->queue) == 0 && mallinfo2().fordblks > TRIM_FREE_BYTES)
+    uv_timer_start(&d->trim_timer, on_trim_timer, TRIM_DELAY_MS, 0);
+}
+
 static void converge_done(uv_work_t *req, int status) {
   struct job *job = req->data;
   struct daemon *d = job->d;
@@ -874,6 +895,7 @@ static void converge_done(uv_work_t *req, int status) {
   if (first_pass)
     first_pass_done(d);
   metrics_changed(d);
+  trim_later(d);
   if (d->draining && br_queue_in_flight(&d->queue) == 0)
     finish_drain(d);
 }
@@ -1014,6 +1036,7 @@ static void start_drain(struct daemon *d, const char *why) {
   uv_timer_stop(&d->resync_timer);
   uv_timer_stop(&d->poll_timer);
   uv_timer_stop(&d->overflow_timer);
+  uv_timer_stop(&d->trim_timer);
   expiry_arm(d, 0);
   uv_timer_start(&d->drain_timer, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
   /* Converges queued ahead that no worker has started are not waited for:
@@ -1130,7 +1153,7 @@ int br_daemon_run(struct br_config *cfg, const char *config_path, const char *st
   br_queue_configure(&d->queue, c->debounce_ms, c->max_wait_ms, c->backoff_initial_ms, c->backoff_max_ms,
                      in_flight_cap(d, c->workers));
   uv_timer_t *timers[] = {&d->resync_timer, &d->poll_timer,     &d->overflow_timer, &d->metrics_timer,
-                          &d->drain_timer,  &d->watchdog_timer, &d->expiry_timer};
+                          &d->drain_timer,  &d->watchdog_timer, &d->expiry_timer,   &d->trim_timer};
   for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
     uv_timer_init(d->loop, timers[i]);
     timers[i]->data = d;
