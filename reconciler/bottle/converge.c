@@ -109,6 +109,7 @@ struct plan {
   struct br_egress_live eg_live;
   bool egress_exists, egress_parsed, egress_differs;
   struct br_strv added_record;      /* pipelock hosts this tool added (read in prune mode, or to add one) */
+  bool record_distrusted;           /* the record does not verify: added_record is empty, nothing is pruned */
   struct br_strv widened, narrowed; /* pipelock's list after widening, after narrowing */
   struct br_strv hosts_added, hosts_removed; /* what changes in pipelock */
   struct br_diff diff;                       /* what changes in egress */
@@ -630,6 +631,8 @@ static void describe_plan(struct run *run) {
     describe_expired(run, out);
   }
   plan_hosts(out, "remove", &p->hosts_removed);
+  if (p->record_distrusted)
+    br_buf_printf(out, "  pipelock: added-hosts record does not verify; pruning none of the hosts it lists\n");
   if (p->owed[BR_SIDECAR_PIPELOCK] && !p->hosts_added.n)
     br_buf_adds(out, "  pipelock: reload owed from an earlier write\n");
   if (p->owed[BR_SIDECAR_EGRESS] && !p->egress_differs)
@@ -649,7 +652,8 @@ static enum step_result make_plan(struct run *run) {
   br_strv_init(&needed);
   int rc = br_routes_hosts(&p->desired.routes, &needed);
   if (!rc && prune)
-    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &run->rep->warnings);
+    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &p->record_distrusted,
+                             &run->rep->warnings);
   if (!rc)
     rc = br_pipelock_plan(&p->pl_live, &needed, &p->added_record, prune, &p->widened, &p->narrowed,
                           &p->hosts_added, &p->hosts_removed);
@@ -756,7 +760,8 @@ static enum step_result widen_pipelock(struct run *run) {
   bool prune = run->cfg->mirror == BR_MIRROR_PRUNE;
   int rc = 0;
   if (!prune)
-    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &run->rep->warnings);
+    rc = br_record_added_get(run->cfg->state_dir, run->bottle->slug, &p->added_record, &p->record_distrusted,
+                             &run->rep->warnings);
   struct br_strv record;
   br_strv_init(&record);
   if (!rc)
@@ -764,7 +769,8 @@ static enum step_result widen_pipelock(struct run *run) {
   for (size_t i = 0; i < p->hosts_added.n && !rc; i++)
     rc = br_strv_add_unique(&record, p->hosts_added.v[i]);
   if (!rc)
-    rc = br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, prune, &run->rep->errors);
+    rc = br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, prune, &run->rep->warnings,
+                             &run->rep->errors);
   br_strv_free(&record);
   if (rc)
     return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot record added pipelock hosts: %s", strerror(-rc));
@@ -824,7 +830,8 @@ static enum step_result narrow_pipelock(struct run *run) {
   for (size_t i = 0; i < p->hosts_added.n && !rc; i++)
     rc = br_strv_add_unique(&record, p->hosts_added.v[i]);
   if (!rc)
-    br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, true, &run->rep->warnings);
+    br_record_added_set(run->cfg->state_dir, run->bottle->slug, &record, true, &run->rep->warnings,
+                        &run->rep->warnings);
   br_strv_free(&record);
   return STEP_DONE;
 }
@@ -893,6 +900,11 @@ int br_converge_bottle(struct br_bottle *bottle, enum br_converge_mode mode,
   } else {
     converge_locked(&run);
   }
+  /* Said in the one line status shows, for as long as it holds: a warning
+   * alone scrolls by in the log. */
+  if (run.plan.record_distrusted && bottle->cfg->mirror == BR_MIRROR_PRUNE &&
+      (rep->outcome == BR_OUTCOME_CONVERGED || rep->outcome == BR_OUTCOME_CHANGES))
+    br_buf_adds(&rep->message, "; added-hosts record does not verify: pruning none of its hosts");
   /* Freeing the replaced files' blocks waits for the disk: once this
    * converge is over, not on the way to telling the sidecars. */
   release_replaced(&run);

@@ -8,10 +8,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
+#include <nettle/hmac.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -325,41 +329,353 @@ static void migrate_legacy(const char *state_dir) {
     br_log(BR_LOG_WARN, NULL, "%s: cannot remove: %s", dir, strerror(errno));
 }
 
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *warnings) {
-  struct br_buf path, text;
-  br_buf_init(&path, 4096);
-  br_buf_init(&text, 4 * 1024 * 1024);
-  int rc = record_path(&path, state_dir, "added", slug, ".json");
+/* ---- the added-hosts record's key and MAC ------------------------------ */
+
+#define KEY_NAME "record.key"
+#define KEY_LEN 32
+#define MAC_HEX_LEN (2 * SHA256_DIGEST_SIZE)
+#define MAC_FIELD "hmac_sha256"
+
+/* The key's directory, STATE/.reconciler, must be the daemon user's and
+ * writable by no one else: whoever could write it could swap the records
+ * beside the key, or the key itself. */
+static int dir_trusted(const char *dir, const struct stat *st, struct br_buf *why) {
+  if (st->st_uid != geteuid()) {
+    br_buf_printf(why, "%s is owned by uid %u, not by the daemon's (%u)", dir, (unsigned)st->st_uid,
+                  (unsigned)geteuid());
+    return -EPERM;
+  }
+  if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+    br_buf_printf(why, "%s may be written by its group or others (mode %04o); chmod go-w it", dir,
+                  (unsigned)(st->st_mode & 07777));
+    return -EPERM;
+  }
+  return 0;
+}
+
+/* The key file: a regular file of the daemon's user (root), mode 0600,
+ * one link (not linked in from elsewhere), KEY_LEN bytes. */
+static int key_trusted(const char *file, const struct stat *st, struct br_buf *why) {
+  int rc = 0;
+  if (S_ISLNK(st->st_mode) && (rc = -ELOOP))
+    br_buf_printf(why, "%s is a symlink, expected a regular file", file);
+  else if (!S_ISREG(st->st_mode) && (rc = -EINVAL))
+    br_buf_printf(why, "%s is not a regular file", file);
+  else if (st->st_uid != geteuid() && (rc = -EPERM))
+    br_buf_printf(why, "%s is owned by uid %u, not by the daemon's (%u)", file, (unsigned)st->st_uid,
+                  (unsigned)geteuid());
+  else if ((st->st_mode & 07777) != 0600 && (rc = -EPERM))
+    br_buf_printf(why, "%s has mode %04o, expected 0600", file, (unsigned)(st->st_mode & 07777));
+  else if (st->st_nlink != 1 && (rc = -EPERM))
+    br_buf_printf(why, "%s has %lu links, expected 1", file, (unsigned long)st->st_nlink);
+  else if (st->st_size != KEY_LEN && (rc = -EINVAL))
+    br_buf_printf(why, "%s holds %lld bytes, expected %d", file, (long long)st->st_size, KEY_LEN);
+  return rc;
+}
+
+/* The key as last read, per thread: a converge that adds a host reads the
+ * record and writes it, and a worker converges bottle after bottle. Two
+ * fstatat calls check that the directory and the file are still the ones
+ * it was read from, and still trusted; reading it again would take five
+ * calls more. */
+static _Thread_local struct {
+  bool valid;
+  char dir[PATH_MAX];
+  dev_t dir_dev, key_dev;
+  ino_t dir_ino, key_ino;
+  uint8_t key[KEY_LEN];
+} key_cache;
+
+static bool key_cached(const char *dir, const char *file, uint8_t key[KEY_LEN]) {
+  struct stat dst, kst;
+  struct br_buf ignored;
+  br_buf_init(&ignored, 4096);
+  bool hit =
+      key_cache.valid && !strcmp(key_cache.dir, dir) && !fstatat(AT_FDCWD, dir, &dst, AT_SYMLINK_NOFOLLOW) &&
+      !fstatat(AT_FDCWD, file, &kst, AT_SYMLINK_NOFOLLOW) && S_ISDIR(dst.st_mode) &&
+      dst.st_dev == key_cache.dir_dev && dst.st_ino == key_cache.dir_ino && kst.st_dev == key_cache.key_dev &&
+      kst.st_ino == key_cache.key_ino && !dir_trusted(dir, &dst, &ignored) && !key_trusted(file, &kst, &ignored);
+  br_buf_free(&ignored);
+  if (hit)
+    memcpy(key, key_cache.key, KEY_LEN);
+  else if (key_cache.valid) {
+    explicit_bzero(key_cache.key, KEY_LEN);
+    key_cache.valid = false;
+  }
+  return hit;
+}
+
+/* Reads the key through dirfd, checked before it is opened (a FIFO or a
+ * device is not opened at all) and again as opened. */
+static int key_read(int dirfd, const char *file, uint8_t key[KEY_LEN], struct stat *st, struct br_buf *why) {
+  if (fstatat(dirfd, KEY_NAME, st, AT_SYMLINK_NOFOLLOW) < 0) {
+    int rc = -errno;
+    br_buf_printf(why, rc == -ENOENT ? "%s does not exist" : "%s: %s", file, strerror(errno));
+    return rc;
+  }
+  int rc = key_trusted(file, st, why);
+  if (rc)
+    return rc;
+  int fd = openat(dirfd, KEY_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    br_buf_printf(why, "%s: cannot open: %s", file, strerror(errno));
+    return rc;
+  }
+  if (fstat(fd, st) < 0)
+    rc = -errno;
+  else
+    rc = key_trusted(file, st, why);
+  ssize_t n = 0;
+  while (!rc && (n = pread(fd, key, KEY_LEN, 0)) < 0 && errno == EINTR)
+    ;
+  if (!rc && n != KEY_LEN) {
+    rc = n < 0 ? -errno : -EIO;
+    br_buf_printf(why, "%s: read: %s", file, n < 0 ? strerror(errno) : "short read");
+  }
+  close(fd);
+  return rc;
+}
+
+/* Makes the key: random bytes in a temp file, fsync'd, then renamed to
+ * KEY_NAME only if no other process or thread made one meanwhile (theirs
+ * is then used), and the directory fsync'd, before any record is signed
+ * with it. */
+static int key_make(int dirfd, const char *file, struct br_buf *why) {
+  uint8_t fresh[KEY_LEN];
+  ssize_t got;
+  while ((got = getrandom(fresh, KEY_LEN, 0)) < 0 && errno == EINTR)
+    ;
+  if (got != KEY_LEN) {
+    int rc = got < 0 ? -errno : -EIO;
+    br_buf_printf(why, "%s: no random bytes: %s", file, strerror(-rc));
+    return rc;
+  }
+  char tmp[96];
+  snprintf(tmp, sizeof tmp, "%s%ld.%ld.%s", BR_TMP_PREFIX, (long)getpid(), (long)gettid(), KEY_NAME);
+  int rc = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    rc = -errno;
+  if (!rc && fchmod(fd, 0600) < 0) /* whatever the umask */
+    rc = -errno;
   if (!rc)
-    rc = br_file_read(path.data, text.max, true, &text);
+    rc = pwrite_all(fd, (const char *)fresh, KEY_LEN, 0);
+  if (!rc && fsync(fd) < 0)
+    rc = -errno;
+  explicit_bzero(fresh, sizeof fresh);
+  if (fd >= 0)
+    close(fd);
+  if (!rc && renameat2(dirfd, tmp, dirfd, KEY_NAME, RENAME_NOREPLACE) < 0) {
+    rc = -errno;
+    if (rc == -EINVAL) /* a file system that cannot: a link does not replace either */
+      rc = linkat(dirfd, tmp, dirfd, KEY_NAME, 0) < 0 ? -errno : 0;
+    if (rc == -EEXIST)
+      rc = 0; /* made by someone else meanwhile: that one is read */
+  }
+  if (fd >= 0)
+    unlinkat(dirfd, tmp, 0); /* after the rename: ENOENT */
+  if (!rc && fsync(dirfd) < 0)
+    rc = -errno;
+  if (rc)
+    br_buf_printf(why, "%s: cannot create: %s", file, strerror(-rc));
+  return rc;
+}
+
+/* The record key of state_dir into key; with create, made when missing.
+ * Returns 0, or -errno with the reason in why (never the key). */
+static int key_load(const char *state_dir, bool create, uint8_t key[KEY_LEN], struct br_buf *why) {
+  char dir[PATH_MAX], file[PATH_MAX + sizeof KEY_NAME];
+  if ((size_t)snprintf(dir, sizeof dir, "%s/%s", state_dir, BR_RECORDS_DIR) >= sizeof dir) {
+    br_buf_printf(why, "%s: path too long", state_dir);
+    return -ENAMETOOLONG;
+  }
+  snprintf(file, sizeof file, "%s/%s", dir, KEY_NAME);
+  if (key_cached(dir, file, key))
+    return 0;
+  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirfd < 0) {
+    int rc = -errno;
+    br_buf_printf(why, "%s: cannot open: %s", dir, strerror(errno));
+    return rc;
+  }
+  struct stat dst, kst;
+  int rc = fstat(dirfd, &dst) < 0 ? -errno : 0;
+  if (rc)
+    br_buf_printf(why, "%s: %s", dir, strerror(-rc));
+  else
+    rc = dir_trusted(dir, &dst, why);
+  struct br_buf first;
+  br_buf_init(&first, 4096);
+  if (!rc && (rc = key_read(dirfd, file, key, &kst, &first)) == -ENOENT && create) {
+    if (!(rc = key_make(dirfd, file, why)))
+      rc = key_read(dirfd, file, key, &kst, why);
+  } else if (rc) {
+    br_buf_adds(why, br_buf_str(&first));
+  }
+  br_buf_free(&first);
+  close(dirfd);
+  if (rc)
+    return rc;
+  snprintf(key_cache.dir, sizeof key_cache.dir, "%s", dir);
+  key_cache.dir_dev = dst.st_dev;
+  key_cache.dir_ino = dst.st_ino;
+  key_cache.key_dev = kst.st_dev;
+  key_cache.key_ino = kst.st_ino;
+  memcpy(key_cache.key, key, KEY_LEN);
+  key_cache.valid = true;
+  return 0;
+}
+
+static void mac_field(struct hmac_sha256_ctx *ctx, const char *bytes, size_t len) {
+  uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
+  hmac_sha256_update(ctx, sizeof be, be);
+  hmac_sha256_update(ctx, len, (const uint8_t *)bytes);
+}
+
+/* The MAC of a slug's host list, in hex: every field length-prefixed, so
+ * that no two (slug, list) pairs give the same bytes. */
+static void record_mac(const uint8_t key[KEY_LEN], const char *slug, const struct br_strv *hosts,
+                       char hex[MAC_HEX_LEN + 1]) {
+  static const char domain[] = "bottle-reconciler added-hosts record v1";
+  struct hmac_sha256_ctx ctx;
+  hmac_sha256_set_key(&ctx, KEY_LEN, key);
+  mac_field(&ctx, domain, sizeof domain - 1);
+  mac_field(&ctx, slug, strlen(slug));
+  uint8_t count[4] = {(uint8_t)(hosts->n >> 24), (uint8_t)(hosts->n >> 16), (uint8_t)(hosts->n >> 8),
+                      (uint8_t)hosts->n};
+  hmac_sha256_update(&ctx, sizeof count, count);
+  for (size_t i = 0; i < hosts->n; i++)
+    mac_field(&ctx, hosts->v[i], strlen(hosts->v[i]));
+  uint8_t digest[SHA256_DIGEST_SIZE];
+  hmac_sha256_digest(&ctx, sizeof digest, digest);
+  explicit_bzero(&ctx, sizeof ctx);
+  for (size_t i = 0; i < sizeof digest; i++)
+    snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* Compares in time independent of where the first difference is. */
+static bool mac_equal(const char *a, const char *b) {
+  unsigned char diff = 0;
+  for (size_t i = 0; i < MAC_HEX_LEN; i++)
+    diff |= (unsigned char)(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+/* The hosts of a parsed record, as listed (duplicates too: the MAC covers
+ * the list as written). Returns 0, or -EINVAL when it is not a record of
+ * the current format; *mac is its MAC or NULL. */
+static int record_fields(json_t *doc, struct br_strv *listed, const char **mac) {
+  *mac = NULL;
+  json_t *list = json_object_get(doc, "hosts");
+  if (!json_is_object(doc) || !json_is_array(list))
+    return -EINVAL;
+  size_t i;
+  json_t *item;
+  json_array_foreach(list, i, item) {
+    if (!json_is_string(item))
+      return -EINVAL;
+    int rc = br_strv_add(listed, json_string_value(item));
+    if (rc)
+      return rc;
+  }
+  const char *m = json_string_value(json_object_get(doc, MAC_FIELD));
+  if (m && strlen(m) == MAC_HEX_LEN)
+    *mac = m;
+  return 0;
+}
+
+/* Appends to why the reason a parsed record (NULL: it could not be parsed)
+ * does not verify, nothing when it does; its hosts, as listed, to listed.
+ * Returns 0 or -errno (out of memory). */
+static int record_verify(const char *state_dir, const char *slug, json_t *doc, struct br_strv *listed,
+                         struct br_buf *why) {
+  const char *mac = NULL;
+  int rc = 0;
+  if (json_is_array(doc))
+    br_buf_adds(why, "it is unsigned (a bare list: written by an earlier version, or by hand)");
+  else if ((rc = record_fields(doc, listed, &mac)) == -EINVAL)
+    br_buf_adds(why, "it cannot be parsed as an added-hosts record (a machine crash can leave it so in additive "
+                     "mode)");
+  else if (!rc && !mac)
+    br_buf_adds(why, "it is unsigned (no " MAC_FIELD ")");
+  if (rc == -EINVAL)
+    rc = 0;
+  if (rc || why->len)
+    return rc;
+  uint8_t key[KEY_LEN];
+  struct br_buf key_why;
+  br_buf_init(&key_why, 4096);
+  if (key_load(state_dir, false, key, &key_why)) {
+    br_buf_printf(why, "its key cannot be used: %s", br_buf_str(&key_why));
+  } else {
+    char want[MAC_HEX_LEN + 1];
+    record_mac(key, slug, listed, want);
+    if (!mac_equal(want, mac))
+      br_buf_adds(why, "its MAC does not match (edited, copied from another bottle's record, or signed "
+                       "with another key)");
+    explicit_bzero(want, sizeof want);
+  }
+  explicit_bzero(key, sizeof key);
+  br_buf_free(&key_why);
+  return 0;
+}
+
+/* Reads and parses a slug's record: 0 with *doc (NULL when the file
+ * cannot be parsed), -ENOENT, or another -errno. */
+static int record_load(const char *state_dir, const char *slug, struct br_buf *path, json_t **doc) {
+  struct br_buf text;
+  br_buf_init(&text, 4 * 1024 * 1024);
+  int rc = record_path(path, state_dir, "added", slug, ".json");
+  if (!rc)
+    rc = br_file_read(path->data, text.max, true, &text);
+  *doc = rc ? NULL : json_loadb(text.data, text.len, 0, NULL);
+  br_buf_free(&text);
+  return rc;
+}
+
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, bool *distrusted,
+                        struct br_buf *warnings) {
+  struct br_buf path, why;
+  br_buf_init(&path, 4096);
+  br_buf_init(&why, 8192);
+  struct br_strv listed;
+  br_strv_init(&listed);
+  if (distrusted)
+    *distrusted = false;
+  json_t *doc;
+  int rc = record_load(state_dir, slug, &path, &doc);
   if (rc == -ENOENT)
     rc = 0;
-  else if (!rc) {
-    json_t *list = json_loadb(text.data, text.len, 0, NULL);
-    size_t i;
-    json_t *item;
-    if (json_is_array(list)) {
-      /* Duplicates only come from a hand edit; a set finds them without
-       * comparing every host with every other (the list only grows in
-       * additive mode). */
-      struct br_strmap seen;
-      br_strmap_init(&seen);
-      json_array_foreach(list, i, item) {
-        const char *host = json_string_value(item);
-        if (host && !rc && !br_strmap_get(&seen, host) && !(rc = br_strmap_put(&seen, host, hosts)))
-          rc = br_strv_add(hosts, host);
-      }
-      br_strmap_free(&seen);
-    } else {
-      br_buf_printf(warnings,
-                    "%s is not a JSON list of hosts; treated as empty: prune mode will leave the "
-                    "hosts it listed in pipelock\n",
-                    path.data);
-    }
-    json_decref(list);
+  else if (!rc)
+    rc = record_verify(state_dir, slug, doc, &listed, &why);
+  if (!rc && why.len) {
+    /* The record's own bytes are not repeated: whoever wrote them may
+     * have chosen them for the log. */
+    br_buf_printf(
+        warnings,
+        "added-hosts record for %s does not verify: %s; pruning none of the hosts it lists: they stay in "
+        "pipelock. If this tool added every one of them, `bottle-reconciler trust-record %s` signs %s "
+        "as it stands; else remove it. The next host this tool adds starts a new, signed record without "
+        "them: prune then never removes them (remove them from pipelock by hand if no route needs "
+        "them)\n",
+        slug, br_buf_str(&why), slug, path.data);
+    if (distrusted)
+      *distrusted = true;
+  } else if (!rc) {
+    /* Duplicates only come from a hand edit; a set finds them without
+     * comparing every host with every other (the list only grows in
+     * additive mode). */
+    struct br_strmap seen;
+    br_strmap_init(&seen);
+    for (size_t i = 0; i < listed.n && !rc; i++)
+      if (!br_strmap_get(&seen, listed.v[i]) && !(rc = br_strmap_put(&seen, listed.v[i], hosts)))
+        rc = br_strv_add(hosts, listed.v[i]);
+    br_strmap_free(&seen);
   }
+  json_decref(doc);
+  br_strv_free(&listed);
   br_buf_free(&path);
-  br_buf_free(&text);
+  br_buf_free(&why);
   return rc;
 }
 
@@ -396,15 +712,31 @@ static int swap_in_durably(const char *path, const char *spare, const char *text
   return rc;
 }
 
-int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
+/* The record's text: the list, signed when the key can be used (else
+ * with the reason in why). */
+static char *record_text(const char *state_dir, const char *slug, const struct br_strv *hosts,
+                         struct br_buf *why) {
+  json_t *doc = json_object(), *list = json_array();
+  for (size_t i = 0; i < hosts->n; i++)
+    json_array_append_new(list, json_string(hosts->v[i]));
+  json_object_set_new(doc, "hosts", list);
+  uint8_t key[KEY_LEN];
+  if (!key_load(state_dir, true, key, why)) {
+    char mac[MAC_HEX_LEN + 1];
+    record_mac(key, slug, hosts, mac);
+    json_object_set_new(doc, MAC_FIELD, json_string(mac));
+  }
+  explicit_bzero(key, sizeof key);
+  char *text = json_dumps(doc, JSON_INDENT(2));
+  json_decref(doc);
+  return text;
+}
+
+static int record_write(const char *state_dir, const char *slug, const char *text, bool durable,
                         struct br_buf *err) {
   struct br_buf path, spare;
   br_buf_init(&path, 4096);
   br_buf_init(&spare, 4096);
-  json_t *list = json_array();
-  for (size_t i = 0; i < hosts->n; i++)
-    json_array_append_new(list, json_string(hosts->v[i]));
-  char *text = json_dumps(list, JSON_INDENT(2));
   int rc = text ? record_path(&path, state_dir, "added", slug, ".json") : -ENOMEM;
   if (!rc && durable) {
     if (!(rc = spare_path(&spare, state_dir, "added", slug, ".json")))
@@ -412,10 +744,66 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
   } else if (!rc) {
     rc = fill(path.data, text, strlen(text), false, err);
   }
-  free(text);
-  json_decref(list);
   br_buf_free(&path);
   br_buf_free(&spare);
+  return rc;
+}
+
+int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
+                        struct br_buf *warnings, struct br_buf *err) {
+  struct br_buf why;
+  br_buf_init(&why, 8192);
+  char *text = record_text(state_dir, slug, hosts, &why);
+  if (why.len)
+    br_buf_printf(warnings,
+                  "cannot sign the added-hosts record for %s: %s; it is written unsigned, and prune mode will "
+                  "remove none of the hosts it lists\n",
+                  slug, br_buf_str(&why));
+  int rc = record_write(state_dir, slug, text, durable, err);
+  free(text);
+  br_buf_free(&why);
+  return rc;
+}
+
+int br_record_added_trust(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *err) {
+  struct br_buf path, why;
+  br_buf_init(&path, 4096);
+  br_buf_init(&why, 8192);
+  json_t *doc;
+  int rc = record_load(state_dir, slug, &path, &doc);
+  if (rc)
+    br_buf_printf(err, "%s: %s\n", path.data,
+                  rc == -ENOENT ? "no added-hosts record: nothing to trust" : strerror(-rc));
+  else if (json_is_array(doc)) { /* the earlier version's bare list */
+    size_t i;
+    json_t *item;
+    json_array_foreach(doc, i, item) {
+      if (!json_is_string(item) && !rc) {
+        rc = -EINVAL;
+        br_buf_printf(err, "%s: item %zu of the list is not a host name\n", path.data, i);
+      } else if (!rc) {
+        rc = br_strv_add(hosts, json_string_value(item));
+      }
+    }
+  } else {
+    const char *mac;
+    if ((rc = record_fields(doc, hosts, &mac)) == -EINVAL)
+      br_buf_printf(err, "%s: not an added-hosts record ({\"hosts\": [...]} or a list of host names)\n",
+                    path.data);
+  }
+  char *text = NULL;
+  if (!rc && !(text = record_text(state_dir, slug, hosts, &why)))
+    rc = -ENOMEM;
+  if (!rc && why.len) {
+    rc = -EPERM;
+    br_buf_printf(err, "cannot sign the added-hosts record for %s: %s\n", slug, br_buf_str(&why));
+  }
+  if (!rc)
+    rc = record_write(state_dir, slug, text, true, err);
+  free(text);
+  json_decref(doc);
+  br_buf_free(&path);
+  br_buf_free(&why);
   return rc;
 }
 

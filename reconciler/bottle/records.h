@@ -70,22 +70,48 @@ int br_reloads_clear(struct br_reloads *r, enum br_sidecar sidecar, enum br_relo
 void br_reloads_close(struct br_reloads *r);
 
 /* The pipelock hosts this tool added for a slug (prune mode removes only
- * those), appended to hosts, which must be empty. A missing record is an
- * empty list; so is one that cannot be parsed (a machine crash can leave a
- * record that was not written durably empty), with a line in warnings:
- * forgetting a host only means prune leaves it in place, never that it
- * removes one it did not add. */
-int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *warnings);
-/* Replaces the list. durable: fsync'd before this returns, as prune mode
- * needs (it must never forget a host it added). Additive mode never removes
- * a host, so there the record only serves a later switch to prune, and two
- * fsyncs per converge (a third of a bulk change's) buy nothing: it is
- * rewritten in place, and a machine crash leaves the old list, the new one
- * or one that cannot be parsed. */
-int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
-                        struct br_buf *err);
+ * those), STATE/.reconciler/added/<slug>.json:
+ *
+ *   {"hosts": ["a.example.com", ...], "hmac_sha256": "<64 hex digits>"}
+ *
+ * The MAC is HMAC-SHA256 under the record key, STATE/.reconciler/record.key
+ * (32 random bytes, root's, mode 0600, made on the first signature), over
+ * the slug and the host list. Whoever may write the state directory but not
+ * read root's files cannot make a record that verifies: not by editing one,
+ * copying another bottle's, writing one in the earlier version's format (a
+ * bare JSON list, unsigned) or replacing the key or its directory. */
 
-/* Drops every record of a slug (the bottle is gone). */
+/* Appends the hosts of a record that verifies to hosts, which must be
+ * empty. A missing record is an empty list. A record that does not verify
+ * (above, or one that cannot be parsed: a machine crash can leave a record
+ * that was not written durably empty) is an empty list too, *distrusted is
+ * set and warnings says why and what to do: forgetting a host only means
+ * prune leaves it in place, never that it removes one it did not add.
+ * distrusted may be NULL. Returns 0 or -errno (the record not readable). */
+int br_record_added_get(const char *state_dir, const char *slug, struct br_strv *hosts, bool *distrusted,
+                        struct br_buf *warnings);
+/* Replaces the list, signed (the key is made on first use). A key that
+ * cannot be used (not a regular file of the daemon's user, mode 0600, one
+ * link, in a directory that no one else may write) leaves the record
+ * unsigned, with a line in warnings: prune mode will remove none of its
+ * hosts.
+ * durable: fsync'd before this returns, as prune mode needs (it must never
+ * forget a host it added). Additive mode never removes a host, so there the
+ * record only serves a later switch to prune, and two fsyncs per converge
+ * (a third of a bulk change's) buy nothing: it is rewritten in place, and a
+ * machine crash leaves the old list, the new one or one that cannot be
+ * parsed. Returns 0 or -errno with a line in err. */
+int br_record_added_set(const char *state_dir, const char *slug, const struct br_strv *hosts, bool durable,
+                        struct br_buf *warnings, struct br_buf *err);
+/* Signs the record of a slug as it stands, whatever it holds now: for the
+ * operator who checked that this tool added every host it lists (a record
+ * of the earlier version, or one that a restore from backup made
+ * distrusted). The hosts signed are appended to hosts, which must be empty.
+ * Returns 0, -ENOENT (no record), -EINVAL (not a record) or another -errno,
+ * with a line in err. */
+int br_record_added_trust(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *err);
+
+/* Drops every record of a slug (the bottle is gone). */ /* Drops every record of a slug (the bottle is gone). */
 void br_records_forget(const char *state_dir, const char *slug);
 
 #endif

@@ -1,12 +1,14 @@
 /* main: the command-line interface: parses arguments, loads the config and
  * hands each command to the core. It decides exit codes, nothing else. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,7 @@ static const char usage_text[] =
     "  edit SLUG [NAME]       edit an operator fragment in $EDITOR, checked on save\n"
     "  status [SLUG] [--json] ask the running daemon for every slug's phase\n"
     "  resync [SLUG]          ask the running daemon to converge now\n"
+    "  trust-record SLUG      sign the added-hosts record of SLUG as it stands (root)\n"
     "\n"
     "options (any command):\n"
     "  -c, --config FILE      daemon config (YAML); default: built-in defaults\n"
@@ -142,6 +145,12 @@ static void command_help(const char *command) {
                  "Asks the running daemon (STATE/.reconciler/control.sock) for each slug's phase.\n"},
       {"resync", "usage: bottle-reconciler resync [SLUG]\n"
                  "Asks the running daemon to converge one slug, or all, now.\n"},
+      {"trust-record", "usage: bottle-reconciler trust-record SLUG\n"
+                       "Signs STATE/.reconciler/added/SLUG.json, the pipelock hosts prune mode may\n"
+                       "remove, as it stands: a record of an earlier version (unsigned) or one that\n"
+                       "does not verify. Run it only once you checked that this tool added every host\n"
+                       "it lists. Prints the hosts signed. Needs the record key (root).\n"
+                       "Exit 0 signed, 1 no record or not signed.\n"},
   };
   for (size_t i = 0; i < sizeof help / sizeof *help; i++)
     if (strcmp(help[i].name, command) == 0) {
@@ -229,6 +238,59 @@ void write_audit(struct cli *cli, const json_t *records) {
       br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
   }
   br_buf_free(&path);
+}
+
+/* trust-record: the operator vouches for a bottle's added-hosts record.
+ * Under the bottle's lock, as a converge rewrites the record under it. */
+static int cmd_trust_record(struct cli *cli, int argc, char **argv) {
+  if (argc != 1)
+    return usage_error("%s", "trust-record takes one SLUG");
+  if (!br_slug_valid(argv[0])) {
+    fprintf(stderr, "bottle-reconciler: \"%s\" is not a valid slug, expected [A-Za-z0-9][A-Za-z0-9_.-]*\n",
+            argv[0]);
+    return 1;
+  }
+  if (load_config(cli, true))
+    return 1;
+  const char *slug = argv[0];
+  struct br_buf dir, err;
+  br_buf_init(&dir, PATH_MAX);
+  br_buf_init(&err, 64 * 1024);
+  br_buf_printf(&dir, "%s/%s", cli->cfg.state_dir, slug);
+  int lockfd = open(dir.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* a bottle gone: no converge to wait for */
+  if (lockfd >= 0)
+    flock(lockfd, LOCK_EX);
+  struct br_strv hosts;
+  br_strv_init(&hosts);
+  int rc = br_record_added_trust(cli->cfg.state_dir, slug, &hosts, &err);
+  if (lockfd >= 0)
+    close(lockfd);
+  if (rc) {
+    fputs(br_buf_str(&err), stderr);
+  } else {
+    printf("%s: added-hosts record signed; prune mode may remove %zu host%s no route needs:\n", slug, hosts.n,
+           hosts.n == 1 ? "" : "s");
+    for (size_t i = 0; i < hosts.n; i++)
+      printf("  %s\n", hosts.v[i]);
+    json_t *list = json_array(), *names = json_array();
+    json_t *rec = br_audit_record(list, slug, BR_SIDECAR_PIPELOCK, "");
+    json_object_del(rec, "file");
+    const char *who = getenv("SUDO_USER");
+    json_object_set_new(rec, "event", json_string("trust-record"));
+    json_object_set_new(rec, "actor",
+                        json_string(who && *who      ? who
+                                    : getenv("USER") ? getenv("USER")
+                                                     : "unknown"));
+    for (size_t i = 0; i < hosts.n; i++)
+      json_array_append_new(names, json_string(hosts.v[i]));
+    json_object_set_new(rec, "hosts_trusted", names);
+    write_audit(cli, list);
+    json_decref(list);
+  }
+  br_strv_free(&hosts);
+  br_buf_free(&dir);
+  br_buf_free(&err);
+  return rc ? 1 : 0;
 }
 
 /* The exit code after one more slug: 1 (an error) wins over 2 (changes pending). */
@@ -504,6 +566,8 @@ int main(int argc, char **argv) {
   else if (strcmp(cli.command, "run") == 0)
     code = rest > 1 ? usage_error("%s", "run takes no arguments")
                     : (load_config(&cli, true) ? 1 : br_daemon_run(&cli.cfg, cli.config_path, cli.state_dir));
+  else if (strcmp(cli.command, "trust-record") == 0)
+    code = cmd_trust_record(&cli, rest - 1, args + 1);
   else if (strcmp(cli.command, "status") == 0 || strcmp(cli.command, "resync") == 0)
     code = rest > 2 ? usage_error("%s takes at most one SLUG", cli.command)
                     : (load_config(&cli, false)

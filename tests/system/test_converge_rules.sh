@@ -112,7 +112,7 @@ br once two >/dev/null || fail "once (prune, remove) failed"
 ! grep -q 'added.example.com' "$(pl_file two)" || fail "prune left a host it added"
 grep -q '^  - pypi.org       # package index$' "$(pl_file two)" || fail "prune removed a host it did not add"
 # A record a machine crash emptied (additive mode writes it without fsync)
-# is an empty list with a warning: prune then leaves that host in place.
+# does not verify: an empty list with a warning; prune leaves that host in place.
 bottle_fragment two a.yaml <<'YAML'
 routes:
   - {host: kept.example.com, path_allowlist: [/]}
@@ -123,7 +123,7 @@ bottle_fragment two a.yaml <<'YAML'
 routes: []
 YAML
 br once two >"$BR_TMP/once.out" 2>&1 || fail "once with an empty added-hosts record failed: $(cat "$BR_TMP/once.out")"
-grep -q 'added/two.json is not a JSON list of hosts; treated as empty' "$BR_TMP/once.out" ||
+grep -q 'added-hosts record for two does not verify: it cannot be parsed' "$BR_TMP/once.out" ||
   fail "no warning about the unreadable record: $(cat "$BR_TMP/once.out")"
 grep -q '^  - kept.example.com$' "$(pl_file two)" || fail "prune removed a host its unreadable record may not have listed"
 wait_for sidecar_has "$(pl_log two)" '' "$(sha256_of "$(pl_file two)")" ok

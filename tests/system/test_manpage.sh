@@ -13,7 +13,7 @@ else
   [[ -z $out ]] || fail "groff warnings: $out"
 fi
 help=$("$BR_BIN" --help)
-for cmd in run once plan check apply adopt add-route remove-route revoke edit status resync; do
+for cmd in run once plan check apply adopt add-route remove-route revoke edit status resync trust-record; do
   grep -q "^  $cmd" <<<"$help" || fail "--help does not list $cmd"
   grep -q "^\.Cm $cmd" "$page" || fail "the man page does not list $cmd"
 done

@@ -1,6 +1,9 @@
 /* Unit tests for reconciler/records: the reload file's lines as written and
- * read back, what a damaged file reads as, and the move of the earlier
- * one-file-per-record layout. Runs in a fresh temporary state directory. */
+ * read back, what a damaged file reads as, the move of the earlier
+ * one-file-per-record layout, and the added-hosts record's MAC: what
+ * verifies, what does not (edited, another bottle's, unsigned, a key that
+ * cannot be trusted) and trust-record. Runs in a fresh temporary state directory. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,11 +32,56 @@ static void put(const char *relative, const char *text) {
   fclose(f);
 }
 
+static void reset(struct br_strv *v) {
+  br_strv_free(v);
+  br_strv_init(v);
+}
+
+/* text with the first from replaced by to. */
+static const char *replace(const char *text, const char *from, const char *to) {
+  static char out[8192];
+  const char *at = strstr(text, from);
+  if (!at)
+    return text;
+  snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+  return out;
+}
+
+static struct br_buf err;
+
+/* The slug's record reads as distrusted and empty, its warning saying
+ * want; err keeps the warning for more checks. */
+#define expect_distrusted(slug, want)                                                                             \
+  do {                                                                                                            \
+    struct br_strv got_;                                                                                          \
+    bool distrusted_ = false;                                                                                     \
+    br_strv_init(&got_);                                                                                          \
+    br_buf_reset(&err);                                                                                           \
+    CHECK(br_record_added_get(state, slug, &got_, &distrusted_, &err) == 0);                                      \
+    CHECK(distrusted_ &&got_.n == 0);                                                                             \
+    if (!strstr(br_buf_str(&err), want))                                                                          \
+      fprintf(stderr, "%s:%d: warning \"%s\" does not say \"%s\"\n", __FILE__, __LINE__, br_buf_str(&err), want); \
+    CHECK(strstr(br_buf_str(&err), want) != NULL);                                                                \
+    CHECK(strstr(br_buf_str(&err), "pruning none of the hosts it lists") != NULL);                                \
+    br_strv_free(&got_);                                                                                          \
+  } while (0)
+
+/* The slug's record verifies, without a warning, and lists first first. */
+#define expect_trusted(slug, first)                                                                               \
+  do {                                                                                                            \
+    struct br_strv got_;                                                                                          \
+    bool distrusted_ = true;                                                                                      \
+    br_strv_init(&got_);                                                                                          \
+    br_buf_reset(&err);                                                                                           \
+    CHECK(br_record_added_get(state, slug, &got_, &distrusted_, &err) == 0);                                      \
+    CHECK(!distrusted_ && got_.n >= 1 && !strcmp(got_.v[0], first) && err.len == 0);                              \
+    br_strv_free(&got_);                                                                                          \
+  } while (0)
+
 int main(void) {
   snprintf(state, sizeof state, "/tmp/br-records.XXXXXX");
   CHECK(mkdtemp(state) != NULL);
-  struct br_buf err;
-  br_buf_init(&err, 4096);
+  br_buf_init(&err, 64 * 1024);
   CHECK(br_records_init(state, &err) == 0);
 
   /* No file: nothing marked, and reading creates nothing. */
@@ -167,29 +215,139 @@ int main(void) {
                                  "egress   settle done 0000000000000000000\n");
 
   /* The added-hosts record, in place (additive) and swapped in (prune). */
+  br_buf_reset(&err); /* the messages of the failures above */
   struct br_strv hosts, got;
+  bool distrusted = true;
   br_strv_init(&hosts);
   br_strv_init(&got);
   br_strv_add(&hosts, "a.example.com");
   br_strv_add(&hosts, "b.example.com");
-  CHECK(br_record_added_set(state, "alpha", &hosts, false, &err) == 0);
-  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 2);
-  br_strv_free(&got);
-  br_strv_init(&got);
-  br_strv_free(&hosts);
-  br_strv_init(&hosts);
+  CHECK(br_record_added_set(state, "alpha", &hosts, false, &err, &err) == 0);
+  CHECK(br_record_added_get(state, "alpha", &got, &distrusted, &err) == 0 && got.n == 2 && !distrusted);
+  reset(&got);
+  reset(&hosts);
   br_strv_add(&hosts, "d.example.com"); /* shorter: the old tail must go */
-  CHECK(br_record_added_set(state, "alpha", &hosts, false, &err) == 0);
-  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 && !strcmp(got.v[0], "d.example.com"));
-  br_strv_free(&got);
-  br_strv_init(&got);
-  br_strv_free(&hosts);
-  br_strv_init(&hosts);
+  CHECK(br_record_added_set(state, "alpha", &hosts, false, &err, &err) == 0);
+  CHECK(br_record_added_get(state, "alpha", &got, &distrusted, &err) == 0 && got.n == 1 &&
+        !strcmp(got.v[0], "d.example.com") && !distrusted);
+  reset(&got);
+  reset(&hosts);
   br_strv_add(&hosts, "c.example.com");
-  CHECK(br_record_added_set(state, "alpha", &hosts, true, &err) == 0);
-  CHECK(br_record_added_get(state, "alpha", &got, &err) == 0 && got.n == 1 && !strcmp(got.v[0], "c.example.com"));
+  CHECK(br_record_added_set(state, "alpha", &hosts, true, &err, &err) == 0);
+  CHECK(br_record_added_get(state, "alpha", &got, &distrusted, &err) == 0 && got.n == 1 &&
+        !strcmp(got.v[0], "c.example.com") && !distrusted);
+  reset(&got);
+  CHECK(err.len == 0); /* a record that verifies warns of nothing */
+
+  /* The key: made on the first signature, root's (the daemon's user's),
+   * 0600, one link, 32 bytes; never in a message. */
+  char key_path[256];
+  snprintf(key_path, sizeof key_path, "%s/.reconciler/record.key", state);
+  struct stat st;
+  CHECK(lstat(key_path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0600 &&
+        st.st_uid == geteuid() && st.st_nlink == 1 && st.st_size == 32);
+  char key_hex[65] = "";
+  {
+    unsigned char key[32];
+    int fd = open(key_path, O_RDONLY);
+    CHECK(fd >= 0 && read(fd, key, 32) == 32);
+    close(fd);
+    for (int i = 0; i < 32; i++)
+      snprintf(key_hex + 2 * i, 3, "%02x", key[i]);
+  }
+
+  /* What does not verify reads as an empty list, distrusted, with a
+   * warning that names the record's bottle and why. */
+  snprintf(path, sizeof path, "%s/.reconciler/added/alpha.json", state);
+  struct br_buf good_record;
+  br_buf_init(&good_record, 4096);
+  CHECK(br_file_read(path, 4096, true, &good_record) == 0);
+  CHECK(strstr(good_record.data, "\"hmac_sha256\": \"") != NULL);
+  CHECK(strstr(good_record.data, key_hex) == NULL);
+  /* The host list edited, the MAC kept: */
+  put("added/alpha.json", replace(good_record.data, "c.example.com", "hand.example.com"));
+  expect_distrusted("alpha", "added-hosts record for alpha does not verify: its MAC does not match");
+  /* another bottle's record copied over this one's: */
+  put("added/alpha.json", good_record.data);
+  put("added/beta.json", good_record.data);
+  expect_distrusted("beta", "added-hosts record for beta does not verify: its MAC does not match");
+  /* the earlier version's bare list, or a record without its MAC: */
+  put("added/beta.json", "[\"c.example.com\"]");
+  expect_distrusted("beta", "for beta does not verify: it is unsigned (a bare list");
+  put("added/beta.json", "{\"hosts\": [\"c.example.com\"]}");
+  expect_distrusted("beta", "for beta does not verify: it is unsigned (no hmac_sha256)");
+  /* one a machine crash emptied: */
+  put("added/beta.json", "");
+  expect_distrusted("beta", "for beta does not verify: it cannot be parsed");
+  expect_trusted("alpha", "c.example.com");
+
+  /* A key that cannot be trusted verifies nothing, and signs nothing: */
+  CHECK(chmod(key_path, 0640) == 0); /* readable by the group that drops routes */
+  expect_distrusted("alpha", "its key cannot be used: " /* path */);
+  CHECK(strstr(err.data, "record.key has mode 0640, expected 0600") != NULL);
+  reset(&hosts);
+  br_strv_add(&hosts, "e.example.com");
+  br_buf_reset(&err);
+  CHECK(br_record_added_set(state, "gamma", &hosts, true, &err, &err) == 0);
+  CHECK(strstr(err.data, "cannot sign the added-hosts record for gamma: ") != NULL &&
+        strstr(err.data, "mode 0640, expected 0600") != NULL);
+  expect_distrusted("gamma", "for gamma does not verify: it is unsigned (no hmac_sha256)");
+  CHECK(chmod(key_path, 0600) == 0);
+  expect_trusted("alpha", "c.example.com");
+  if (geteuid() == 0) { /* another user's key */
+    CHECK(chown(key_path, 65534, 65534) == 0);
+    expect_distrusted("alpha", "its key cannot be used: ");
+    CHECK(strstr(err.data, "record.key is owned by uid 65534, not by the daemon's (0)") != NULL);
+    CHECK(chown(key_path, 0, 0) == 0);
+    expect_trusted("alpha", "c.example.com");
+  } else {
+    fprintf(stderr, "note: not root: a key of another owner was not tried\n");
+  }
+  /* a symlink to the key, a second link to it: */
+  char moved[300];
+  snprintf(moved, sizeof moved, "%s/record.key.real", state);
+  CHECK(rename(key_path, moved) == 0 && symlink(moved, key_path) == 0);
+  expect_distrusted("alpha", "its key cannot be used: ");
+  CHECK(strstr(err.data, "record.key is a symlink, expected a regular file") != NULL);
+  CHECK(unlink(key_path) == 0 && link(moved, key_path) == 0);
+  expect_distrusted("alpha", "its key cannot be used: ");
+  CHECK(strstr(err.data, "record.key has 2 links, expected 1") != NULL);
+  CHECK(unlink(moved) == 0);
+  expect_trusted("alpha", "c.example.com");
+  /* its directory writable by the group: the records could be swapped. */
+  snprintf(moved, sizeof moved, "%s/.reconciler", state);
+  CHECK(chmod(moved, 0770) == 0);
+  expect_distrusted("alpha", "its key cannot be used: ");
+  CHECK(strstr(err.data, ".reconciler may be written by its group or others (mode 0770); chmod go-w it") != NULL);
+  CHECK(chmod(moved, 0750) == 0);
+  expect_trusted("alpha", "c.example.com");
+  /* A key replaced (by root: no one else can make one that is trusted):
+   * the records signed with the old one no longer verify. */
+  CHECK(unlink(key_path) == 0);
+  expect_distrusted("alpha", "its key cannot be used: ");
+  CHECK(strstr(err.data, "record.key does not exist") != NULL);
+  reset(&hosts);
+  br_strv_add(&hosts, "f.example.com");
+  CHECK(br_record_added_set(state, "delta", &hosts, true, &err, &err) == 0); /* makes a new key */
+  expect_trusted("delta", "f.example.com");
+  expect_distrusted("alpha", "its MAC does not match");
+
+  /* trust-record: the operator signs a record as it stands. */
+  put("added/beta.json", "[\"c.example.com\", \"g.example.com\"]");
+  reset(&got);
+  br_buf_reset(&err);
+  CHECK(br_record_added_trust(state, "beta", &got, &err) == 0 && got.n == 2);
+  expect_trusted("beta", "c.example.com");
+  reset(&got);
+  CHECK(br_record_added_trust(state, "nobody", &got, &err) == -ENOENT);
+  put("added/beta.json", "{\"hosts\": [1]}");
+  CHECK(br_record_added_trust(state, "beta", &got, &err) == -EINVAL);
+
+  CHECK(strstr(br_buf_str(&err), key_hex) == NULL);
+  br_buf_free(&good_record);
   br_strv_free(&got);
   br_strv_free(&hosts);
+  br_buf_reset(&err);
 
   br_records_forget(state, "alpha");
   CHECK_STR(reloads_text("alpha"), "(unreadable)");
