@@ -111,7 +111,7 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
  * with a line in err. */
 int br_record_added_trust(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *err);
 
-/* Drops every record of a slug (the bottle is gone). */ /* Drops every record of a slug (the bottle is gone). */
+/* Drops every record of a slug (the bottle is gone). */
 void br_records_forget(const char *state_dir, const char *slug);
 
 #endif
