@@ -13,9 +13,13 @@ source "$here/daemon.sh"
 source "$here/docker.sh"
 docker_setup
 cfg=$BR_TMP/br.yaml
-# Retries up to 3 s apart: the unpause event must not wait for the next one.
+# Retries up to 8 s apart, with full jitter (a delay drawn from 0-8 s): the
+# paused part below needs a retry scheduled at least 1.5 s ahead, so that
+# the unpause event, not the retry, brings the reload. With 3 s the draw
+# fell short half the time, and under a loaded machine (ASan, parallel
+# tests) the 60 s wait for a long enough one ran out.
 docker_config "$cfg" <<'YAML'
-backoff: {initial_ms: 3000, max_ms: 3000}
+backoff: {initial_ms: 8000, max_ms: 8000}
 YAML
 bottle_create alpha
 bottle_metadata alpha
