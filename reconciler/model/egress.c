@@ -564,6 +564,23 @@ static int parse_route(struct parse *p, json_t *route, size_t i, json_t *hosts, 
   return 0;
 }
 
+/* The "routes" value into the model. */
+static int routes_model(struct parse *p, json_t *routes) {
+  struct step path[1] = {{.key = "routes"}};
+  if (!json_is_array(routes))
+    return shape_error(p, path, 1, "is %s, expected an array of route objects", type_name(routes));
+  size_t n = json_array_size(routes);
+  json_t *hosts = json_object();
+  p->first_at = malloc((n ? n : 1) * sizeof *p->first_at);
+  int rc = hosts && p->first_at ? 0 : -ENOMEM;
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = parse_route(p, json_array_get(routes, i), i, hosts, &p->out->routes);
+  free(p->first_at);
+  p->first_at = NULL;
+  json_decref(hosts);
+  return rc;
+}
+
 /* The "routes" value at bytes[at, end) into the model. */
 static int parse_routes(struct parse *p, size_t at, size_t end) {
   json_t *routes;
@@ -573,29 +590,53 @@ static int parse_routes(struct parse *p, size_t at, size_t end) {
     return rc;
   if (!routes) /* a big number or a lone surrogate: no route holds one */
     return text_error(p, at + (size_t)jerr.position, "routes", jerr.text);
-  struct step path[1] = {{.key = "routes"}};
-  json_t *hosts = json_object();
-  size_t n = json_is_array(routes) ? json_array_size(routes) : 0;
-  p->first_at = malloc((n ? n : 1) * sizeof *p->first_at);
-  if (!hosts || !p->first_at)
-    rc = -ENOMEM;
-  else if (!json_is_array(routes))
-    rc = shape_error(p, path, 1, "is %s, expected an array of route objects", type_name(routes));
-  for (size_t i = 0; i < n && rc == 0; i++)
-    rc = parse_route(p, json_array_get(routes, i), i, hosts, &p->out->routes);
-  free(p->first_at);
-  p->first_at = NULL;
-  json_decref(hosts);
+  rc = routes_model(p, routes);
   json_decref(routes);
   return rc;
 }
 
+/* ---- The top level as jansson reads it ----
+ *
+ * The common case, in one pass: a text that jansson reads whole, with no key
+ * given twice anywhere, is valid JSON whose every value jansson holds
+ * exactly, so its members can be taken as they are. Anything else takes the
+ * walk below, which says what is wrong or keeps what jansson cannot hold. */
+
+static int whole_members(struct parse *p, json_t *doc) {
+  struct br_egress_live *out = p->out;
+  if (!(out->members = calloc(json_object_size(doc) + 1, sizeof *out->members)))
+    return -ENOMEM;
+  const char *key;
+  size_t keylen;
+  json_t *value, *routes = NULL;
+  json_object_keylen_foreach(doc, key, keylen, value) {
+    if (keylen == 6 && memcmp(key, "routes", 6) == 0) {
+      out->routes_at = out->n_members;
+      routes = value;
+      continue;
+    }
+    struct br_egress_member *mb = &out->members[out->n_members];
+    if (!(mb->key = malloc(keylen + 1)))
+      return -ENOMEM;
+    memcpy(mb->key, key, keylen + 1);
+    mb->keylen = keylen;
+    mb->value = json_incref(value);
+    out->n_members++;
+  }
+  if (!routes) {
+    out->routes_at = out->n_members;
+    struct step path[1] = {{.key = "routes"}};
+    return shape_error(p, path, 1, "missing, expected an array of route objects");
+  }
+  return routes_model(p, routes);
+}
+
 /* ---- The top level, member by member ----
  *
- * The top-level object is split here rather than by jansson, so that a
- * member jansson cannot hold (a big integer, say) is kept as its bytes
- * instead of making the whole file unreadable, and so that a key given
- * twice is seen. The text has passed br_json_check first: the walk below
+ * Where jansson cannot read the text whole, the top-level object is split
+ * here, so that a member jansson cannot hold (a big integer, say) is kept as
+ * its bytes instead of making the whole file unreadable, and so that a key
+ * given twice is seen. The text has passed br_json_check first: the walk below
  * need not check syntax. */
 
 struct span {
@@ -830,8 +871,18 @@ int br_egress_parse(const char *name, const char *bytes, size_t len, struct br_e
                     struct br_buf *err) {
   br_egress_live_init(out);
   struct parse p = {.name = name, .bytes = bytes ? bytes : "", .len = bytes ? len : 0, .err = err, .out = out};
-  size_t at = top_object(&p);
-  int rc = at == SIZE_MAX ? -EINVAL : parse_object(&p, at);
+  json_error_t jerr;
+  json_t *doc = json_loadb(p.bytes, p.len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
+  int rc;
+  if (json_is_object(doc)) {
+    rc = whole_members(&p, doc);
+  } else if (!doc && json_error_code(&jerr) == json_error_out_of_memory) {
+    rc = -ENOMEM;
+  } else {
+    size_t at = top_object(&p);
+    rc = at == SIZE_MAX ? -EINVAL : parse_object(&p, at);
+  }
+  json_decref(doc);
   if (rc == 0 && p.drift_more) {
     struct br_buf more;
     br_buf_init(&more, 256);

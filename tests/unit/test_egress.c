@@ -346,6 +346,9 @@ static void test_bad_routes_keep_members(void) {
   CHECK(br_egress_render_live(&live.routes, &live, &out) == 0);
   CHECK_STR(out.data, "{\n  \"a\": 12345678901234567890123,\n  \"routes\": [],\n  \"b\": \"x\\u0000\"\n}\n");
   br_egress_live_free(&live);
+  CHECK(parse_str("{\"a\": [1], \"routes\": {}}", &live, &err) == -EINVAL); /* read by jansson whole */
+  CHECK(live.routes.n == 0 && live.n_members == 1 && live.routes_at == 1);
+  br_egress_live_free(&live);
   /* Not JSON, or not an object at the top: nothing to keep. */
   CHECK(parse_str("{\"a\": 1, \"routes\": [}", &live, &err) == -EINVAL);
   CHECK(live.n_members == 0);
