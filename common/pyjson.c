@@ -48,6 +48,19 @@ static long utf8_next(const unsigned char *s, size_t n, size_t *i) {
   return cp;
 }
 
+size_t br_pyjson_utf8_prefix(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    size_t at = i;
+    if (s[i] < 0x80) /* the common case, without a call */
+      i++;
+    else if (utf8_next(s, n, &i) < 0)
+      return at;
+  }
+  return n;
+}
+
 int br_pyjson_string(struct br_buf *out, const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   int rc = br_buf_add(out, "\"", 1);

@@ -49,4 +49,9 @@ int br_pyjson_newline(struct br_buf *out, int depth);
  * indentation, the key as a string and ": ". The value follows. */
 int br_pyjson_member(struct br_buf *out, const char *key, size_t keylen, bool first, int depth);
 
+/* The length of the longest prefix of s (n bytes) that is UTF-8 as the
+ * functions here require it: n when all of s is. For text copied into the
+ * output as it is, which must be no less valid than what they write. */
+size_t br_pyjson_utf8_prefix(const char *s, size_t n);
+
 #endif

@@ -108,6 +108,7 @@ struct plan {
   struct br_buf eg_bytes;
   struct br_egress_live eg_live;
   bool egress_exists, egress_parsed, egress_differs;
+  bool egress_same;                 /* the live bytes are the desired canonical rendering */
   struct br_strv added_record;      /* pipelock hosts this tool added (read in prune mode, or to add one) */
   bool record_distrusted;           /* the record does not verify: added_record is empty, nothing is pruned */
   struct br_strv widened, narrowed; /* pipelock's list after widening, after narrowing */
@@ -554,16 +555,19 @@ static enum step_result read_live(struct run *run) {
                   rc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", eg_file,
                   read_error(rc));
   p->egress_parsed = true;
-  if (p->egress_exists) {
+  const struct br_buf *canonical = &p->desired.canonical;
+  /* Nothing changed, the common case: no need to parse it. */
+  p->egress_same = p->egress_exists && p->eg_bytes.len == canonical->len &&
+                   memcmp(p->eg_bytes.data, canonical->data, canonical->len) == 0;
+  if (p->egress_exists && !p->egress_same) {
     struct br_buf perr;
     br_buf_init(&perr, 4096);
     if (br_egress_parse(eg_file, p->eg_bytes.data, p->eg_bytes.len, &p->eg_live, &perr)) {
-      /* The desired state is the truth; an unreadable live file is replaced. */
+      /* The desired state is the truth; an unreadable live file is replaced,
+       * keeping what the parse could keep of it (eg_live.members). */
       p->egress_parsed = false;
       br_buf_printf(&rep->warnings, "%s (it will be rewritten from the desired routes)\n",
                     perr.data ? perr.data : "unparsable live egress file");
-      br_egress_live_free(&p->eg_live);
-      br_egress_live_init(&p->eg_live);
     }
     br_buf_free(&perr);
   }
@@ -626,7 +630,11 @@ static void describe_plan(struct run *run) {
     if (!p->egress_exists)
       br_buf_printf(out, "  egress: create %s\n", eg_file);
     else if (!p->egress_parsed)
-      br_buf_printf(out, "  egress: rewrite unparsable %s\n", eg_file);
+      br_buf_printf(out, "  egress: rewrite unparsable %s: %s\n", eg_file,
+                    p->eg_live.n_members ? "its routes are dropped, its other top-level keys kept"
+                                         : "everything in it is dropped");
+    for (size_t i = 0; i < p->eg_live.drift.n; i++)
+      br_buf_printf(out, "  egress: rewrite: %s\n", p->eg_live.drift.v[i]);
     br_diff_format(&p->diff, "  egress: ", out);
     describe_expired(run, out);
   }
@@ -657,13 +665,24 @@ static enum step_result make_plan(struct run *run) {
   if (!rc)
     rc = br_pipelock_plan(&p->pl_live, &needed, &p->added_record, prune, &p->widened, &p->narrowed,
                           &p->hosts_added, &p->hosts_removed);
-  if (!rc)
+  if (!rc && !p->egress_same)
     rc = br_diff_routes(&p->eg_live.routes, &p->desired.routes, &p->diff);
   br_strv_free(&needed);
   if (rc)
     return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot plan: %s", strerror(-rc));
-  p->egress_differs =
-      !p->egress_exists || !p->egress_parsed || !br_routes_equal(&p->desired.routes, &p->eg_live.routes);
+  /* Drift is anything in the live file that the canonical rendering would
+   * not produce. Converged: the file is that rendering byte for byte, or it
+   * differs from it in layout alone (spacing, escapes, the order of keys,
+   * routes and paths), which every JSON reader reads alike, and which a
+   * bottle written by hand and then adopted keeps (adoption promises that
+   * managing it changes nothing). Everything else a reader might read
+   * otherwise than the model does: a second entry for a host (another
+   * token), an unknown key of a route, a null, an upper-case host, a
+   * duplicate key or path, a byte order mark. The parse names each (drift),
+   * and any one is a rewrite, even where the folded model equals the
+   * desired routes. */
+  p->egress_differs = !p->egress_same && (!p->egress_exists || !p->egress_parsed || p->eg_live.drift.n ||
+                                          !br_routes_equal(&p->desired.routes, &p->eg_live.routes));
   describe_plan(run);
   if (stage_bytes(run) != STEP_DONE)
     return STEP_REFUSED;
@@ -693,7 +712,7 @@ static enum step_result stage_bytes(struct run *run) {
   if (p->hosts_removed.n &&
       br_pipelock_splice(pl_file, base->data, base->len, &p->narrowed, &p->pl_narrowed, &run->rep->errors))
     return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "cannot edit api_allowlist of %s safely", pl_file);
-  int rc = p->egress_differs ? br_egress_render(&p->desired.routes, p->eg_live.doc, &p->eg_rendered) : 0;
+  int rc = p->egress_differs ? br_egress_render_live(&p->desired.routes, &p->eg_live, &p->eg_rendered) : 0;
   if (rc)
     return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot render the egress file: %s", strerror(-rc));
   return STEP_DONE;
@@ -793,6 +812,8 @@ static enum step_result write_egress(struct run *run) {
     br_sha256_hex(p->eg_bytes.data, p->eg_bytes.len, before);
   br_sha256_hex(rendered->data, rendered->len, after);
   json_object_set_new(audit, "changes", br_diff_to_json(&p->diff));
+  if (p->eg_live.drift.n)
+    json_object_set_new(audit, "drift", strv_json(&p->eg_live.drift));
   struct br_strv changed;
   br_strv_init(&changed);
   for (size_t i = 0; i < p->diff.n; i++)

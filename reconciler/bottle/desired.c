@@ -27,6 +27,7 @@ void br_desired_init(struct br_desired *d) {
   br_strv_init(&d->fragments);
   br_buf_init(&d->errors, 64 * 1024);
   br_buf_init(&d->warnings, 64 * 1024);
+  br_buf_init(&d->canonical, 256 * 1024 * 1024);
   d->hash[0] = '\0';
 }
 
@@ -38,6 +39,7 @@ void br_desired_free(struct br_desired *d) {
   br_strv_free(&d->fragments);
   br_buf_free(&d->errors);
   br_buf_free(&d->warnings);
+  br_buf_free(&d->canonical);
 }
 
 static void limits_of(const struct br_config *cfg, struct br_limits *limits) {
@@ -467,11 +469,11 @@ int br_desired_load_overlay(const struct br_config *cfg, const struct br_strv *s
     br_routes_free(&d->routes); /* nothing of an invalid slug may be applied */
     return rc;
   }
-  struct br_buf canonical;
-  br_buf_init(&canonical, 256 * 1024 * 1024);
-  rc = br_egress_render(&d->routes, NULL, &canonical);
+  /* Kept: the converge compares the live file with it first, which settles
+   * the common case (nothing changed) without parsing the live file. */
+  br_buf_reset(&d->canonical);
+  rc = br_egress_render(&d->routes, NULL, &d->canonical);
   if (!rc)
-    br_sha256_hex(canonical.data, canonical.len, d->hash);
-  br_buf_free(&canonical);
+    br_sha256_hex(d->canonical.data, d->canonical.len, d->hash);
   return rc;
 }

@@ -20,8 +20,10 @@ struct br_desired {
   struct br_strv fragments;         /* fragment paths read, merge order */
   struct br_buf errors;             /* "FILE:LINE:COLUMN: FIELD: ..." lines, one per bad fragment */
   struct br_buf warnings;           /* merge conflicts and the like */
-  char hash[BR_SHA256_HEX_LEN + 1]; /* SHA-256 of the canonical egress
-                                       rendering of routes: names the desired state */
+  struct br_buf canonical;          /* the canonical egress rendering of routes
+                                       alone ({"routes": [...]}): a live file of
+                                       exactly these bytes runs the desired state */
+  char hash[BR_SHA256_HEX_LEN + 1]; /* SHA-256 of canonical: names the desired state */
   /* Routes that carry expires, as their fragments declare them (before the
    * merge, with their origins): */
   struct br_routes expiring; /* desired until their expires */

@@ -27,8 +27,11 @@ static int reject(char *reason, size_t size, const char *fmt, ...) {
 static int validate_egress(const char *bytes, size_t len, char *reason, size_t size) {
   json_error_t err;
   /* Duplicate keys are allowed on purpose: Python's json module, which the
-   * addon uses, keeps the last one instead of failing. */
-  json_t *root = json_loadb(bytes, len, 0, &err);
+   * addon uses, keeps the last one instead of failing. It also reads
+   * integers of any size and strings holding \u0000, which jansson holds
+   * only as reals and with JSON_ALLOW_NUL: enough for the shape checked
+   * here, which never looks at such a value. */
+  json_t *root = json_loadb(bytes, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &err);
   if (!root)
     return reject(reason, size, "json: %s at line %d column %d", err.text, err.line, err.column);
   int rc = 0;

@@ -47,7 +47,7 @@ static void check_rerender(const char *in, const char *want) {
   if (rc)
     fprintf(stderr, "%s\n", err.data);
   CHECK(rc == 0);
-  CHECK(br_egress_render(&live.routes, live.doc, &out) == 0);
+  CHECK(br_egress_render_live(&live.routes, &live, &out) == 0);
   CHECK(out.len == expected.len);
   if (out.len != expected.len || memcmp(out.data, expected.data, out.len) != 0) {
     fprintf(stderr, "%s: rendering differs from %s; got:\n%s\n", in, want, out.data);
@@ -201,6 +201,12 @@ static void test_duplicate_hosts_merged(void) {
   CHECK_STR(a->paths.v[1], "/y");
   CHECK_STR(a->paths.v[2], "/z");
   CHECK(a->auth_scheme == NULL); /* the first occurrence's auth: none */
+  /* Folded in the model, yet named: a reader may act on either entry. */
+  CHECK(live.drift.n == 3);
+  CHECK_STR(live.drift.v[0], "routes[0].path_allowlist: \"/x\" twice; a rewrite lists it once");
+  CHECK_STR(live.drift.v[1], "routes[2].host: \"A.example.com\" is not lower case; a rewrite lowers it");
+  CHECK_STR(live.drift.v[2], "routes[2]: a second route for \"A.example.com\" (the first is routes[0]), auth "
+                             "Bearer $T; a rewrite drops it");
   br_egress_live_free(&live);
   br_buf_free(&err);
 }
@@ -211,10 +217,141 @@ static void test_unknown_route_keys_ignored(void) {
   br_buf_init(&err, 4096);
   br_buf_init(&out, 4096);
   CHECK(parse_str("{\"routes\": [{\"host\": \"a.example.com\", \"note\": [1]}]}", &live, &err) == 0);
-  CHECK(br_egress_render(&live.routes, live.doc, &out) == 0);
+  CHECK(br_egress_render_live(&live.routes, &live, &out) == 0);
   /* No path_allowlist: every path, rendered without one as it came. */
   CHECK(live.routes.v[0].all_paths);
   CHECK_STR(out.data, "{\n  \"routes\": [\n    {\n      \"host\": \"a.example.com\"\n    }\n  ]\n}\n");
+  CHECK(live.drift.n == 1);
+  CHECK_STR(live.drift.v[0], "routes[0]: unknown key \"note\"; a rewrite drops it");
+  br_egress_live_free(&live);
+  br_buf_free(&err);
+  br_buf_free(&out);
+}
+
+/* The drift lines of a parse, one per line, for comparing with a file. */
+static void drift_text(const struct br_egress_live *live, struct br_buf *out) {
+  for (size_t i = 0; i < live->drift.n; i++)
+    br_buf_printf(out, "%s\n", live->drift.v[i]);
+  if (!out->data)
+    br_buf_add(out, "", 0);
+}
+
+/* The canonical rendering of a file's own routes reads back with no drift,
+ * the same routes and the same bytes: else a converge would rewrite its own
+ * output forever. */
+static void check_fixed_point(const char *name, const struct br_egress_live *live) {
+  struct br_buf once, twice, err;
+  br_buf_init(&once, BIG);
+  br_buf_init(&twice, BIG);
+  br_buf_init(&err, 4096);
+  struct br_egress_live again;
+  CHECK(br_egress_render_live(&live->routes, live, &once) == 0);
+  CHECK(br_egress_parse(name, once.data, once.len, &again, &err) == 0);
+  CHECK(again.drift.n == 0);
+  CHECK(br_routes_equal(&again.routes, &live->routes));
+  CHECK(br_egress_render_live(&again.routes, &again, &twice) == 0);
+  CHECK_STR(twice.data, once.data);
+  br_egress_live_free(&again);
+  br_buf_free(&once);
+  br_buf_free(&twice);
+  br_buf_free(&err);
+}
+
+/* Table: every egress/drift/NAME.json parses, with exactly the lines of
+ * NAME.drift (none: only its layout differs from the canonical form). */
+static void test_drift_table(void) {
+  struct br_strv names;
+  case_stems("egress/drift", ".json", &names);
+  CHECK(names.n >= 10);
+  for (size_t i = 0; i < names.n; i++) {
+    char in[512], want_path[512];
+    snprintf(in, sizeof in, "egress/drift/%s.json", names.v[i]);
+    snprintf(want_path, sizeof want_path, "egress/drift/%s.drift", names.v[i]);
+    struct br_buf src, want, got, err;
+    br_buf_init(&err, 4096);
+    br_buf_init(&got, BIG);
+    CHECK(slurp(in, &src) == 0);
+    CHECK(slurp(want_path, &want) == 0);
+    struct br_egress_live live;
+    int rc = br_egress_parse(in, src.data, src.len, &live, &err);
+    if (rc)
+      fprintf(stderr, "%s: %s\n", in, br_buf_str(&err));
+    CHECK(rc == 0);
+    drift_text(&live, &got);
+    if (strcmp(got.data, br_buf_str(&want)) != 0) {
+      fprintf(stderr, "%s: drift differs from %s; got:\n%s", in, want_path, got.data);
+      check_failures++;
+    }
+    check_fixed_point(in, &live);
+    br_egress_live_free(&live);
+    br_buf_free(&src);
+    br_buf_free(&want);
+    br_buf_free(&got);
+    br_buf_free(&err);
+  }
+  br_strv_free(&names);
+}
+
+/* What jansson cannot hold stays as the file has it; the rest is written as
+ * Python writes it, "\u0000" included. */
+static void test_members_jansson_cannot_hold_kept(void) {
+  static const char in[] = "{\"big\": 123456789012345678901234567890, \"nul\": \"a\\u0000b\",\n"
+                           " \"nested\": {\"n\": [1, -98765432109876543210987654321]}, \"inf\": 1e400,\n"
+                           " \"k\": {\"a\\u0000\": 1}, \"lone\": \"\\ud800\", \"routes\": [], \"z\": 1.50}\n";
+  static const char want[] = "{\n"
+                             "  \"big\": 123456789012345678901234567890,\n"
+                             "  \"nul\": \"a\\u0000b\",\n"
+                             "  \"nested\": {\"n\": [1, -98765432109876543210987654321]},\n"
+                             "  \"inf\": 1e400,\n"
+                             "  \"k\": {\"a\\u0000\": 1},\n"
+                             "  \"lone\": \"\\ud800\",\n"
+                             "  \"routes\": [\n"
+                             "    {\n"
+                             "      \"host\": \"a.example.com\"\n"
+                             "    }\n"
+                             "  ],\n"
+                             "  \"z\": 1.5\n"
+                             "}\n";
+  struct br_egress_live live;
+  struct br_buf err, out;
+  br_buf_init(&err, 4096);
+  br_buf_init(&out, 4096);
+  CHECK(parse_str(in, &live, &err) == 0);
+  CHECK(live.n_members == 7 && live.routes_at == 6 && live.drift.n == 0);
+  CHECK(live.members[1].value && json_string_length(live.members[1].value) == 3);
+  CHECK(!live.members[0].value && live.members[0].rawlen == 30);
+  struct br_route *r = br_routes_append(&live.routes, "a.example.com");
+  CHECK(r != NULL);
+  r->all_paths = true;
+  CHECK(br_egress_render_live(&live.routes, &live, &out) == 0);
+  CHECK_STR(out.data, want);
+  struct br_egress_live again;
+  CHECK(br_egress_parse("t.json", out.data, out.len, &again, &err) == 0);
+  CHECK(again.drift.n == 0 && again.routes.n == 1);
+  br_egress_live_free(&again);
+  br_egress_live_free(&live);
+  br_buf_free(&err);
+  br_buf_free(&out);
+}
+
+/* Routes that cannot be read are replaced; the keys beside them stay. */
+static void test_bad_routes_keep_members(void) {
+  struct br_egress_live live;
+  struct br_buf err, out;
+  br_buf_init(&err, 4096);
+  br_buf_init(&out, 4096);
+  CHECK(parse_str("{\"a\": 12345678901234567890123, \"routes\": [{\"host\": 1}], \"b\": \"x\\u0000\"}", &live,
+                  &err) == -EINVAL);
+  CHECK(live.routes.n == 0 && live.n_members == 2 && live.routes_at == 1);
+  CHECK(br_egress_render_live(&live.routes, &live, &out) == 0);
+  CHECK_STR(out.data, "{\n  \"a\": 12345678901234567890123,\n  \"routes\": [],\n  \"b\": \"x\\u0000\"\n}\n");
+  br_egress_live_free(&live);
+  CHECK(parse_str("{\"a\": [1], \"routes\": {}}", &live, &err) == -EINVAL); /* read by jansson whole */
+  CHECK(live.routes.n == 0 && live.n_members == 1 && live.routes_at == 1);
+  br_egress_live_free(&live);
+  /* Not JSON, or not an object at the top: nothing to keep. */
+  CHECK(parse_str("{\"a\": 1, \"routes\": [}", &live, &err) == -EINVAL);
+  CHECK(live.n_members == 0);
   br_egress_live_free(&live);
   br_buf_free(&err);
   br_buf_free(&out);
@@ -244,7 +381,7 @@ static void test_shape_errors_table(void) {
     CHECK(rc == -EINVAL);
     CHECK_STR(err.data, want.data);
     /* Nothing half-parsed is left behind. */
-    CHECK(live.doc == NULL && live.routes.n == 0);
+    CHECK(live.routes.n == 0 && live.drift.n == 0);
     br_egress_live_free(&live);
     br_buf_free(&src);
     br_buf_free(&want);
@@ -336,6 +473,9 @@ int main(void) {
   test_duplicate_hosts_merged();
   test_unknown_route_keys_ignored();
   test_shape_errors_table();
+  test_drift_table();
+  test_members_jansson_cannot_hold_kept();
+  test_bad_routes_keep_members();
   test_equality_ignores_order();
   test_render_refuses_bad_input();
   test_render_escapes_model_strings();
