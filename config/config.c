@@ -1454,6 +1454,12 @@ struct br_path_rule br_config_path_rule(const struct br_config *cfg) {
   return (struct br_path_rule){.root = cfg->state_dir, .follow = &cfg->follow_symlinks};
 }
 
+const struct br_path_rule *br_config_source_rule(const struct br_config *cfg, const char *dir,
+                                                 const struct br_path_rule *rule) {
+  size_t n = strlen(cfg->state_dir);
+  return strncmp(dir, cfg->state_dir, n) == 0 && dir[n] == '/' ? rule : NULL;
+}
+
 int br_config_resolve_state_dir(struct br_config *cfg, struct br_buf *err) {
   char *real = realpath(cfg->state_dir, NULL);
   if (!real) {

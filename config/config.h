@@ -175,6 +175,12 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out);
  * see br_config_resolve_state_dir) or from "/", through no symlink, except
  * in the paths of the follow_symlinks directories. Borrows from cfg. */
 struct br_path_rule br_config_path_rule(const struct br_config *cfg);
+/* The rule a source directory is read under: rule when dir lies beneath the
+ * state directory (routes.d), else NULL: a source elsewhere, such as a git
+ * checkout published by swapping a symlink, is only read, and read as its
+ * layout has it. */
+const struct br_path_rule *br_config_source_rule(const struct br_config *cfg, const char *dir,
+                                                 const struct br_path_rule *rule);
 /* Replaces cfg->state_dir with its realpath, once, so that the rule's root
  * is a fixed directory and the paths derived from it lie beneath it
  * textually. Returns 0 or -errno (with a line in err). */
