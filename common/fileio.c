@@ -169,6 +169,12 @@ int br_path_symlink(const char *path, const struct br_path_rule *rule, struct br
   return -ENOENT;
 }
 
+void br_path_describe_error(const char *path, int rc, const struct br_path_rule *rule, struct br_buf *out) {
+  /* The link may be gone by now (swapped back): then say what the open met. */
+  if (rc != -ELOOP || br_path_symlink(path, rule, out))
+    br_buf_adds(out, rc == -ELOOP ? "a component of the path is a symlink" : strerror(-rc));
+}
+
 int br_file_read(const char *path, size_t max, bool nofollow, struct br_buf *out) {
   return br_file_read_stat(path, max, nofollow, out, NULL);
 }

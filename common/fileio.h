@@ -47,6 +47,10 @@ int br_open_under(const char *path, int flags, mode_t mode, const struct br_path
  * allows none, for the message. Returns 0, -ENOENT when there is none (any
  * more), or another -errno. */
 int br_path_symlink(const char *path, const struct br_path_rule *rule, struct br_buf *out);
+/* Appends why path could not be opened under rule (rc from br_open_under
+ * or a read under it), for a message: for -ELOOP the component that is a
+ * symlink and where it points, else strerror(-rc). */
+void br_path_describe_error(const char *path, int rc, const struct br_path_rule *rule, struct br_buf *out);
 /* For tests: resolve as on a kernel without openat2 (the component walk). */
 void br_open_under_walk_only(bool walk_only);
 

@@ -24,6 +24,7 @@
 #define CONFIG_MAX_DEPTH 8
 #define CONFIG_MAX_SOURCES 64
 #define CONFIG_MAX_ARGV 64
+#define CONFIG_MAX_FOLLOW 64
 
 /* ---- signals ------------------------------------------------------------ */
 
@@ -160,12 +161,14 @@ void br_config_free(struct br_config *cfg) {
   sidecar_free(&cfg->egress);
   free(cfg->audit_log);
   free(cfg->metrics_file);
+  br_strv_free(&cfg->follow_symlinks);
   memset(cfg, 0, sizeof *cfg);
 }
 
 int br_config_defaults(struct br_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   br_strv_init(&cfg->sources);
+  br_strv_init(&cfg->follow_symlinks);
   cfg->debounce_ms = 20;
   cfg->max_wait_ms = 1000;
   cfg->resync_interval_s = 300;
@@ -1097,9 +1100,61 @@ static int parse_state_dir(struct loader *ld, const struct br_ynode *node, struc
   return 0;
 }
 
-static const char *const top_keys[] = {"state_dir", "sources", "debounce_ms", "max_wait_ms", "resync_interval_s",
-                                       "workers",   "backoff", "limits",      "audit_log",   "metrics_file",
-                                       "pipelock",  "egress",  "policy",      NULL};
+/* One follow_symlinks entry: an absolute directory, named as the paths
+ * under it will be (no ".", "..", or doubled "/"), below "/" (following
+ * symlinks everywhere would turn the rule off, not make an exception). */
+static const char *follow_dir_check(const char *dir) {
+  if (dir[0] != '/')
+    return "is a relative path, expected an absolute directory";
+  if (!dir[1])
+    return "is the root directory, expected a directory below it (the exception must be narrow)";
+  for (const char *c = dir; *c; c++)
+    if (c[0] == '/' &&
+        (c[1] == '/' || (c[1] == '.' && (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))))
+      return "has an empty, \".\" or \"..\" component, expected a plain absolute directory";
+  return NULL;
+}
+
+static int parse_follow_symlinks(struct loader *ld, const struct br_ynode *node, struct br_config *cfg) {
+  if (node->kind != BR_YNODE_SEQ)
+    return fail(ld, node, "follow_symlinks", "got %s, expected a list of absolute directories",
+                br_ynode_describe(node));
+  if (node->n > CONFIG_MAX_FOLLOW)
+    return fail(ld, node, "follow_symlinks", "%zu directories, expected at most %d", node->n, CONFIG_MAX_FOLLOW);
+  struct br_strv dirs;
+  br_strv_init(&dirs);
+  int rc = 0;
+  for (size_t i = 0; i < node->n && !rc; i++) {
+    char field[48];
+    snprintf(field, sizeof field, "follow_symlinks[%zu]", i);
+    char *dir = NULL;
+    const char *why;
+    if ((rc = get_template(ld, node->items[i], field, names_none, false, false, "an absolute directory", &dir)))
+      break;
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+      dir[--len] = '\0';
+    if ((why = follow_dir_check(dir)))
+      rc = fail_value(ld, node->items[i], field, "%s", why);
+    else if (br_strv_contains(&dirs, dir))
+      rc = fail_value(ld, node->items[i], field, "is listed twice, expected each directory once");
+    else
+      rc = br_strv_add(&dirs, dir);
+    free(dir);
+  }
+  if (rc) {
+    br_strv_free(&dirs);
+    return rc;
+  }
+  br_strv_free(&cfg->follow_symlinks);
+  cfg->follow_symlinks = dirs;
+  return 0;
+}
+
+static const char *const top_keys[] = {
+    "state_dir", "sources", "debounce_ms", "max_wait_ms",     "resync_interval_s",
+    "workers",   "backoff", "limits",      "audit_log",       "metrics_file",
+    "pipelock",  "egress",  "policy",      "follow_symlinks", NULL};
 
 static int apply(struct loader *ld, const struct br_ynode *root, struct br_config *cfg) {
   for (size_t i = 0; i + 1 < root->n; i += 2) {
@@ -1133,6 +1188,8 @@ static int apply(struct loader *ld, const struct br_ynode *root, struct br_confi
       rc = parse_sidecar(ld, value, &cfg->egress, NULL);
     else if (key_is(key, "policy"))
       rc = parse_policy(ld, value, cfg);
+    else if (key_is(key, "follow_symlinks"))
+      rc = parse_follow_symlinks(ld, value, cfg);
     else
       rc = fail_key(ld, key, "", "unknown key", top_keys);
     if (rc)
@@ -1351,6 +1408,10 @@ int br_config_format(const struct br_config *cfg, struct br_buf *out) {
     rc = add_sidecar(out, &cfg->egress, NULL);
   if (!rc)
     rc = add_policy(out, &cfg->policy);
+  /* Only when set, as the policy: the default reads as DESIGN.md shows it. */
+  if (!rc && cfg->follow_symlinks.n && !(rc = br_buf_adds(out, "follow_symlinks: ")) &&
+      !(rc = add_list(out, &cfg->follow_symlinks)))
+    rc = br_buf_adds(out, "\n");
   return rc;
 }
 
@@ -1387,6 +1448,28 @@ static int expand(const struct br_config *cfg, const char *tmpl, const char *slu
     return -EINVAL;
   const char *values[] = {cfg->state_dir, slug, project, sidecar_name, file};
   return br_template_expand(tmpl, template_names, values, 5, out, NULL);
+}
+
+struct br_path_rule br_config_path_rule(const struct br_config *cfg) {
+  return (struct br_path_rule){.root = cfg->state_dir, .follow = &cfg->follow_symlinks};
+}
+
+const struct br_path_rule *br_config_source_rule(const struct br_config *cfg, const char *dir,
+                                                 const struct br_path_rule *rule) {
+  size_t n = strlen(cfg->state_dir);
+  return strncmp(dir, cfg->state_dir, n) == 0 && dir[n] == '/' ? rule : NULL;
+}
+
+int br_config_resolve_state_dir(struct br_config *cfg, struct br_buf *err) {
+  char *real = realpath(cfg->state_dir, NULL);
+  if (!real) {
+    int rc = -errno;
+    br_buf_printf(err, "state_dir %s: %s\n", cfg->state_dir, strerror(-rc));
+    return rc;
+  }
+  free(cfg->state_dir);
+  cfg->state_dir = real;
+  return 0;
 }
 
 bool br_config_paths_use_project(const struct br_config *cfg) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "common/buf.h"
+#include "common/fileio.h"
 #include "common/strv.h"
 
 /* The two sidecars of a bottle, in the order a widening converge tells
@@ -128,6 +129,11 @@ struct br_config {
   char *audit_log;                      /* default {state_dir}/.reconciler/audit.jsonl; owned */
   char *metrics_file;                   /* Prometheus textfile; default none (NULL); owned */
   struct br_policy_config policy;       /* default: no rules */
+  /* Absolute directories whose own paths may pass through symlinks
+   * (follow_symlinks): a deployment's documented choice, default none.
+   * Every other path of a live file, record or audit log is opened through
+   * no symlink at all (see br_config_path_rule). */
+  struct br_strv follow_symlinks;
 };
 
 /* Template names by key, checked by br_config_load (any other "{name}" is an
@@ -163,6 +169,22 @@ void br_config_free(struct br_config *cfg);
  * the order of the example file (for "show the effective config" and tests).
  * Returns 0, -EFBIG or -ENOMEM. */
 int br_config_format(const struct br_config *cfg, struct br_buf *out);
+
+/* The rule every live file, record and audit log is opened under: beneath
+ * the state directory (resolved with realpath by whoever loads the config,
+ * see br_config_resolve_state_dir) or from "/", through no symlink, except
+ * in the paths of the follow_symlinks directories. Borrows from cfg. */
+struct br_path_rule br_config_path_rule(const struct br_config *cfg);
+/* The rule a source directory is read under: rule when dir lies beneath the
+ * state directory (routes.d), else NULL: a source elsewhere, such as a git
+ * checkout published by swapping a symlink, is only read, and read as its
+ * layout has it. */
+const struct br_path_rule *br_config_source_rule(const struct br_config *cfg, const char *dir,
+                                                 const struct br_path_rule *rule);
+/* Replaces cfg->state_dir with its realpath, once, so that the rule's root
+ * is a fixed directory and the paths derived from it lie beneath it
+ * textually. Returns 0 or -errno (with a line in err). */
+int br_config_resolve_state_dir(struct br_config *cfg, struct br_buf *err);
 
 /* Whether a source or a live file's path names {project}: only then does
  * finding them need the slug's metadata.json. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fileio.h"
 
 json_t *br_audit_record(json_t *list, const char *slug, enum br_sidecar sidecar, const char *file) {
   char time[BR_TIME_TEXT_MAX];
@@ -19,12 +20,12 @@ json_t *br_audit_record(json_t *list, const char *slug, enum br_sidecar sidecar,
   return rec;
 }
 
-int br_audit_append(const char *path, const json_t *records) {
+int br_audit_append(const char *path, const struct br_path_rule *rule, const json_t *records) {
   if (!json_array_size(records))
     return 0;
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  int fd = br_open_under(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640, rule);
   if (fd < 0)
-    return -errno;
+    return fd;
   int rc = 0;
   size_t i;
   const json_t *rec;

@@ -26,6 +26,10 @@ struct br_bottle {
    * it; read by br_bottle_derive when a path names {project}. */
   char *project;
   bool project_read;
+  /* Why the bottle's compose project may not be used, a line for the
+   * operator, or NULL: a metadata.json that is a symlink, or a project that
+   * belongs to another bottle (br_bottle_project_owned). Owned. */
+  char *refusal;
 };
 
 /* Derives slug's record under cfg. Returns 0, -EINVAL for a slug that is not
@@ -36,8 +40,24 @@ int br_bottle_derive(struct br_bottle *b, const struct br_config *cfg, const cha
 void br_bottle_free(struct br_bottle *b);
 
 /* The bottle's compose project, read from STATE/<slug>/metadata.json the
- * first time it is asked for; NULL only when memory ran out. */
+ * first time it is asked for, opened under the config's path rule (no
+ * symlink in any component, the file itself neither). NULL when memory ran
+ * out, or when the project is refused: b->refusal then says why (a
+ * metadata.json that is a symlink: its content is never read or quoted). */
 const char *br_bottle_project(struct br_bottle *b, struct br_buf *warnings);
+
+/* Whether the bottle's compose project is its own: a project names the
+ * containers its reloads signal, so it belongs to one bottle only.
+ *   - the slug itself always is the bottle's own (the default project);
+ *   - another bottle's slug is not (that bottle's default project), while
+ *     STATE/<project> exists;
+ *   - any other name belongs to the first bottle that used it, recorded in
+ *     STATE/.reconciler/projects/<project>; that record is taken over only
+ *     when its bottle is gone or names another project now.
+ * claim: record the project for this bottle when nobody holds it (a plan
+ * only looks). Returns 0, -EPERM with b->refusal set (naming both
+ * bottles), or another -errno with a line in err. */
+int br_bottle_project_owned(struct br_bottle *b, bool claim, struct br_buf *warnings, struct br_buf *err);
 
 /* Expands a template of the sidecar's config (reload targets, validate
  * argv; file = the staged path for {file}, or NULL) for this bottle, reading

@@ -32,10 +32,19 @@ int br_change_begin(struct br_change *c, struct br_bottle *b, struct br_buf *err
                   b->slug, b->dir);
     return -EROFS;
   }
-  if ((c->lockfd = open(b->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-    int rc = -errno;
+  const struct br_path_rule rule = br_config_path_rule(b->cfg);
+  if ((c->lockfd = br_open_under(b->dir, O_RDONLY | O_DIRECTORY, 0, &rule)) < 0) {
+    int rc = c->lockfd;
+    c->lockfd = -1;
+    if (rc == -ELOOP) {
+      /* Its fragments would be installed wherever the link points. */
+      br_buf_printf(err, "%s: ", b->dir);
+      br_path_describe_error(b->dir, rc, &rule, err);
+      br_buf_adds(err, "; a bottle's directory is changed through no symlink\n");
+      return -EPERM;
+    }
     br_buf_printf(err, "no bottle %s on this host (%s: %s)\n", b->slug, b->dir, strerror(-rc));
-    return rc == -ENOTDIR || rc == -ELOOP ? -ENOENT : rc;
+    return rc == -ENOTDIR ? -ENOENT : rc;
   }
   /* The lock converges take: two changes never interleave, and a converge
    * never reads half of one. */
@@ -74,17 +83,28 @@ int br_change_path(const struct br_change *c, const char *name, struct br_buf *o
 int br_change_install(struct br_change *c, const char *name, const char *bytes, size_t len, struct br_buf *err) {
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
+  const struct br_path_rule rule = br_config_path_rule(c->bottle->cfg);
+  /* The local source lies in the bottle's directory, held open as the lock:
+   * made from there, and written through no symlink (the rule). */
+  const char *below = c->source + strlen(c->bottle->dir) + 1;
   int rc = br_change_path(c, name, &path);
   if (!rc && bytes) {
-    if (mkdir(c->source, 0755) < 0 && errno != EEXIST) {
+    if (mkdirat(c->lockfd, below, 0755) < 0 && errno != EEXIST) {
       rc = -errno;
       br_buf_printf(err, "%s: %s\n", c->source, strerror(-rc));
     } else {
-      rc = br_file_write_atomic(path.data, bytes, len, &(struct br_write_opts){.new_mode = 0644}, err);
+      rc = br_file_write_atomic(path.data, bytes, len, &(struct br_write_opts){.new_mode = 0644, .rule = &rule},
+                                err);
     }
-  } else if (!rc && unlink(path.data) < 0 && errno != ENOENT) {
-    rc = -errno;
-    br_buf_printf(err, "%s: cannot remove: %s\n", path.data, strerror(-rc));
+  } else if (!rc) {
+    int dirfd = br_open_under(c->source, O_RDONLY | O_DIRECTORY, 0, &rule);
+    rc = dirfd < 0 ? dirfd : unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+    if (dirfd >= 0)
+      close(dirfd);
+    if (rc == -ENOENT)
+      rc = 0;
+    else if (rc)
+      br_buf_printf(err, "%s: cannot remove: %s\n", path.data, strerror(-rc));
   }
   br_buf_free(&path);
   return rc;

@@ -127,6 +127,10 @@ struct run {
   struct br_bottle *bottle;
   enum br_converge_mode mode;
   const struct br_converge_observer *observer; /* may be NULL */
+  /* How every live file is opened: through no symlink in any component
+   * (br_config_path_rule), so that a link in the bottle's directory cannot
+   * send a read, a write or, through them, a reload anywhere else. */
+  struct br_path_rule rule;
   struct br_converge_report *rep;
   struct br_reloads reloads; /* reloads owed and settle times, read under the lock */
   struct plan plan;
@@ -301,6 +305,7 @@ static enum step_result write_live(struct run *run, struct stage *st, const stru
   int replaced = -1;
   /* The bytes were checked by check_staged: validate does not run twice. */
   struct br_write_opts opts = {.new_mode = 0644,
+                               .rule = &run->rule,
                                .before_rename = before_rename,
                                .arg = st,
                                .staged = run->observer ? &st->staged : NULL,
@@ -330,6 +335,8 @@ static enum step_result tell(struct run *run, const struct stage *st, bool more,
   struct br_converge_report *rep = run->rep;
   const char *name = br_sidecar_name(st->sidecar);
   const char *project = br_bottle_project(run->bottle, &rep->warnings);
+  if (!project && run->bottle->refusal)
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "%s reload refused: %s", name, run->bottle->refusal);
   if (!project)
     return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "%s reload: out of memory", name);
   const struct br_sidecar_config *sc = br_config_sidecar(run->cfg, st->sidecar);
@@ -528,8 +535,24 @@ static enum step_result load_desired(struct run *run) {
   return STEP_DONE;
 }
 
-static const char *read_error(int rc) {
-  return rc == -ELOOP ? "it is a symlink, expected a regular file" : strerror(-rc);
+/* A live file that cannot be read: a symlink on its way is the operator's
+ * to fix (or to list in follow_symlinks), and is named with its target;
+ * nothing of the bottle has been written yet, and nothing will be. */
+static enum step_result unreadable(struct run *run, const char *file, int rc) {
+  struct br_buf why;
+  br_buf_init(&why, 2 * PATH_MAX);
+  br_path_describe_error(file, rc, &run->rule, &why);
+  if (rc == -ELOOP)
+    br_buf_adds(&why, "; live files are read and written through no symlink (follow_symlinks lists "
+                      "directories that may be one), so nothing of this bottle was written or signalled");
+  bool permanent = rc == -ELOOP || rc == -EFBIG || rc == -EISDIR;
+  if (permanent)
+    br_buf_printf(&run->rep->errors, "%s: %s\n", file, br_buf_str(&why));
+  enum step_result out = finish(run, permanent ? STEP_REFUSED : STEP_RETRY,
+                                permanent ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", file,
+                                rc == -EISDIR ? "it is a directory, expected a regular file" : br_buf_str(&why));
+  br_buf_free(&why);
+  return out;
 }
 
 /* 2. Live state: what the sidecars' files say now. */
@@ -537,23 +560,19 @@ static enum step_result read_live(struct run *run) {
   struct br_converge_report *rep = run->rep;
   struct plan *p = &run->plan;
   const char *pl_file = live_file(run, BR_SIDECAR_PIPELOCK), *eg_file = live_file(run, BR_SIDECAR_EGRESS);
-  int rc = br_file_read(pl_file, LIVE_FILE_MAX, true, &p->pl_bytes);
+  int rc = br_file_read_under(pl_file, LIVE_FILE_MAX, &run->rule, &p->pl_bytes, NULL);
   if (rc == -ENOENT) /* creating it would need every key pipelock requires; that is not ours */
     return finish(run, STEP_STOP, BR_OUTCOME_WAITING,
                   "waiting for its pipelock config %s (the file does not exist)", pl_file);
   if (rc)
-    return finish(run, rc == -ELOOP || rc == -EFBIG || rc == -EISDIR ? STEP_REFUSED : STEP_RETRY,
-                  rc == -ELOOP || rc == -EFBIG || rc == -EISDIR ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY,
-                  "cannot read %s: %s", pl_file, read_error(rc));
+    return unreadable(run, pl_file, rc);
   if (br_pipelock_allowlist(pl_file, p->pl_bytes.data, p->pl_bytes.len, &p->pl_live, &rep->errors))
     return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "live pipelock config is invalid, left untouched: %.*s",
                   (int)strcspn(rep->errors.data, "\n"), rep->errors.data);
-  rc = br_file_read(eg_file, LIVE_FILE_MAX, true, &p->eg_bytes);
+  rc = br_file_read_under(eg_file, LIVE_FILE_MAX, &run->rule, &p->eg_bytes, NULL);
   p->egress_exists = rc == 0;
   if (rc && rc != -ENOENT)
-    return finish(run, rc == -ELOOP ? STEP_REFUSED : STEP_RETRY,
-                  rc == -ELOOP ? BR_OUTCOME_INVALID : BR_OUTCOME_RETRY, "cannot read %s: %s", eg_file,
-                  read_error(rc));
+    return unreadable(run, eg_file, rc);
   p->egress_parsed = true;
   const struct br_buf *canonical = &p->desired.canonical;
   /* Nothing changed, the common case: no need to parse it. */
@@ -650,6 +669,24 @@ static void describe_plan(struct run *run) {
 static enum step_result stage_bytes(struct run *run);
 static enum step_result check_staged(struct run *run);
 
+/* Before anything is written: the reloads that follow go to the containers
+ * of the bottle's compose project, so the project must be its own (and its
+ * metadata.json no symlink). Read only now: a converge with nothing to do
+ * never needs it. A plan looks; a converge also records the project as
+ * this bottle's. */
+static enum step_result owned_project(struct run *run) {
+  struct br_converge_report *rep = run->rep;
+  int rc = br_bottle_project_owned(run->bottle, run->mode != BR_CONVERGE_PLAN, &rep->warnings, &rep->errors);
+  if (rc == -EPERM) {
+    br_buf_printf(&rep->errors, "%s\n", run->bottle->refusal);
+    return finish(run, STEP_REFUSED, BR_OUTCOME_INVALID, "%s", run->bottle->refusal);
+  }
+  if (rc)
+    return finish(run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot tell whose its compose project is: %s",
+                  strerror(-rc));
+  return STEP_DONE;
+}
+
 /* 3. Plan: what pipelock and egress need. Only prune plans with the record
  * of hosts this tool added; additive mode reads it when it adds a host
  * (widen_pipelock), not on every converge. */
@@ -688,6 +725,8 @@ static enum step_result make_plan(struct run *run) {
     return STEP_REFUSED;
   bool anything = p->hosts_added.n || p->hosts_removed.n || p->egress_differs || p->owed[BR_SIDECAR_PIPELOCK] ||
                   p->owed[BR_SIDECAR_EGRESS];
+  if (anything && owned_project(run) != STEP_DONE)
+    return STEP_REFUSED;
   if (run->mode == BR_CONVERGE_PLAN)
     return finish(run, STEP_STOP, anything ? BR_OUTCOME_CHANGES : BR_OUTCOME_CONVERGED,
                   anything ? "changes pending" : "no changes");
@@ -731,8 +770,11 @@ static enum step_result check_one(struct run *run, enum br_sidecar sidecar, cons
   struct stage st = {.run = run, .sidecar = sidecar};
   struct br_buf err;
   br_buf_init(&err, 4096);
-  struct br_write_opts opts = {
-      .new_mode = 0644, .validate = validate_staged, .before_rename = checked_only, .arg = &st};
+  struct br_write_opts opts = {.new_mode = 0644,
+                               .rule = &run->rule,
+                               .validate = validate_staged,
+                               .before_rename = checked_only,
+                               .arg = &st};
   int rc = br_file_write_atomic(live_file(run, sidecar), bytes->data, bytes->len, &opts, &err);
   enum step_result out = STEP_DONE;
   if (rc == -ECANCELED)
@@ -907,15 +949,22 @@ static void converge_locked(struct run *run) {
 
 int br_converge_bottle(struct br_bottle *bottle, enum br_converge_mode mode,
                        const struct br_converge_observer *observer, struct br_converge_report *rep) {
-  struct run run = {
-      .cfg = bottle->cfg, .bottle = bottle, .mode = mode, .observer = observer, .rep = rep, .reloads.fd = -1};
+  struct run run = {.cfg = bottle->cfg,
+                    .bottle = bottle,
+                    .mode = mode,
+                    .observer = observer,
+                    .rule = br_config_path_rule(bottle->cfg),
+                    .rep = rep,
+                    .reloads.fd = -1};
   plan_init(&run.plan);
   run.reloads.fd = -1;
-  int lockfd = open(bottle->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (lockfd < 0) {
+  int lockfd = br_open_under(bottle->dir, O_RDONLY | O_DIRECTORY, 0, &run.rule);
+  if (lockfd == -ELOOP) {
+    unreadable(&run, bottle->dir, lockfd);
+  } else if (lockfd < 0) {
     /* A bottle exists on this host iff its state directory does. */
     finish(&run, STEP_STOP, BR_OUTCOME_UNMANAGED, "no bottle %s on this host (%s: %s)", bottle->slug, bottle->dir,
-           strerror(errno));
+           strerror(-lockfd));
   } else if (mode != BR_CONVERGE_PLAN && flock(lockfd, LOCK_EX) < 0) {
     finish(&run, STEP_RETRY, BR_OUTCOME_RETRY, "cannot lock the slug directory: %s", strerror(errno));
   } else {
@@ -937,6 +986,7 @@ int br_converge_bottle(struct br_bottle *bottle, enum br_converge_mode mode,
 }
 
 void br_converge_cleanup(const struct br_bottle *bottle) {
+  const struct br_path_rule rule = br_config_path_rule(bottle->cfg);
   struct br_buf dir;
   br_buf_init(&dir, PATH_MAX);
   for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
@@ -945,12 +995,25 @@ void br_converge_cleanup(const struct br_bottle *bottle) {
       char *slash = strrchr(dir.data, '/');
       if (slash)
         *slash = '\0';
-      br_file_remove_stale_temps(dir.data);
+      br_file_remove_stale_temps_under(dir.data, &rule);
     }
   }
+  /* Sources outside the state directory keep the layout their sync gives
+   * them (git-sync's "current" link): only those beneath it take the rule. */
   for (size_t i = 0; i < bottle->sources.n; i++)
-    br_file_remove_stale_temps(bottle->sources.v[i]);
+    br_file_remove_stale_temps_under(bottle->sources.v[i],
+                                     br_config_source_rule(bottle->cfg, bottle->sources.v[i], &rule));
   br_buf_free(&dir);
+}
+
+int br_converge_derive_refused(const struct br_bottle *b, int rc, struct br_converge_report *rep) {
+  if (rc != -EPERM || !b->refusal)
+    return rc;
+  rep->outcome = BR_OUTCOME_INVALID;
+  br_buf_reset(&rep->message);
+  br_buf_adds(&rep->message, b->refusal);
+  br_buf_printf(&rep->errors, "%s\n", b->refusal);
+  return 0;
 }
 
 int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_converge_mode mode,
@@ -963,6 +1026,8 @@ int br_converge_slug(const struct br_config *cfg, const char *slug, enum br_conv
     rc = 0;
   } else if (!rc) {
     rc = br_converge_bottle(&bottle, mode, observer, rep);
+  } else {
+    rc = br_converge_derive_refused(&bottle, rc, rep);
   }
   br_bottle_free(&bottle);
   return rc;

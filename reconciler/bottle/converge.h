@@ -75,6 +75,12 @@ void br_converge_report_init(struct br_converge_report *rep);
 void br_converge_report_free(struct br_converge_report *rep);
 const char *br_outcome_name(enum br_outcome outcome);
 
+/* When br_bottle_derive refused the bottle (-EPERM: its compose project,
+ * which a path names, may not be used; b->refusal says why): rep becomes
+ * an invalid converge that says so and touched nothing. Returns 0, or rc
+ * as it is for any other error. */
+int br_converge_derive_refused(const struct br_bottle *b, int rc, struct br_converge_report *rep);
+
 /* Converges a bottle once: reads everything afresh, then widens pipelock,
  * writes egress, narrows pipelock (prune mode), telling each sidecar as it goes.
  * A settle time separates a sidecar's reload from the next step only when a

@@ -4,11 +4,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/diag.h"
@@ -213,11 +215,18 @@ static int resolve_fragment(const char *dir, char *source_real, const char *path
  * goes through resolve_fragment(). Returns 0, -ENOENT (gone since the
  * listing), -EINVAL (bad input, reported in errors) or another -errno
  * (reported too; worth a retry). */
-static int read_fragment(const struct br_config *cfg, const char *dir, char *source_real, const struct listed *f,
-                         const char *path, struct br_buf *bytes, struct br_buf *errors) {
+/* A fragment file, not through a symlink as its last component, nor in any
+ * component when rule (a source beneath the state directory) says so. */
+static int read_nofollow(const char *path, size_t max, const struct br_path_rule *rule, struct br_buf *bytes) {
+  return rule ? br_file_read_under(path, max, rule, bytes, NULL) : br_file_read(path, max, true, bytes);
+}
+
+static int read_fragment(const struct br_config *cfg, const struct br_path_rule *rule, const char *dir,
+                         char *source_real, const struct listed *f, const char *path, struct br_buf *bytes,
+                         struct br_buf *errors) {
   int rc = -ELOOP;
   if (f->type == DT_REG)
-    rc = br_file_read(path, cfg->max_file_bytes, true, bytes);
+    rc = read_nofollow(path, cfg->max_file_bytes, rule, bytes);
   if (rc == -ELOOP) {
     char resolved[PATH_MAX];
     if ((rc = resolve_fragment(dir, source_real, path, resolved, errors)))
@@ -225,7 +234,7 @@ static int read_fragment(const struct br_config *cfg, const char *dir, char *sou
     /* resolved holds no symlink: one that appears now is a swap in progress,
      * as is a target gone since it was resolved. Both are worth a retry;
      * skipping the fragment would publish routes without it. */
-    rc = br_file_read(resolved, cfg->max_file_bytes, true, bytes);
+    rc = read_nofollow(resolved, cfg->max_file_bytes, rule, bytes);
     if (rc == -ENOENT || rc == -ELOOP) {
       br_buf_printf(errors, "%s: changed while it was read (%s); trying again\n", path, strerror(-rc));
       return -EAGAIN;
@@ -361,10 +370,30 @@ static int split_expired(struct br_routes *routes, struct br_desired *d) {
   return rc;
 }
 
+/* A source directory beneath the state directory (routes.d) is reached
+ * through no symlink: a link there would make a bottle's routes another
+ * bottle's, or any directory's. True, with a line in errors, when one is. */
+static bool source_symlinked(const char *dir, const struct br_path_rule *rule, struct br_buf *errors) {
+  int fd = br_open_under(dir, O_PATH | O_DIRECTORY, 0, rule);
+  if (fd >= 0)
+    close(fd);
+  if (fd != -ELOOP)
+    return false;
+  br_buf_printf(errors, "%s: ", dir);
+  br_path_describe_error(dir, fd, rule, errors);
+  br_buf_adds(errors, "; a source directory in the state directory is read through no symlink, expected a "
+                      "directory (or list the link's directory in follow_symlinks)\n");
+  return true;
+}
+
 static int load_source(const struct br_config *cfg, struct loading *ld, size_t index, const char *dir,
                        const struct br_desired_overlay *overlay, struct br_desired *d) {
   char source_real[PATH_MAX] = ""; /* resolve_fragment() fills it when it needs it */
   struct listing frags = {0};
+  const struct br_path_rule whole = br_config_path_rule(cfg);
+  const struct br_path_rule *rule = br_config_source_rule(cfg, dir, &whole);
+  if (rule && source_symlinked(dir, rule, &d->errors))
+    return -EINVAL;
   int rc = br_dir_each(dir, add_listed, &frags);
   if (overlay && strcmp(overlay->dir, dir) != 0)
     overlay = NULL;
@@ -396,7 +425,7 @@ static int load_source(const struct br_config *cfg, struct loading *ld, size_t i
         br_buf_printf(&d->errors, "%s:1:1: (file): larger than %zu bytes, expected a smaller fragment\n",
                       path.data, cfg->max_file_bytes);
     } else {
-      frc = read_fragment(cfg, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
+      frc = read_fragment(cfg, rule, dir, source_real, &frags.v[i], path.data, &bytes, &d->errors);
     }
     if (frc == -ENOENT)
       continue; /* removed since the listing: not an error */

@@ -23,6 +23,11 @@
 
 #define MAC_FIELD "hmac_sha256" /* the added-hosts record's MAC, see record_key.h */
 
+/* Every record lies beneath the state directory, reached through no
+ * symlink: a link planted at STATE/.reconciler (or below) would send
+ * records, and so the reloads they decide, into another directory. */
+static struct br_path_rule records_rule(const char *state_dir) { return (struct br_path_rule){.root = state_dir}; }
+
 static int record_path(struct br_buf *out, const char *state_dir, const char *kind, const char *slug,
                        const char *suffix) {
   br_buf_reset(out);
@@ -60,12 +65,12 @@ static int pwrite_all(int fd, const char *bytes, size_t len, off_t at) {
 /* Writes bytes over the file's content (creating it the first time) and
  * cuts it to their length: written over the old bytes, which frees no
  * block (emptying first costs about 160 us on ext4). */
-static int fill(const char *path, const char *bytes, size_t len, bool durable, struct br_buf *err) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+static int fill(const struct br_path_rule *rule, const char *path, const char *bytes, size_t len, bool durable,
+                struct br_buf *err) {
+  int fd = br_open_under(path, O_WRONLY | O_CREAT | O_NOFOLLOW, 0640, rule);
   if (fd < 0) {
-    int rc = -errno;
-    br_buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
-    return rc;
+    br_buf_printf(err, "%s: cannot open: %s\n", path, strerror(-fd));
+    return fd;
   }
   int rc = pwrite_all(fd, bytes, len, 0);
   if (!rc && ftruncate(fd, (off_t)len) < 0)
@@ -82,18 +87,40 @@ static int fill(const char *path, const char *bytes, size_t len, bool durable, s
 
 static void migrate_legacy(const char *state_dir);
 
+/* Makes one directory of the records (or finds it) and checks that it is
+ * reached through no symlink before anything is made inside it: mkdir(2)
+ * does not follow a symlink in the last component, but would in the
+ * components before it. */
+static int records_dir(const char *state_dir, const char *path, struct br_buf *err) {
+  if (mkdir(path, 0750) < 0 && errno != EEXIST) {
+    int rc = -errno;
+    br_buf_printf(err, "%s: cannot create: %s\n", path, strerror(errno));
+    return rc;
+  }
+  const struct br_path_rule rule = records_rule(state_dir);
+  int fd = br_open_under(path, O_RDONLY | O_DIRECTORY, 0, &rule);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  br_buf_printf(err, "%s: ", path);
+  if (fd != -ELOOP || br_path_symlink(path, &rule, err))
+    br_buf_printf(err, "cannot open: %s\n", strerror(-fd));
+  else
+    br_buf_adds(err, "; records and the audit log are never written through a symlink: remove it, or make it "
+                     "the directory it points to\n");
+  return fd;
+}
+
 int br_records_init(const char *state_dir, struct br_buf *err) {
-  static const char *const subdirs[] = {"", "/reloads", "/added"};
+  static const char *const subdirs[] = {"", "/reloads", "/added", "/projects"};
   struct br_buf path;
   br_buf_init(&path, 4096);
   int rc = 0;
-  for (size_t i = 0; i < 3 && !rc; i++) {
+  for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs && !rc; i++) {
     br_buf_reset(&path);
     br_buf_printf(&path, "%s/%s%s", state_dir, BR_RECORDS_DIR, subdirs[i]);
-    if (mkdir(path.data, 0750) < 0 && errno != EEXIST) {
-      rc = -errno;
-      br_buf_printf(err, "%s: cannot create: %s\n", path.data, strerror(errno));
-    }
+    rc = records_dir(state_dir, path.data, err);
   }
   br_buf_free(&path);
   if (!rc)
@@ -149,12 +176,14 @@ int br_reloads_open(struct br_reloads *r, const char *state_dir, const char *slu
   int rc = record_path(&r->path, state_dir, "reloads", slug, "");
   if (rc)
     return rc;
-  r->fd = open(r->path.data, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+  r->rule = records_rule(state_dir);
+  r->fd = br_open_under(r->path.data, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW, 0, &r->rule);
   if (r->fd < 0) {
-    if (errno == ENOENT)
+    rc = r->fd;
+    r->fd = -1;
+    if (rc == -ENOENT)
       return 0;
-    rc = -errno;
-    br_buf_printf(err, "%s: cannot open: %s\n", r->path.data, strerror(errno));
+    br_buf_printf(err, "%s: cannot open: %s\n", r->path.data, strerror(-rc));
     return rc;
   }
   char text[SLOTS * LINE_LEN + 1];
@@ -198,8 +227,10 @@ static int write_slot(struct br_reloads *r, int slot, struct br_buf *err) {
     format_line(r, i, text + (i - first) * LINE_LEN);
   size_t len = (size_t)(last - first + 1) * LINE_LEN;
   int rc = 0;
-  if (r->fd < 0 && (r->fd = open(r->path.data, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640)) < 0)
-    rc = -errno;
+  if (r->fd < 0 && (r->fd = br_open_under(r->path.data, O_RDWR | O_CREAT | O_NOFOLLOW, 0640, &r->rule)) < 0) {
+    rc = r->fd;
+    r->fd = -1;
+  }
   if (!rc)
     rc = pwrite_all(r->fd, text, len, (off_t)first * LINE_LEN);
   if (!rc && !r->whole && ftruncate(r->fd, SLOTS * LINE_LEN) < 0)
@@ -257,13 +288,14 @@ static void migrate_mark(const char *state_dir, int dirfd, const char *name, con
   br_buf_init(&text, 64);
   br_buf_init(&err, 4096);
   br_buf_printf(&path, "%s/%s", state_dir, slug);
-  int lockfd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  bool gone = lockfd < 0 && errno == ENOENT;
+  const struct br_path_rule rule = records_rule(state_dir);
+  int lockfd = br_open_under(path.data, O_RDONLY | O_DIRECTORY, 0, &rule);
+  bool gone = lockfd == -ENOENT;
   if (lockfd >= 0)
     flock(lockfd, LOCK_EX);
   br_buf_reset(&path);
   br_buf_printf(&path, "%s/%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR, name);
-  int rc = gone ? 0 : br_file_read(path.data, 64, true, &text);
+  int rc = gone ? 0 : br_file_read_under(path.data, 64, &rule, &text, NULL);
   if (gone) {
     if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
       br_log(BR_LOG_WARN, slug, "%s: cannot remove: %s", path.data, strerror(errno));
@@ -302,10 +334,15 @@ static void migrate_legacy(const char *state_dir) {
                {".egress", BR_SIDECAR_EGRESS, BR_MARK_RELOAD_OWED}};
   char dir[4096], slug[4096];
   snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, BR_RECORDS_DIR, LEGACY_DIR);
-  DIR *d = opendir(dir);
+  const struct br_path_rule rule = records_rule(state_dir);
+  int fd = br_open_under(dir, O_RDONLY | O_DIRECTORY, 0, &rule);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d) {
-    if (errno != ENOENT)
-      br_log(BR_LOG_WARN, NULL, "%s: cannot list: %s; the reloads it records are not moved", dir, strerror(errno));
+    int rc = fd >= 0 ? -errno : fd;
+    if (fd >= 0)
+      close(fd);
+    if (rc != -ENOENT)
+      br_log(BR_LOG_WARN, NULL, "%s: cannot list: %s; the reloads it records are not moved", dir, strerror(-rc));
     return;
   }
   struct dirent *e;
@@ -394,8 +431,9 @@ static int record_load(const char *state_dir, const char *slug, struct br_buf *p
   struct br_buf text;
   br_buf_init(&text, 4 * 1024 * 1024);
   int rc = record_path(path, state_dir, "added", slug, ".json");
+  const struct br_path_rule rule = records_rule(state_dir);
   if (!rc)
-    rc = br_file_read(path->data, text.max, true, &text);
+    rc = br_file_read_under(path->data, text.max, &rule, &text, NULL);
   *doc = rc ? NULL : json_loadb(text.data, text.len, 0, NULL);
   br_buf_free(&text);
   return rc;
@@ -450,18 +488,18 @@ int br_record_added_get(const char *state_dir, const char *slug, struct br_strv 
 /* Durable, as br_file_write_atomic writes: the spare, fsync'd, swaps names
  * with the record in one step (the old list becomes the spare), then the
  * directory is fsync'd. */
-static int swap_in_durably(const char *path, const char *spare, const char *text, struct br_buf *err) {
-  int rc = fill(spare, text, strlen(text), true, err);
+static int swap_in_durably(const struct br_path_rule *rule, const char *path, const char *spare, const char *text,
+                           struct br_buf *err) {
+  int rc = fill(rule, spare, text, strlen(text), true, err);
   if (rc)
     return rc;
   const char *spare_name = strrchr(spare, '/') + 1, *slash = strrchr(path, '/'), *name = slash + 1;
   char dir[4096];
   snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dirfd = br_open_under(dir, O_RDONLY | O_DIRECTORY, 0, rule);
   if (dirfd < 0) {
-    rc = -errno;
-    br_buf_printf(err, "%s: cannot open its directory: %s\n", path, strerror(errno));
-    return rc;
+    br_buf_printf(err, "%s: cannot open its directory: %s\n", path, strerror(-dirfd));
+    return dirfd;
   }
   rc = renameat2(dirfd, spare_name, dirfd, name, RENAME_EXCHANGE) < 0 ? -errno : 0;
   if (rc == -ENOENT) /* the slug's first record */
@@ -469,7 +507,8 @@ static int swap_in_durably(const char *path, const char *spare, const char *text
   if (rc == -EINVAL) {
     /* A file system that cannot exchange names: the usual way. */
     unlinkat(dirfd, spare_name, 0);
-    rc = br_file_write_atomic(path, text, strlen(text), &(struct br_write_opts){.new_mode = 0640}, err);
+    rc = br_file_write_atomic(path, text, strlen(text), &(struct br_write_opts){.new_mode = 0640, .rule = rule},
+                              err);
   } else if (rc) {
     br_buf_printf(err, "%s: rename: %s\n", path, strerror(-rc));
   } else if (fsync(dirfd) < 0) {
@@ -506,11 +545,12 @@ static int record_write(const char *state_dir, const char *slug, const char *tex
   br_buf_init(&path, 4096);
   br_buf_init(&spare, 4096);
   int rc = text ? record_path(&path, state_dir, "added", slug, ".json") : -ENOMEM;
+  const struct br_path_rule rule = records_rule(state_dir);
   if (!rc && durable) {
     if (!(rc = spare_path(&spare, state_dir, "added", slug, ".json")))
-      rc = swap_in_durably(path.data, spare.data, text, err);
+      rc = swap_in_durably(&rule, path.data, spare.data, text, err);
   } else if (!rc) {
-    rc = fill(path.data, text, strlen(text), false, err);
+    rc = fill(&rule, path.data, text, strlen(text), false, err);
   }
   br_buf_free(&path);
   br_buf_free(&spare);
@@ -575,14 +615,73 @@ int br_record_added_trust(const char *state_dir, const char *slug, struct br_str
   return rc;
 }
 
+int br_record_project_holder(const char *state_dir, const char *project, char *holder, size_t size) {
+  struct br_buf path, text;
+  br_buf_init(&path, 4096);
+  br_buf_init(&text, 256);
+  const struct br_path_rule rule = records_rule(state_dir);
+  int rc = record_path(&path, state_dir, "projects", project, "");
+  if (!rc)
+    rc = br_file_read_under(path.data, text.max, &rule, &text, NULL);
+  if (!rc) {
+    size_t len = strcspn(text.data, "\n");
+    text.data[len] = '\0';
+    rc = len && len < size ? 0 : -EINVAL;
+    if (!rc)
+      memcpy(holder, text.data, len + 1);
+  }
+  br_buf_free(&path);
+  br_buf_free(&text);
+  return rc;
+}
+
+int br_record_project_claim(const char *state_dir, const char *project, const char *slug, bool take_over,
+                            struct br_buf *err) {
+  struct br_buf path, line;
+  br_buf_init(&path, 4096);
+  br_buf_init(&line, 256);
+  const struct br_path_rule rule = records_rule(state_dir);
+  int rc = record_path(&path, state_dir, "projects", project, "");
+  if (!rc)
+    rc = br_buf_printf(&line, "%s\n", slug);
+  if (!rc && take_over) {
+    rc = br_file_write_atomic(path.data, line.data, line.len,
+                              &(struct br_write_opts){.new_mode = 0640, .no_sync = true, .rule = &rule}, err);
+  } else if (!rc) {
+    /* O_EXCL: of two bottles that name one project at once, one records it. */
+    int fd = br_open_under(path.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0640, &rule);
+    rc = fd < 0 ? fd : pwrite_all(fd, line.data, line.len, 0);
+    if (fd >= 0)
+      close(fd);
+    if (rc && rc != -EEXIST)
+      br_buf_printf(err, "%s: cannot write: %s\n", path.data, strerror(-rc));
+  }
+  br_buf_free(&path);
+  br_buf_free(&line);
+  return rc;
+}
+
+/* Removes one record, from its directory reached through no symlink. */
+static void forget(const char *state_dir, const struct br_buf *path) {
+  const struct br_path_rule rule = records_rule(state_dir);
+  char *slash = strrchr(path->data, '/');
+  *slash = '\0';
+  int dirfd = br_open_under(path->data, O_RDONLY | O_DIRECTORY, 0, &rule);
+  *slash = '/';
+  if (dirfd >= 0) {
+    unlinkat(dirfd, slash + 1, 0);
+    close(dirfd);
+  }
+}
+
 void br_records_forget(const char *state_dir, const char *slug) {
   struct br_buf path;
   br_buf_init(&path, 4096);
   if (!record_path(&path, state_dir, "reloads", slug, ""))
-    unlink(path.data);
+    forget(state_dir, &path);
   if (!record_path(&path, state_dir, "added", slug, ".json"))
-    unlink(path.data);
+    forget(state_dir, &path);
   if (!spare_path(&path, state_dir, "added", slug, ".json"))
-    unlink(path.data);
+    forget(state_dir, &path);
   br_buf_free(&path);
 }

@@ -8,12 +8,19 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/fileio.h"
 #include "common/strv.h"
 #include "config/config.h"
 
 #define BR_RECORDS_DIR ".reconciler"
 
-/* Creates STATE/.reconciler and its subdirectories when missing, and moves
+/* Records are opened beneath state_dir through no symlink in any component
+ * (br_open_under): a symlink at STATE/.reconciler or below is -ELOOP.
+ * state_dir should be resolved (br_config_resolve_state_dir). */
+
+/* Creates STATE/.reconciler and its subdirectories when missing (refusing
+ * any that is reached through a symlink, -ELOOP with the link named in
+ * err), and moves
  * the reload records of the earlier one-file-per-record layout (pending/)
  * into the reload files. */
 int br_records_init(const char *state_dir, struct br_buf *err);
@@ -50,8 +57,9 @@ enum br_reload_mark { BR_MARK_RELOAD_OWED, BR_MARK_SETTLE_UNTIL };
 
 struct br_reloads {
   struct br_buf path;
-  int fd;     /* -1 while the file does not exist */
-  bool whole; /* the file has the four lines; otherwise a change rewrites it all */
+  struct br_path_rule rule; /* how path is opened: beneath the state directory, through no symlink */
+  int fd;                   /* -1 while the file does not exist */
+  bool whole;               /* the file has the four lines; otherwise a change rewrites it all */
   bool writable;
   bool set[4]; /* per line of the file, in its order */
   int64_t ns[4];
@@ -110,6 +118,18 @@ int br_record_added_set(const char *state_dir, const char *slug, const struct br
  * Returns 0, -ENOENT (no record), -EINVAL (not a record) or another -errno,
  * with a line in err. */
 int br_record_added_trust(const char *state_dir, const char *slug, struct br_strv *hosts, struct br_buf *err);
+
+/* STATE/.reconciler/projects/<project>: the slug of the bottle a compose
+ * project belongs to, one line (see br_bottle_project_owned). */
+/* Fills holder (size bytes) with the slug recorded for project. Returns 0,
+ * -ENOENT (none recorded), -EINVAL (not a slug: treated as none) or
+ * another -errno. */
+int br_record_project_holder(const char *state_dir, const char *project, char *holder, size_t size);
+/* Records slug as project's bottle: only when none is recorded (-EEXIST if
+ * one is, say another bottle that got there first), or, with take_over,
+ * over the one recorded. Returns 0 or -errno with a line in err. */
+int br_record_project_claim(const char *state_dir, const char *project, const char *slug, bool take_over,
+                            struct br_buf *err);
 
 /* Drops every record of a slug (the bottle is gone). */
 void br_records_forget(const char *state_dir, const char *slug);

@@ -46,10 +46,11 @@ static void snapshot_take(struct br_bottle *b, struct snapshot *s) {
   struct br_buf bytes, err;
   br_buf_init(&bytes, LIVE_MAX);
   br_buf_init(&err, 64 * 1024);
-  if (!br_file_read(b->live[BR_SIDECAR_EGRESS], LIVE_MAX, true, &bytes))
+  const struct br_path_rule rule = br_config_path_rule(b->cfg);
+  if (!br_file_read_under(b->live[BR_SIDECAR_EGRESS], LIVE_MAX, &rule, &bytes, NULL))
     s->egress = json_loadb(bytes.data, bytes.len, 0, NULL);
   br_buf_reset(&bytes);
-  if (!br_file_read(b->live[BR_SIDECAR_PIPELOCK], LIVE_MAX, true, &bytes))
+  if (!br_file_read_under(b->live[BR_SIDECAR_PIPELOCK], LIVE_MAX, &rule, &bytes, NULL))
     br_pipelock_allowlist(b->live[BR_SIDECAR_PIPELOCK], bytes.data, bytes.len, &s->hosts, &err);
   br_buf_reset(&bytes);
   /* What the bottle asks for; for one not managed yet, what it runs. */
@@ -60,7 +61,7 @@ static void snapshot_take(struct br_bottle *b, struct snapshot *s) {
   if (!br_desired_load(b->cfg, &b->sources, &d) && d.managed) {
     s->desired = d.routes;
     br_routes_init(&d.routes);
-  } else if (!br_file_read(b->live[BR_SIDECAR_EGRESS], LIVE_MAX, true, &bytes) &&
+  } else if (!br_file_read_under(b->live[BR_SIDECAR_EGRESS], LIVE_MAX, &rule, &bytes, NULL) &&
              !br_egress_parse(b->live[BR_SIDECAR_EGRESS], bytes.data, bytes.len, &live, NULL)) {
     s->desired = live.routes;
     br_routes_init(&live.routes);
@@ -125,8 +126,9 @@ static void saved_dir_free(struct saved_dir *s) {
 
 /* Puts the files this command changed back as they were saved: a refused
  * change is taken out, and nothing another command installed meanwhile. */
-static int restore_touched(const char *dir, const struct saved_dir *saved, const struct br_strv *touched,
-                           struct br_buf *err) {
+static int restore_touched(const struct br_config *cfg, const char *dir, const struct saved_dir *saved,
+                           const struct br_strv *touched, struct br_buf *err) {
+  const struct br_path_rule rule = br_config_path_rule(cfg);
   int rc = 0;
   char path[PATH_MAX];
   for (size_t t = 0; t < touched->n && !rc; t++) {
@@ -136,8 +138,8 @@ static int restore_touched(const char *dir, const struct saved_dir *saved, const
       if (strcmp(saved->v[i].name, touched->v[t]) == 0)
         was = &saved->v[i];
     if (was)
-      rc = br_file_write_atomic(path, was->bytes.data, was->bytes.len, &(struct br_write_opts){.new_mode = 0644},
-                                err);
+      rc = br_file_write_atomic(path, was->bytes.data, was->bytes.len,
+                                &(struct br_write_opts){.new_mode = 0644, .rule = &rule}, err);
     else if (unlink(path) < 0 && errno != ENOENT)
       rc = -errno;
   }
@@ -247,7 +249,7 @@ static int finish_change(struct cli *cli, struct br_bottle *b, int rc, struct br
       struct br_buf err;
       br_buf_init(&err, 4096);
       const char *dir = br_change_local_source(b);
-      if (dir && restore_touched(dir, saved, &o->touched, &err))
+      if (dir && restore_touched(b->cfg, dir, saved, &o->touched, &err))
         br_buf_printf(&why, "and it could not be taken out again: %s", br_buf_str(&err));
       else if (!by_daemon) {
         struct br_converge_report rep;

@@ -182,7 +182,13 @@ int load_config(struct cli *cli, bool need_state) {
     }
     free(cli->cfg.state_dir);
     cli->cfg.state_dir = dir;
+  } else if ((rc = br_config_resolve_state_dir(&cli->cfg, &err)) && need_state) {
+    /* Resolved once: the root every live file and record is opened beneath. */
+    fprintf(stderr, "%s", err.data);
+    br_buf_free(&err);
+    return 1;
   }
+  br_buf_reset(&err);
   if (need_state && (rc = br_records_init(cli->cfg.state_dir, &err))) {
     fprintf(stderr, "%s", err.data);
     br_buf_free(&err);
@@ -232,8 +238,9 @@ static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slug
 void write_audit(struct cli *cli, const json_t *records) {
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
+  const struct br_path_rule rule = br_config_path_rule(&cli->cfg);
   if (!br_config_expand(&cli->cfg, cli->cfg.audit_log, NULL, NULL, &path)) {
-    int rc = br_audit_append(path.data, records);
+    int rc = br_audit_append(path.data, &rule, records);
     if (rc)
       br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
   }
@@ -339,14 +346,17 @@ static int cmd_converge(struct cli *cli, int argc, char **argv, bool dry_run) {
     br_converge_report_init(&rep);
     struct br_bottle bottle;
     int rc = br_bottle_derive(&bottle, &cli->cfg, slug, &rep.warnings);
-    if (!rc && !dry_run)
+    bool refused = rc == -EPERM && !(rc = br_converge_derive_refused(&bottle, rc, &rep));
+    if (!rc && !refused && !dry_run)
       br_converge_cleanup(&bottle);
-    if (!rc && tree && (rc = br_repo_substitute(&bottle, tree, cli->source_root)) == -ENOENT)
+    if (!rc && !refused && tree && (rc = br_repo_substitute(&bottle, tree, cli->source_root)) == -ENOENT)
       fprintf(stderr,
               "%s: none of its sources lies in the git checkout, expected one ending in /bottles/{slug}%s%s\n",
               slug, cli->source_root ? " or inside " : "; or name the checkout with --source-root",
               cli->source_root ? cli->source_root : "");
-    if (!rc && dry_run)
+    if (refused)
+      ; /* rep says why */
+    else if (!rc && dry_run)
       rc = br_converge_bottle(&bottle, BR_CONVERGE_PLAN, NULL, &rep);
     else if (!rc)
       rc = br_converge_here(cli, &bottle, INT64_MAX, &rep); /* writes the audit */

@@ -693,8 +693,10 @@ static void converge_work(uv_work_t *req) {
   const struct br_config *cfg = &job->config->cfg;
   double start = monotonic_s();
   /* The record afresh, on the worker: the files are the truth. */
-  if ((job->rc = br_bottle_derive(&job->bottle, cfg, job->slug, &job->rep.warnings)))
+  if ((job->rc = br_bottle_derive(&job->bottle, cfg, job->slug, &job->rep.warnings))) {
+    job->rc = br_converge_derive_refused(&job->bottle, job->rc, &job->rep);
     return;
+  }
   const struct br_strv *sources = &job->bottle.sources;
   for (size_t i = 0; i < sources->n && !job->git_lock_found; i++)
     job->git_lock_found =
@@ -707,8 +709,9 @@ static void converge_work(uv_work_t *req) {
   job->seconds = monotonic_s() - start;
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
+  const struct br_path_rule rule = br_config_path_rule(cfg);
   if (!job->rc && json_array_size(job->rep.audit) && !br_config_expand(cfg, cfg->audit_log, NULL, NULL, &path)) {
-    int rc = br_audit_append(path.data, job->rep.audit);
+    int rc = br_audit_append(path.data, &rule, job->rep.audit);
     if (rc)
       br_log(BR_LOG_WARN, job->slug, "audit log %s: %s", path.data, strerror(-rc));
   }
@@ -1076,6 +1079,8 @@ static void on_sighup(uv_signal_t *s, int signum) {
   if (!rc && d->state_dir_override) {
     free(fresh->cfg.state_dir);
     fresh->cfg.state_dir = strdup(d->config->cfg.state_dir); /* --state-dir still wins */
+  } else if (!rc) {
+    br_config_resolve_state_dir(&fresh->cfg, &err); /* as at start; one gone is a change */
   }
   if (!rc && strcmp(fresh->cfg.state_dir, d->config->cfg.state_dir) != 0) {
     br_buf_printf(&err, "state_dir changed from %s to %s; a running daemon cannot move: restart it\n",
