@@ -162,15 +162,17 @@ static int expanded(struct br_buf *scratch, char **out) {
 int br_bottle_derive(struct br_bottle *b, const struct br_config *cfg, const char *slug, struct br_buf *warnings) {
   memset(b, 0, sizeof *b);
   b->cfg = cfg;
+  b->slug = "";
   br_strv_init(&b->sources);
   if (!br_slug_valid(slug))
     return -EINVAL;
-  snprintf(b->slug, sizeof b->slug, "%s", slug);
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
   int rc = br_buf_printf(&path, "%s/%s", cfg->state_dir, slug);
   if (!rc)
     rc = expanded(&path, &b->dir);
+  if (!rc)
+    b->slug = b->dir + path.len - strlen(slug);
   /* Only a path that names {project} needs metadata.json now. */
   const char *project = NULL;
   if (!rc && br_config_paths_use_project(cfg) && !(project = br_bottle_project(b, warnings)))
@@ -198,6 +200,7 @@ void br_bottle_free(struct br_bottle *b) {
     free(b->live[s]);
   br_strv_free(&b->sources);
   memset(b, 0, sizeof *b);
+  b->slug = "";
 }
 
 int br_bottle_expand(struct br_bottle *b, enum br_sidecar sidecar, const char *tmpl, const char *file,

@@ -14,8 +14,9 @@
 #include "reconciler/bottle/slug.h"
 
 struct br_bottle {
-  const struct br_config *cfg; /* borrowed: the config it was derived under */
-  char slug[BR_SLUG_MAX + 1];
+  const struct br_config *cfg;  /* borrowed: the config it was derived under */
+  const char *slug;             /* the tail of dir ("" until derived): the daemon keeps a
+                                   record per bottle, 10,000 of them, so no copy of its own */
   char *dir;                    /* STATE/<slug>: the bottle exists iff this directory does */
   struct br_strv sources;       /* source directories, in merge order: sources.v[i] is
                                    cfg->sources.v[i] expanded, so its rules (what its

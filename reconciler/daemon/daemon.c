@@ -833,10 +833,10 @@ static char *learn(struct daemon *d, struct br_tracked *b, struct job *job, enum
   if (!job->rc && job->rep.desired_hash[0])
     memcpy(b->slot->desired_hash, job->rep.desired_hash, sizeof b->slot->desired_hash);
   if (!job->rc && job->rep.credentials) {
-    json_decref(b->credentials);
-    b->credentials = json_incref(job->rep.credentials);
-    json_decref(b->expiring);
-    b->expiring = json_incref(job->rep.expiring);
+    free(b->credentials);
+    b->credentials = json_dumps(job->rep.credentials, JSON_COMPACT);
+    free(b->expiring);
+    b->expiring = job->rep.expiring ? json_dumps(job->rep.expiring, JSON_COMPACT) : NULL;
   }
   if (!job->rc)
     expiry_note(d, b, job->rep.next_expiry);

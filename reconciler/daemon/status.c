@@ -24,13 +24,13 @@ static json_t *slot_json(const struct br_tracked *b) {
   /* Which credential slot goes to which host: what the egress container's
    * token values must match. */
   if (one && b->credentials)
-    json_object_set(one, "credentials", b->credentials);
+    json_object_set_new(one, "credentials", json_loads(b->credentials, 0, NULL));
   /* Changes to it are found by the 2 s poll, not by inotify (watch limit). */
   if (one && b->polled)
     json_object_set_new(one, "polled", json_true());
   /* What ends when, soonest first. */
   if (one && b->expiring)
-    json_object_set(one, "expiring", b->expiring);
+    json_object_set_new(one, "expiring", json_loads(b->expiring, 0, NULL));
   return one;
 }
 

@@ -30,8 +30,8 @@ static void pidfiles_forget(struct br_tracked *b) {
 static void tracked_free(struct br_tracked_table *t, struct br_tracked *b) {
   containers_forget(t, b);
   pidfiles_forget(b);
-  json_decref(b->credentials);
-  json_decref(b->expiring);
+  free(b->credentials);
+  free(b->expiring);
   br_bottle_free(&b->record);
   free(b);
 }
