@@ -160,14 +160,16 @@ def parse_routes(data):
         unknown = sorted(set(r) - ROUTE_KEYS)
         if unknown:
             raise InvalidRoutes(f"{where}: unknown key {unknown[0]!r}")
-        if "host" not in r or "path_allowlist" not in r:
-            raise InvalidRoutes(f"{where}: needs host and path_allowlist")
+        if "host" not in r:
+            raise InvalidRoutes(f"{where}: needs host")
         host = _check_host(r["host"], where)
         if host in table:
             # The daemon merges duplicates before it writes; two entries
             # would leave it open which auth applies.
             raise InvalidRoutes(f"{where}.host: {host!r} has a route already")
-        paths = _check_paths(r["path_allowlist"], where)
+        # No path_allowlist means every path of the host: the egress format
+        # has it so, and the reconciler writes such routes that way.
+        paths = _check_paths(r["path_allowlist"], where) if "path_allowlist" in r else ("/",)
         if ("auth_scheme" in r) != ("token_env" in r):
             raise InvalidRoutes(f"{where}: auth_scheme and token_env come together or not at all")
         scheme = env = None

@@ -125,10 +125,11 @@ routes:
     auth_scheme: Bearer
     token_env: EGRESS_TOKEN_0
 YAML
+# No path_allowlist: every path of the host. The daemon writes the route
+# without one, and the proxy must read it so (not refuse the file).
 bottle_fragment alpha 20-local.yaml <<'YAML'
 routes:
   - host: localhost
-    path_allowlist: [/]
 YAML
 wait_for live_is '"/orgs/acme/"' '"host": "localhost"'
 
