@@ -97,6 +97,59 @@ static int walk_beneath(int dirfd, const char *rest, int flags, mode_t mode) {
   }
 }
 
+/* The trusted root a thread opened last, kept: nearly every open is beneath
+ * the state directory, and opening it for each one (open, openat2, close)
+ * tripled the syscalls of a converge that changes nothing. Per thread, so
+ * that only its own thread ever closes it; br_open_under_reset makes every
+ * thread open its root afresh (a config reload: the state directory's path
+ * may lead to another directory now). */
+static atomic_uint roots_generation;
+static _Thread_local struct {
+  char *path;
+  int fd;
+  unsigned generation;
+} root_kept = {NULL, -1, 0};
+
+void br_open_under_reset(void) { atomic_fetch_add(&roots_generation, 1); }
+
+/* An O_PATH descriptor of dir; *kept when it is the thread's kept root
+ * (the caller must not close it). Only the rule's root is kept: a follow
+ * directory's own path may change where it leads at any time. */
+static int root_open(const char *dir, bool keep, bool *kept) {
+  unsigned generation = atomic_load(&roots_generation);
+  *kept = false;
+  if (keep && root_kept.fd >= 0 && root_kept.generation == generation && strcmp(root_kept.path, dir) == 0) {
+    *kept = true;
+    return root_kept.fd;
+  }
+  int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || !keep)
+    return fd < 0 ? -errno : fd;
+  char *copy = strdup(dir);
+  if (!copy)
+    return fd; /* not kept: closed by the caller */
+  if (root_kept.fd >= 0)
+    close(root_kept.fd);
+  free(root_kept.path);
+  root_kept.path = copy;
+  root_kept.fd = fd;
+  root_kept.generation = generation;
+  *kept = true;
+  return fd;
+}
+
+/* After ENOENT beneath a kept root: was it removed (a state directory
+ * deleted and made again)? Then the kept descriptor is dropped. One fstat,
+ * as a record's first converge meets ENOENT every time. */
+static bool root_removed(int kept_fd) {
+  struct stat st;
+  if (fstat(kept_fd, &st) < 0 || st.st_nlink > 0)
+    return false;
+  close(root_kept.fd);
+  root_kept.fd = -1;
+  return true;
+}
+
 int br_open_under(const char *path, int flags, mode_t mode, const struct br_path_rule *rule) {
   if (!rule) {
     int fd = open(path, flags | O_CLOEXEC, mode);
@@ -121,9 +174,10 @@ int br_open_under(const char *path, int flags, mode_t mode, const struct br_path
   rest += strspn(rest, "/");
   if (!*rest)
     rest = ".";
-  int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  bool kept;
+  int dirfd = root_open(dir, n && rule->root && prefix_of(path, rule->root) == n, &kept);
   if (dirfd < 0)
-    return -errno;
+    return dirfd;
   int fd = -ENOSYS;
   if (!atomic_load(&no_openat2)) {
     struct open_how how = {
@@ -139,7 +193,10 @@ int br_open_under(const char *path, int flags, mode_t mode, const struct br_path
   /* EPERM too: a seccomp filter that predates openat2 may answer so. */
   if (fd == -ENOSYS || fd == -EPERM)
     fd = walk_beneath(dirfd, rest, flags, mode);
-  close(dirfd);
+  if (!kept)
+    close(dirfd);
+  else if (fd == -ENOENT && root_removed(dirfd))
+    return br_open_under(path, flags, mode, rule); /* its path may lead to a new one: opened again */
   return fd;
 }
 
@@ -237,9 +294,14 @@ static int read_fd(int fd, size_t max, struct br_buf *out, struct stat *st_out) 
 }
 
 int br_dir_each(const char *path, int (*each)(const char *name, unsigned char type, void *arg), void *arg) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return br_dir_each_under(path, NULL, each, arg);
+}
+
+int br_dir_each_under(const char *path, const struct br_path_rule *rule,
+                      int (*each)(const char *name, unsigned char type, void *arg), void *arg) {
+  int fd = br_open_under(path, O_RDONLY | O_DIRECTORY, 0, rule);
   if (fd < 0)
-    return -errno;
+    return fd;
   char chunk[16384] __attribute__((aligned(8)));
   int rc = 0;
   while (!rc) {

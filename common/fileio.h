@@ -51,6 +51,11 @@ int br_path_symlink(const char *path, const struct br_path_rule *rule, struct br
  * or a read under it), for a message: for -ELOOP the component that is a
  * symlink and where it points, else strerror(-rc). */
 void br_path_describe_error(const char *path, int rc, const struct br_path_rule *rule, struct br_buf *out);
+/* Each thread keeps the last trusted root it opened (the state directory,
+ * nearly always) as a descriptor. After this, every thread opens its root
+ * again by path: call it when the paths may lead elsewhere (a config
+ * reload). */
+void br_open_under_reset(void);
 /* For tests: resolve as on a kernel without openat2 (the component walk). */
 void br_open_under_walk_only(bool walk_only);
 
@@ -73,6 +78,10 @@ int br_file_read_under(const char *path, size_t max, const struct br_path_rule *
  * -ENOTDIR, ...). Two syscalls fewer than opendir() after a stat(), which
  * matters for 10,000 slugs at start-up. */
 int br_dir_each(const char *path, int (*each)(const char *name, unsigned char type, void *arg), void *arg);
+/* The same with path opened under rule (-ELOOP for a symlink anywhere the
+ * rule allows none). */
+int br_dir_each_under(const char *path, const struct br_path_rule *rule,
+                      int (*each)(const char *name, unsigned char type, void *arg), void *arg);
 
 struct br_write_opts {
   mode_t new_mode; /* mode when the target does not exist yet */

@@ -1469,6 +1469,7 @@ int br_config_resolve_state_dir(struct br_config *cfg, struct br_buf *err) {
   }
   free(cfg->state_dir);
   cfg->state_dir = real;
+  br_open_under_reset(); /* the state directory may be another one now */
   return 0;
 }
 

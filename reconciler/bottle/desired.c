@@ -372,18 +372,12 @@ static int split_expired(struct br_routes *routes, struct br_desired *d) {
 
 /* A source directory beneath the state directory (routes.d) is reached
  * through no symlink: a link there would make a bottle's routes another
- * bottle's, or any directory's. True, with a line in errors, when one is. */
-static bool source_symlinked(const char *dir, const struct br_path_rule *rule, struct br_buf *errors) {
-  int fd = br_open_under(dir, O_PATH | O_DIRECTORY, 0, rule);
-  if (fd >= 0)
-    close(fd);
-  if (fd != -ELOOP)
-    return false;
+ * bottle's, or any directory's. The line in errors for one that is. */
+static void source_symlinked(const char *dir, const struct br_path_rule *rule, struct br_buf *errors) {
   br_buf_printf(errors, "%s: ", dir);
-  br_path_describe_error(dir, fd, rule, errors);
+  br_path_describe_error(dir, -ELOOP, rule, errors);
   br_buf_adds(errors, "; a source directory in the state directory is read through no symlink, expected a "
                       "directory (or list the link's directory in follow_symlinks)\n");
-  return true;
 }
 
 static int load_source(const struct br_config *cfg, struct loading *ld, size_t index, const char *dir,
@@ -392,9 +386,12 @@ static int load_source(const struct br_config *cfg, struct loading *ld, size_t i
   struct listing frags = {0};
   const struct br_path_rule whole = br_config_path_rule(cfg);
   const struct br_path_rule *rule = br_config_source_rule(cfg, dir, &whole);
-  if (rule && source_symlinked(dir, rule, &d->errors))
+  int rc = br_dir_each_under(dir, rule, add_listed, &frags);
+  if (rc == -ELOOP && rule) {
+    source_symlinked(dir, rule, &d->errors);
+    listing_free(&frags);
     return -EINVAL;
-  int rc = br_dir_each(dir, add_listed, &frags);
+  }
   if (overlay && strcmp(overlay->dir, dir) != 0)
     overlay = NULL;
   if ((rc == -ENOENT || rc == -ENOTDIR) && !(overlay && overlay->bytes)) {
