@@ -84,7 +84,8 @@ static int adopt_locked(struct br_change *c, struct br_change_outcome *o) {
   br_buf_init(&perr, 4096);
   struct br_egress_live live;
   br_egress_live_init(&live);
-  int rc = br_file_read(file, LIVE_MAX, true, &bytes);
+  const struct br_path_rule rule = br_config_path_rule(c->bottle->cfg);
+  int rc = br_file_read_under(file, LIVE_MAX, &rule, &bytes, NULL);
   if (rc == -ENOENT) {
     rc = 0; /* nothing runs yet: nothing to keep */
     goto out;
@@ -95,6 +96,17 @@ static int adopt_locked(struct br_change *c, struct br_change_outcome *o) {
   }
   if ((rc = br_egress_parse(file, bytes.data, bytes.len, &live, &perr))) {
     rc = refuse(o, "%s; cannot adopt a live file that cannot be read", br_buf_str(&perr));
+    goto out;
+  }
+  /* What the model folds away (a second route for a host and its token, a
+   * key such as "methods" that may restrict a route) would be lost or
+   * widened by adopting it: the operator decides, not this tool. */
+  if (live.drift.n) {
+    for (size_t i = 0; i < live.drift.n; i++)
+      br_buf_printf(&o->errors, "%s: %s\n", file, live.drift.v[i]);
+    rc = refuse(o, "%s: cannot adopt a live file that is not in the canonical form (above); fix it, or write "
+                   "the bottle's fragment by hand",
+                file);
     goto out;
   }
   if (!(rc = br_egress_render(&live.routes, NULL, &rendered)) &&

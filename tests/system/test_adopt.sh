@@ -149,6 +149,23 @@ brx adopt broken
 ((RC == 1)) && grep -q 'cannot adopt' "$BR_TMP/err" || fail "adopt of an unreadable live file: rc $RC: $(outerr)"
 [[ -z $(tree_sum "$state/broken/routes.d") ]] || fail "a refused adoption left a fragment: $(ls -A "$state/broken/routes.d")"
 
+# --- a tampered live file is not adopted --------------------------------------
+# A second route for a host with another token, and a key the model does not
+# know (a restriction it would drop): adopting would widen what runs, so the
+# operator is told why and nothing is installed.
+handmade_bottle tampered
+cat >"$(eg_file tampered)" <<'JSON'
+{"routes": [{"host": "api.github.com", "path_allowlist": ["/repos/acme/"]},
+            {"host": "API.github.com", "path_allowlist": ["/"], "auth_scheme": "Bearer", "token_env": "EGRESS_TOKEN_0"},
+            {"host": "pypi.org", "path_allowlist": ["/simple/"], "methods": ["GET"]}]}
+JSON
+brx adopt tampered
+((RC == 1)) && grep -q 'cannot adopt a live file that is not in the canonical form' "$BR_TMP/err" ||
+  fail "adopt of a tampered live file: rc $RC: $(outerr)"
+grep -q 'a second route for "API.github.com"' "$BR_TMP/err" || fail "the second route is not named: $(outerr)"
+grep -q 'unknown key "methods"' "$BR_TMP/err" || fail "the unknown key is not named: $(outerr)"
+[[ -z $(tree_sum "$state/tampered/routes.d") ]] || fail "a refused adoption left a fragment: $(ls -A "$state/tampered/routes.d")"
+
 # --- a refused change on an unmanaged bottle leaves no adoption behind -------
 # "1 refused (nothing is left installed)", says every change command's help.
 handmade_bottle refused
