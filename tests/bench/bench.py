@@ -1113,6 +1113,19 @@ def docker_api(method, path, timeout=10):
         c.close()
 
 
+def docker_unavailable():
+    """Why the docker scenarios cannot run, or None."""
+    try:
+        status, _ = docker_api("GET", "/_ping", 3)
+        if status != 200:
+            raise OSError(f"HTTP {status}")
+    except OSError as e:
+        return f"no Docker engine answers on {DOCKER_SOCK} ({e})"
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed"
+    return None
+
+
 def docker_image(env):
     """An image holding only br-test-sidecar and the libraries it loads,
     imported from the host's files: no registry is involved."""
@@ -1144,14 +1157,9 @@ def scenario_docker(env, table, results, changes):
         table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
         results["docker"] = {"not_run": reason}
 
-    try:
-        status, _ = docker_api("GET", "/_ping", 3)
-        if status != 200:
-            raise OSError(f"HTTP {status}")
-    except OSError as e:
-        return not_run(f"no Docker engine answers on {DOCKER_SOCK} ({e})")
-    if not shutil.which("docker"):
-        return not_run("the docker CLI is not installed")
+    why = docker_unavailable()
+    if why:
+        return not_run(why)
     # One bottle per alternative, each in its own state dir: a daemon would
     # revert what is done by hand to a bottle it converges.
     # Slugs (and so container names) carry this run's pid, for the same reason.
@@ -1500,14 +1508,9 @@ def scenario_approval(env, table, results, changes):
         results["approval"] = {"not_run": reason}
         log(f"  not run: {reason}")
 
-    try:
-        status, _ = docker_api("GET", "/_ping", 3)
-        if status != 200:
-            raise OSError(f"HTTP {status}")
-    except OSError as e:
-        return not_run(f"no Docker engine answers on {DOCKER_SOCK} ({e})")
-    if not shutil.which("docker"):
-        return not_run("the docker CLI is not installed")
+    why = docker_unavailable()
+    if why:
+        return not_run(why)
     mitmdump, py, why = egress_python()
     if why:
         return not_run(why)
