@@ -1641,7 +1641,9 @@ def scenario_approval(env, table, results, changes):
             return t0
 
         fire = {"daemon": fire_daemon, "old": fire_old, "raw": fire_raw}
+        loads = []  # the 1-minute load average at each change: what else the machine was doing
         for i in range(changes):
+            loads.append(os.getloadavg()[0])
             k = i % len(alts)
             for a in alts[k:] + alts[:k]:
                 host = a["hosts"][i]
@@ -1708,7 +1710,8 @@ def scenario_approval(env, table, results, changes):
                     "mitmproxy": subprocess.run([mitmdump, "--version"], capture_output=True,
                                                 text=True).stdout.split("\n")[0].strip()}
         log(f"  Docker {versions['docker']}, {versions['mitmproxy']}")
-        res = {"machine_load": {"before": load0, "after": load1}, "changes": changes, "versions": versions}
+        res = {"machine_load": {"before": load0, "after": load1, "at_each_change": loads}, "changes": changes,
+               "versions": versions}
         for a in alts:
             res[a["key"]] = {"label": a["label"], "p50_ms": percentile(a["lat"], 50),
                              "p99_ms": percentile(a["lat"], 99), "max_ms": max(a["lat"]), "n": len(a["lat"]),
@@ -1734,7 +1737,7 @@ def scenario_approval(env, table, results, changes):
         note = (f"every request refused by the proxy before its change ({changes * len(alts)} of "
                 f"{changes * len(alts)}); one refused poll (keep-alive) took {rtt / 1000:.1f} ms (median), "
                 f"the allowed request from its send to the upstream {trip:.1f} ms (median); "
-                f"load average {load0[0]:.2f} before, {load1[0]:.2f} after")
+                f"load average {min(loads):.2f}-{max(loads):.2f} during the run")
         table.add(f"{row}, checks", note, "", note)
         log(f"  {note}")
     except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError, TimeoutError) as e:
