@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -516,18 +517,22 @@ class LogWatch:
 
 SIGNAL_RELOAD = """pipelock:
   settle_ms: {pl_settle}
-  reload: {{driver: signal, pidfile: "{{state_dir}}/{{slug}}/run/pipelock.pid"{grace}}}
+  reload: {{driver: signal, pidfile: "{{state_dir}}/{{slug}}/run/pipelock.pid"{grace}{confirm}}}
 egress:
   settle_ms: 0
   reload: {{driver: signal, pidfile: "{{state_dir}}/{{slug}}/run/egress.pid"{grace}}}
 """
 
 
-def daemon_config(state, debounce_ms=None, pl_settle=150, grace=True, extra=""):
+def daemon_config(state, debounce_ms=None, pl_settle=150, grace=True, extra="", pl_confirm_log=None):
+    """pl_confirm_log: pipelock's log (a path template); its reload then
+    counts once the sidecar's own `SHA ok` line names the new bytes, and that
+    confirmation ends the settle time (README, "Confirming a reload")."""
     text = f"state_dir: {state}\n"
     if debounce_ms is not None:
         text += f"debounce_ms: {debounce_ms}\n"
-    text += SIGNAL_RELOAD.format(pl_settle=pl_settle, grace="" if grace else ", grace_ms: 0")
+    confirm = f', confirm: {{log_file: "{pl_confirm_log}", match: " {{sha256}} ok"}}' if pl_confirm_log else ""
+    text += SIGNAL_RELOAD.format(pl_settle=pl_settle, grace="" if grace else ", grace_ms: 0", confirm=confirm)
     return text + extra
 
 
@@ -783,6 +788,11 @@ def scenario_latency(env, table, results, changes):
 
     setup("daemon", lambda b: Daemon(env, "lat-daemon", b.state, daemon_config(b.state, 0, 0, grace=False)))
     setup("daemon-defaults", lambda b: Daemon(env, "lat-daemon-defaults", b.state, daemon_config(b.state)))
+    # The defaults, with pipelock's load confirmed from its log: the settle
+    # time ends at the confirmation instead of running its 150 ms.
+    setup("daemon-confirmed", lambda b: Daemon(env, "lat-daemon-confirmed", b.state,
+                                               daemon_config(b.state, pl_confirm_log=os.path.join(
+                                                   b.logs, "{slug}.pipelock.log"))))
     setup("inotify-shell", lambda b: Shell(env, "lat-shell", b.state, 0))
     setup("raw-limit", lambda b: Raw(env, "lat-raw", b, 1))
     wait_older_than([sc.pid for _, b, _ in alts for sc in b.sidecars], GRACE_S)
@@ -825,6 +835,10 @@ def scenario_latency(env, table, results, changes):
     table.add("1 latency, defaults", f"p50 of {changes}", "ms", {"daemon": percentile(d, 50)},
               "debounce 20 ms, pipelock settle 150 ms")
     table.add("1 latency, defaults", f"p99 of {changes}", "ms", {"daemon": percentile(d, 99)})
+    c = lat["daemon-confirmed"]
+    table.add("1 latency, defaults, confirmed", f"p50 of {changes}", "ms", {"daemon": percentile(c, 50)},
+              "as defaults, pipelock's load confirmed from its log")
+    table.add("1 latency, defaults, confirmed", f"p99 of {changes}", "ms", {"daemon": percentile(c, 99)})
     results["latency"]["target_met"] = met
 
 
@@ -1099,6 +1113,19 @@ def docker_api(method, path, timeout=10):
         c.close()
 
 
+def docker_unavailable():
+    """Why the docker scenarios cannot run, or None."""
+    try:
+        status, _ = docker_api("GET", "/_ping", 3)
+        if status != 200:
+            raise OSError(f"HTTP {status}")
+    except OSError as e:
+        return f"no Docker engine answers on {DOCKER_SOCK} ({e})"
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed"
+    return None
+
+
 def docker_image(env):
     """An image holding only br-test-sidecar and the libraries it loads,
     imported from the host's files: no registry is involved."""
@@ -1130,14 +1157,9 @@ def scenario_docker(env, table, results, changes):
         table.add("5 docker", f"not run: {reason}", "", f"not run: {reason}")
         results["docker"] = {"not_run": reason}
 
-    try:
-        status, _ = docker_api("GET", "/_ping", 3)
-        if status != 200:
-            raise OSError(f"HTTP {status}")
-    except OSError as e:
-        return not_run(f"no Docker engine answers on {DOCKER_SOCK} ({e})")
-    if not shutil.which("docker"):
-        return not_run("the docker CLI is not installed")
+    why = docker_unavailable()
+    if why:
+        return not_run(why)
     # One bottle per alternative, each in its own state dir: a daemon would
     # revert what is done by hand to a bottle it converges.
     # Slugs (and so container names) carry this run's pid, for the same reason.
@@ -1289,6 +1311,457 @@ def scenario_docker(env, table, results, changes):
             subprocess.run(["docker", "rmi", image], capture_output=True)
 
 
+# --- 6: approval to allowed request ------------------------------------------------------
+
+EGRESS_DIR = os.path.join(HERE, "..", "..", "contrib", "egress")
+UPSTREAM = os.path.join(HERE, "..", "system", "egress_upstream.py")
+
+
+def egress_python():
+    """(mitmdump, the python of its #! line, None): that python has
+    mitmproxy's dependencies and runs the helpers here; or (None, None, why
+    scenario 6 cannot run)."""
+    mitmdump = shutil.which("mitmdump")
+    if not mitmdump:
+        return None, None, "mitmdump is not installed (contrib/setup.sh installs mitmproxy)"
+    mitmdump = os.path.realpath(mitmdump)
+    with open(mitmdump, "rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    py = first[2:].split()[0] if first.startswith("#!") else ""
+    if not py.startswith("/") or not os.access(py, os.X_OK):
+        return None, None, f"{mitmdump} does not start with the #! line of an interpreter"
+    return mitmdump, py, None
+
+
+def s6_image(env, mitmdump, py):
+    """One image for both sidecars of scenario 6, imported from host files (no
+    registry): br-test-sidecar and contrib/egress (root-owned and read-only,
+    as the launcher demands) in the image; the host's /usr (python3,
+    mitmproxy, cat, the libraries) bind-mounted read-only at run time.
+    Returns (tag, the docker run arguments of those mounts) or raises
+    RuntimeError."""
+    mounts, shared = ["-v", "/usr:/usr:ro"], ["/usr"]
+    root = os.path.join(env.tmp, "s6-rootfs")
+    for d in ("usr", "etc", "tmp", "proc", "sys", "dev", "cfg", "logs", "mitm", "egress"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+    for d in ("bin", "lib", "lib64", "sbin"):
+        host = "/" + d
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), os.path.join(root, d))  # merged /usr: bin -> usr/bin
+        elif os.path.isdir(host):
+            mounts += ["-v", f"{host}:{host}:ro"]
+            shared.append(host)
+    for path in (mitmdump, py):
+        if not any(os.path.realpath(path).startswith(m + "/") for m in shared):
+            raise RuntimeError(f"{path} is outside {', '.join(shared)}, which the containers get from the host")
+    for f in ("nsswitch.conf", "passwd", "group"):  # nsswitch: /etc/hosts (--add-host) before DNS
+        if os.path.exists("/etc/" + f):
+            shutil.copy("/etc/" + f, os.path.join(root, "etc", f))
+    if os.path.isdir("/etc/ssl"):
+        mounts += ["-v", "/etc/ssl:/etc/ssl:ro"]  # certifi's bundle on Debian; mitmproxy loads it at start
+    shutil.copy(env.sidecar, os.path.join(root, "br-test-sidecar"))
+    for f, mode in (("egress-proxy", 0o555), ("egress_addon.py", 0o444)):
+        shutil.copy(os.path.join(EGRESS_DIR, f), os.path.join(root, "egress", f))
+        os.chmod(os.path.join(root, "egress", f), mode)
+    tar = os.path.join(env.tmp, "s6-rootfs.tar")
+    subprocess.run(["tar", "--owner=0", "--group=0", "--numeric-owner", "-C", root, "-cf", tar, "."], check=True)
+    tag = f"br-bench-s6:{os.getpid()}"
+    subprocess.run(["docker", "import", tar, tag], check=True, capture_output=True)
+    return tag, mounts
+
+
+def write_durable(path, data):
+    """The daemon's way (and raw_limit.c's): temp file, write, fsync, rename,
+    fsync of the directory. Returns an O_PATH descriptor on the replaced
+    file, to close after the signals (freeing its blocks waits for a discard
+    on this VM's disk; README, "rename() no longer frees")."""
+    d = os.path.dirname(path)
+    tmp = os.path.join(d, ".bench-s6.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    held = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    os.rename(tmp, path)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return held
+
+
+def write_replace(path, data):
+    """What a script does: temp file in the same directory, rename over the
+    live file; no fsync."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def splice_allowlist(text, host):
+    """The old tooling's widening of pipelock's api_allowlist, on the text (a
+    YAML library would drop the file's comments): the host goes after the
+    list's last item."""
+    lines = text.splitlines(keepends=True)
+    try:
+        at = next(i for i, l in enumerate(lines) if l.split("#")[0].rstrip() == "api_allowlist:")
+    except StopIteration:
+        raise ValueError("no api_allowlist: block in pipelock's file")
+    end = at + 1
+    while end < len(lines) and lines[end].startswith("  - "):
+        end += 1
+    lines.insert(end, f"  - {host}\n")
+    return "".join(lines)
+
+
+def validate_routes(doc):
+    """The old tooling's check of the live routes and the new route: the
+    egress format's shape, hosts without wildcards, paths from /."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("routes"), list):
+        raise ValueError("live egress routes: no routes list")
+    seen = set()
+    for r in doc["routes"]:
+        host = r.get("host") if isinstance(r, dict) else None
+        if not isinstance(host, str) or not host or "*" in host or host in seen:
+            raise ValueError(f"live egress routes: bad or repeated host {host!r}")
+        seen.add(host)
+        paths = r.get("path_allowlist", ["/"])
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            raise ValueError(f"live egress routes: bad path_allowlist of {host}")
+
+
+class Poller:
+    """egress_poll.py against one proxy: asks whether a URL is allowed yet."""
+
+    def __init__(self, py, ip, port):
+        self.proc = spawn([py, os.path.join(HERE, "egress_poll.py"), ip, str(port)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, bufsize=0)
+
+    def send(self, url, timeout_s):
+        self.proc.stdin.write((json.dumps({"url": url, "timeout_s": timeout_s}) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def read(self, timeout):
+        # Unbuffered (bufsize=0): select() then sees every byte the poller wrote.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(f"the egress poller did not answer within {timeout} s "
+                               f"(exit status {self.proc.poll()})")
+        return json.loads(line)
+
+    def stop(self):
+        self.proc.stdin.close()
+        stop(self.proc, timeout=5)
+
+
+class UpstreamRecord:
+    """egress_upstream.py's record: when a request for each host first
+    reached the upstream."""
+
+    def __init__(self, path):
+        self.path, self.offset, self.first = path, 0, {}
+
+    def first_seen(self, host_port):
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            seen = json.loads(line)
+            host = next((v for k, v in seen["headers"] if k.lower() == "host"), "")
+            self.first.setdefault(host, seen["time_ns"])
+        return self.first.get(host_port)
+
+
+def docker_run(name, argv, what):
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    r = subprocess.run(["docker", "run", "-d", "--name", name, *argv], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"docker run of the {what} container {name} failed: {r.stderr.strip()}")
+
+
+def wait_until(what, cond, timeout=60, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} within {timeout} s")
+        time.sleep(interval)
+
+
+def scenario_approval(env, table, results, changes):
+    """6: one approved route, until a request through the real egress proxy
+    (contrib/egress: mitmdump and the addon, in a container) is allowed, by
+    the daemon with the docker driver, by the old tooling's imperative path
+    (docker exec cat, docker kill --signal HUP) and by the raw limit."""
+    log(f"scenario 6: approval to allowed request, {changes} changes per alternative, interleaved")
+    row = "6 approval to allowed request"
+
+    def not_run(reason):
+        table.add(row, f"not run: {reason}", "", f"not run: {reason}")
+        results["approval"] = {"not_run": reason}
+        log(f"  not run: {reason}")
+
+    why = docker_unavailable()
+    if why:
+        return not_run(why)
+    mitmdump, py, why = egress_python()
+    if why:
+        return not_run(why)
+    run = os.getpid()
+    # key, label, kind, daemon config (None: the harness does it)
+    defs = [("old", "old tooling (docker exec, docker kill)", "old", None),
+            ("dflt", "daemon, defaults", "daemon", ""),
+            ("conf", "daemon, defaults, pipelock confirmed", "daemon",
+             "pipelock:\n  reload: {driver: docker, confirm: {}}\n"),
+            ("zero", "daemon, debounce/settle 0", "daemon",
+             "debounce_ms: 0\npipelock:\n  settle_ms: 0\negress:\n  settle_ms: 0\n"),
+            ("raw", "raw limit (write, kill(2) the container's pid)", "raw", None)]
+    containers, daemons, pollers, image, upstream = [], [], [], None, None
+    load0 = os.getloadavg()
+    try:
+        image, mounts = s6_image(env, mitmdump, py)
+        logs = os.path.join(env.tmp, "s6-logs")
+        os.makedirs(logs)
+        alts = []
+        for key, label, kind, config in defs:
+            b = Bottles(env, f"s6-{key}", 1, f"s6{key}{run}-")
+            slug = b.slugs[0]
+            hosts = [f"{key}-{i}.bench.example" for i in range(changes)]
+            pl, eg = f"{slug}-pipelock-1", f"{slug}-egress-1"
+            docker_run(pl, [*mounts, "-v", f"{os.path.dirname(b.path(slug, 'pipelock'))}:/cfg",
+                            "-e", "ASAN_OPTIONS=detect_leaks=0", image, "/br-test-sidecar", "--mode", "pipelock",
+                            "--file", "/cfg/pipelock.yaml", "--log", "-", "--pidfile", "/tmp/pipelock.pid"],
+                       "pipelock stand-in")
+            containers.append(pl)
+            eg_log = os.path.join(logs, f"{slug}.egress.log")
+            # The launcher's output goes to a file, not to the container's
+            # log: mitmdump logs every refused poll, and the Engine's log
+            # driver would take CPU from what is measured.
+            docker_run(eg, [*mounts, "-v", f"{os.path.dirname(b.path(slug, 'egress'))}:/cfg",
+                            "-v", f"{logs}:/logs", "-e", "HOME=/mitm",
+                            *[a for h in hosts for a in ("--add-host", f"{h}:host-gateway")],
+                            image, "/bin/sh", "-c",
+                            f"trap '' HUP; exec /egress/egress-proxy --routes /cfg/egress_routes.yaml "
+                            f"--listen 0.0.0.0:8080 --status /logs/{slug}.egress.status.json --confdir /mitm "
+                            f"-- --set flow_detail=0 >>/logs/{slug}.egress.log 2>&1"], "egress proxy")
+            containers.append(eg)
+            alts.append(dict(key=key, label=label, kind=kind, config=config, b=b, slug=slug, pl=pl, eg=eg,
+                             eg_log=eg_log, hosts=hosts, lat=[], polls=[], rtt=[], t0=[], allowed=[], trip=[]))
+
+        def egress_ready(a):
+            try:
+                with open(a["eg_log"], errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                return False
+            if "Proxy server listening at" in text and "egress: SIGHUP reloads " in text:
+                return True
+            if subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", a["eg"]], capture_output=True,
+                              text=True).stdout.strip() != "true":
+                raise RuntimeError(f"the egress proxy container {a['eg']} stopped: {tail(a['eg_log'])}")
+            return False
+
+        for a in alts:
+            wait_until(f"{a['eg']}: the egress proxy did not listen", lambda: egress_ready(a))
+            wait_until(f"{a['pl']}: the pipelock stand-in wrote no start line",
+                       lambda: b" start " in subprocess.run(["docker", "logs", a["pl"]],
+                                                              capture_output=True).stdout)
+            info = subprocess.run(["docker", "inspect", "-f",
+                                   "{{.State.Pid}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}}",
+                                   a["pl"], a["eg"]], check=True, capture_output=True, text=True).stdout.split("\n")
+            a["pl_pid"] = int(info[0].split()[0])
+            a["eg_pid"], a["eg_ip"], gateway = int(info[1].split()[0]), info[1].split()[1], info[1].split()[2]
+        # One upstream for every proxy, on the bridge's gateway: the address
+        # --add-host's host-gateway gives each new host's name in the proxy.
+        port_file, record = os.path.join(env.tmp, "s6-upstream.port"), os.path.join(env.tmp, "s6-upstream.jsonl")
+        upstream = spawn([py, UPSTREAM, "--record", record, "--port-file", port_file, "--bind", gateway])
+        wait_until("the upstream did not listen", lambda: os.path.exists(port_file), 30)
+        up_port = int(open(port_file).read())
+        seen = UpstreamRecord(record)
+        for a in alts:
+            pollers.append(Poller(py, a["eg_ip"], 8080))
+            a["poller"] = pollers[-1]
+            if a["kind"] == "daemon":
+                d = Daemon(env, f"s6-{a['key']}", a["b"].state, f"state_dir: {a['b'].state}\n" + a["config"])
+                a["daemon"] = d
+                daemons.append(d)
+        # The docker driver's start-up grace (2 s): a younger container is not signalled yet.
+        wait_older_than([p for a in alts for p in (a["pl_pid"], a["eg_pid"])], GRACE_S)
+        for d in daemons:
+            d.start()
+
+        def expected(a, i):
+            """Both live files after change i, as the daemon renders them."""
+            routes = [{"host": "init.bench.example", "path_allowlist": [f"/{a['slug']}/init/"]}]
+            routes += [{"host": h, "path_allowlist": ["/"]} for h in a["hosts"][:i + 1]]
+            return (pipelock_bytes(["init.bench.example"] + a["hosts"][:i + 1]),
+                    (json.dumps({"routes": routes}, indent=2) + "\n").encode())
+
+        def fire_daemon(a, i):
+            staged = os.path.join(a["b"].stage, "approval.json")
+            write(staged, egress_bytes(a["hosts"][i], ["/"]))
+            t0 = time.time_ns()
+            os.rename(staged, os.path.join(a["b"].state, a["slug"], "routes.d", f"~approval-{i:04d}.json"))
+            return t0
+
+        def fire_old(a, i):
+            host, b, slug = a["hosts"][i], a["b"], a["slug"]
+            t0 = time.time_ns()
+            live = subprocess.run(["docker", "exec", a["eg"], "cat", "/cfg/egress_routes.yaml"], check=True,
+                                  capture_output=True).stdout
+            doc = json.loads(live)
+            validate_routes(doc)
+            doc["routes"].append({"host": host, "path_allowlist": ["/"]})
+            validate_routes(doc)
+            pl = subprocess.run(["docker", "exec", a["pl"], "cat", "/cfg/pipelock.yaml"], check=True,
+                                capture_output=True).stdout.decode()
+            write_replace(b.path(slug, "pipelock"), splice_allowlist(pl, host).encode())
+            subprocess.run(["docker", "kill", "--signal", "HUP", a["pl"]], check=True, capture_output=True)
+            write_replace(b.path(slug, "egress"), (json.dumps(doc, indent=2) + "\n").encode())
+            subprocess.run(["docker", "kill", "--signal", "HUP", a["eg"]], check=True, capture_output=True)
+            return t0
+
+        def fire_raw(a, i):
+            pl, eg = expected(a, i)
+            b, slug = a["b"], a["slug"]
+            t0 = time.time_ns()
+            held = [write_durable(b.path(slug, "pipelock"), pl)]
+            os.kill(a["pl_pid"], signal.SIGHUP)
+            held.append(write_durable(b.path(slug, "egress"), eg))
+            os.kill(a["eg_pid"], signal.SIGHUP)
+            for fd in held:
+                os.close(fd)
+            return t0
+
+        fire = {"daemon": fire_daemon, "old": fire_old, "raw": fire_raw}
+        loads = []  # the 1-minute load average at each change: what else the machine was doing
+        for i in range(changes):
+            loads.append(os.getloadavg()[0])
+            k = i % len(alts)
+            for a in alts[k:] + alts[:k]:
+                host = a["hosts"][i]
+                a["poller"].send(f"http://{host}:{up_port}/{a['key']}/{i}", 30)
+                first = a["poller"].read(30)
+                if not first["refused"]:
+                    raise RuntimeError(f"{a['label']}: {host} before its change was answered {first['status']}, "
+                                       f"not refused by the proxy: {first['body']!r}")
+                t0 = fire[a["kind"]](a, i)
+                done = a["poller"].read(40)
+                if done["status"] != 200:
+                    raise RuntimeError(f"{a['label']}: {host} still answered {done['status']} "
+                                       f"({done['body']!r}) 30 s after its change")
+                at = seen.first_seen(f"{host}:{up_port}")
+                if at is None or at < t0:
+                    raise RuntimeError(f"{a['label']}: the upstream saw {host} "
+                                       f"{'never' if at is None else 'before the change'}")
+                a["lat"].append((at - t0) / 1e6)
+                a["t0"].append(t0)
+                a["allowed"].append(at)
+                a["polls"].append(done["polls"])
+                # The allowed request's own trip, from the poller's send to the
+                # upstream: a new host's first request through the proxy
+                # (mitmproxy resolves the name and connects upstream).
+                a["trip"].append((at - done["sent_ns"]) / 1e6)
+                if done["rtt_us"]:
+                    a["rtt"].append(done["rtt_us"][0])
+                # The aftermath (the pipelock stand-in's own watcher reloads
+                # 100 ms after a write; the old tooling's last docker kill
+                # may return after the request got through) must not land
+                # in the next alternative's change.
+                time.sleep(0.25)
+        load1 = os.getloadavg()
+        for d in daemons:
+            d.stop()
+        # Was pipelock running the new host before egress let the request
+        # through? The stand-in's own log (the container's) says when it
+        # loaded each content.
+        for a in alts:
+            out = subprocess.run(["docker", "logs", a["pl"]], capture_output=True, check=True).stdout
+            loaded = {}
+            for line in out.decode(errors="replace").splitlines():
+                f = line.split()
+                if len(f) >= 4 and f[3] == "ok":
+                    sec, nsec = f[0].split(".")
+                    loaded.setdefault(f[2], int(sec) * 1_000_000_000 + int(nsec))
+            a["pl_first"] = [loaded.get(sha(expected(a, i)[0])) for i in range(changes)]
+            a["ahead"] = sum(1 for i in range(changes) if a["pl_first"][i] is None
+                             or a["pl_first"][i] > a["allowed"][i])
+            a["pl_ms"] = [(p - t) / 1e6 if p else None for p, t in zip(a["pl_first"], a["t0"])]
+            if a["kind"] == "daemon":
+                with open(os.path.join(a["b"].state, ".reconciler", "audit.jsonl")) as f:
+                    details = [json.loads(l) for l in f if l.strip()]
+                a["confirmed"] = sum(1 for r in details if "confirmed" in r.get("reload_detail", ""))
+        # Each egress proxy must still be the process the changes started with.
+        for a in alts:
+            now = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}} {{.RestartCount}}", a["eg"]],
+                                 capture_output=True, text=True).stdout.split()
+            if not now or int(now[0]) != a["eg_pid"]:
+                raise RuntimeError(f"{a['eg']} is not the process it was: {now}")
+        by = {a["key"]: a for a in alts}
+        versions = {"docker": subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                             capture_output=True, text=True).stdout.strip(),
+                    "mitmproxy": subprocess.run([mitmdump, "--version"], capture_output=True,
+                                                text=True).stdout.split("\n")[0].strip()}
+        log(f"  Docker {versions['docker']}, {versions['mitmproxy']}")
+        res = {"machine_load": {"before": load0, "after": load1, "at_each_change": loads}, "changes": changes,
+               "versions": versions}
+        for a in alts:
+            res[a["key"]] = {"label": a["label"], "p50_ms": percentile(a["lat"], 50),
+                             "p99_ms": percentile(a["lat"], 99), "max_ms": max(a["lat"]), "n": len(a["lat"]),
+                             "ms": a["lat"], "pipelock_loaded_ms": a["pl_ms"], "polls": a["polls"],
+                             "poll_rtt_us_median": median(a["rtt"]), "egress_before_pipelock": a["ahead"],
+                             "allowed_request_trip_ms": a["trip"],
+                             "confirmed_reloads": a.get("confirmed")}
+        results["approval"] = res
+        old50, raw50 = res["old"]["p50_ms"], res["raw"]["p50_ms"]
+        for a in alts:
+            r = res[a["key"]]
+            text = f"p50 {fmt(r['p50_ms'], 'ms')} ms, p99 {fmt(r['p99_ms'], 'ms')} ms over {changes} changes"
+            if a["kind"] != "old":
+                text += f"; old tooling / this: p50 {old50 / r['p50_ms']:.1f}x"
+            if a["kind"] != "raw":
+                text += f"; this / raw limit: p50 {r['p50_ms'] / raw50:.1f}x"
+            if a["key"] == "conf":
+                text += f"; {a['confirmed']} reloads confirmed"
+            text += f"; allowed before pipelock loaded: {a['ahead']}"
+            table.add(f"{row}, {a['label']}", text, "", text)
+        rtt = median([x for a in alts for x in a["rtt"]])
+        trip = median([x for a in alts for x in a["trip"]])
+        note = (f"every request refused by the proxy before its change ({changes * len(alts)} of "
+                f"{changes * len(alts)}); one refused poll (keep-alive) took {rtt / 1000:.1f} ms (median), "
+                f"the allowed request from its send to the upstream {trip:.1f} ms (median); "
+                f"load average {min(loads):.2f}-{max(loads):.2f} during the run")
+        table.add(f"{row}, checks", note, "", note)
+        log(f"  {note}")
+    except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError, TimeoutError) as e:
+        not_run(str(e))
+    finally:
+        for d in daemons:
+            if d.proc and d.proc.poll() is None:
+                try:
+                    d.stop()
+                except (OSError, RuntimeError):
+                    stop(d.proc, signal.SIGKILL)
+        for p in pollers:
+            try:
+                p.stop()
+            except (OSError, ValueError):
+                pass
+        if upstream:
+            stop(upstream)
+        for name in containers:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        if image:
+            subprocess.run(["docker", "rmi", image], capture_output=True)
+
+
 # --- main ------------------------------------------------------------------------------
 
 class Env:
@@ -1323,6 +1796,8 @@ def main():
     ap.add_argument("--raw", required=True, help="the br-bench-raw-limit binary")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke test, not a measurement")
     ap.add_argument("--changes", type=int, help="latency: changes per alternative (default 200, quick 20)")
+    ap.add_argument("--approvals", type=int,
+                    help="scenario 6: approvals per alternative (default 30, quick 3)")
     ap.add_argument("--sizes", help="bottle counts for scenarios 2-4, comma-separated (default 1000,10000; quick 50)")
     ap.add_argument("--rounds", type=int, help="rounds of scenarios 2-3 per size (default 5, quick 2)")
     ap.add_argument("--shell-rounds", type=int,
@@ -1344,7 +1819,7 @@ def main():
     sizes = [int(x) for x in (args.sizes or ("50" if q else "1000,10000")).split(",")]
     rounds = args.rounds or (2 if q else 5)
     idle_s = args.idle if args.idle is not None else (2 if q else 30)
-    only = set((args.only or "1,2,3,4,5").split(","))
+    only = set((args.only or "1,2,3,4,5,6").split(","))
 
     env = Env()
     env.bin, env.sidecar, env.raw = (os.path.abspath(x) for x in (args.bin, args.sidecar, args.raw))
@@ -1373,6 +1848,8 @@ def main():
                               with_defaults=n <= 1000)
         if "5" in only:
             scenario_docker(env, table, results, min(changes, 10 if q else 50))
+        if "6" in only:
+            scenario_approval(env, table, results, args.approvals or (3 if q else 30))
     except KeyboardInterrupt:
         log("interrupted")
         status = 130

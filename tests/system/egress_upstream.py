@@ -1,9 +1,10 @@
 """egress_upstream: a loopback HTTP(S) server for the egress proxy tests.
 
 Answers every request 200 with a JSON echo of what it received (method,
-path, headers in order, as sent) and appends the same JSON as one line to
-the record file, so a test can tell what reached the upstream from what the
-client was told.
+path, headers in order, as sent, and time_ns: CLOCK_REALTIME when the
+request line arrived) and appends the same JSON as one line to the record
+file, so a test can tell what reached the upstream from what the client was
+told, and the benchmark (tests/bench, scenario 6) when it reached it.
 
     egress_upstream.py --record FILE --port-file FILE [--tls CERT KEY] [--bind ADDR]
 
@@ -19,12 +20,20 @@ import json
 import os
 import ssl
 import threading
+import time
 
 lock = threading.Lock()
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do
+    # The headers and the body go out in two writes: with Nagle's algorithm
+    # the body waits for the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
+
+    def parse_request(self):
+        self.arrived_ns = time.time_ns()
+        return super().parse_request()
 
     def answer(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -35,6 +44,7 @@ class Echo(http.server.BaseHTTPRequestHandler):
             # A list, not a dict: a header sent twice must show twice.
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": body.decode("utf-8", "replace"),
+            "time_ns": self.arrived_ns,
         }
         line = (json.dumps(seen) + "\n").encode()
         with lock:

@@ -13,7 +13,7 @@ BR_BENCH_BUILD=$BR_TMP/build TMPDIR=$BR_TMP "$here/../bench/run.sh" --quick >"$o
   fail "tests/bench/run.sh --quick exited with $?; its stderr ends:
 $(tail -n 30 "$err")"
 cat "$out"
-for row in "1 latency, settle/debounce 0" "1 latency, defaults" "2 bulk 50" "3 start-up 50" "4 idle 50" "5 docker"; do
+for row in "1 latency, settle/debounce 0" "1 latency, defaults" "1 latency, defaults, confirmed" "2 bulk 50" "3 start-up 50" "4 idle 50" "5 docker"; do
   grep -q "^$row[ ,]" "$out" || fail "no row \"$row\" in the table:
 $(cat "$out")"
 done
@@ -25,5 +25,22 @@ fi
 # Numbers, not dashes, where every alternative ran.
 grep -E '^2 bulk 50 +all 100 loaded' "$out" | grep -Eq '( +[0-9.]+){3}' ||
   fail "the bulk row has no figure for every alternative: $(grep '^2 bulk 50 ' "$out")"
+# Scenario 6 runs the real egress proxy in containers: with an engine and
+# mitmdump it must give a figure for every alternative; without them its row
+# says why it did not run, and so does this test.
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && command -v mitmdump >/dev/null 2>&1; then
+  for alt in 'old tooling \(docker exec, docker kill\)' 'daemon, defaults' 'daemon, defaults, pipelock confirmed' \
+    'daemon, debounce/settle 0' 'raw limit \(write, kill\(2\) the container.s pid\)'; do
+    grep -Eq "^6 approval to allowed request, $alt +p50 [0-9.]+ ms, p99 [0-9.]+ ms over 3 changes" "$out" ||
+      fail "scenario 6 has no figure for \"$alt\":
+$(grep '^6 ' "$out")"
+  done
+  grep -q '^6 approval to allowed request, checks .*every request refused by the proxy before its change' "$out" ||
+    fail "scenario 6 does not say that each request was refused before its change: $(grep '^6 ' "$out")"
+else
+  grep -Eq '^6 approval to allowed request +not run: ' "$out" ||
+    fail "without an engine or mitmdump, scenario 6 does not say it did not run: $(grep '^6 ' "$out")"
+  echo "SKIP scenario 6: $(grep -E '^6 approval to allowed request +not run: ' "$out" | sed 's/^6 approval to allowed request *//')"
+fi
 [[ -s $BR_TMP/build/results.json ]] || fail "no results.json"
 echo ok
