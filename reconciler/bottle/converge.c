@@ -138,6 +138,11 @@ struct run {
    * br_write_opts.replaced): up to three writes, pipelock twice in prune mode. */
   int replaced[3];
   size_t n_replaced;
+  /* A sidecar told but not confirmed within its settle time (the bound on
+   * what a next step waits for): the steps went on, as without a
+   * confirmation; the converge ends retrying, its reload still owed. */
+  bool unconfirmed;
+  enum br_sidecar unconfirmed_sidecar;
 };
 
 static const char *live_file(const struct run *run, enum br_sidecar sidecar) { return run->bottle->live[sidecar]; }
@@ -348,6 +353,9 @@ static enum step_result tell(struct run *run, const struct stage *st, bool more,
       .project = project,
       .file = live_file(run, st->sidecar),
       .written_at_ns = st->written_at_ns,
+      /* A next step waits for the confirmation, but never longer than the
+       * settle time it would wait without one. */
+      .confirm_within_ms = more ? sc->settle_ms : 0,
   };
   struct br_reload_result res;
   br_reload_result_init(&res);
@@ -357,6 +365,11 @@ static enum step_result tell(struct run *run, const struct stage *st, bool more,
   enum step_result out = STEP_DONE;
   switch (res.status) {
   case BR_RELOAD_OK:
+    if (res.confirm_late) { /* the settle time is over: go on, owed */
+      run->unconfirmed = true;
+      run->unconfirmed_sidecar = st->sidecar;
+      break;
+    }
     rep->reloads++;
     /* fall through */
   case BR_RELOAD_NOT_NEEDED:
@@ -942,6 +955,14 @@ static void converge_locked(struct run *run) {
     if (steps[i](run) != STEP_DONE)
       return;
   struct br_converge_report *rep = run->rep;
+  if (run->unconfirmed) {
+    enum br_sidecar s = run->unconfirmed_sidecar;
+    finish(run, STEP_RETRY, BR_OUTCOME_RETRY,
+           "%s did not confirm its reload within its %u ms settle time; the next steps followed as without "
+           "confirmation, and its reload is delivered again",
+           br_sidecar_name(s), br_config_sidecar(run->cfg, s)->settle_ms);
+    return;
+  }
   finish(run, STEP_DONE, BR_OUTCOME_CONVERGED, "%u file%s written, %u reload%s%s", rep->writes,
          rep->writes == 1 ? "" : "s", rep->reloads, rep->reloads == 1 ? "" : "s",
          rep->sidecar_not_running ? " (a sidecar is not running; it reads the new file when it starts)" : "");

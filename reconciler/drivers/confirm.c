@@ -1,5 +1,5 @@
-/* confirm: polls a sidecar's status file or follows its log until it names
- * the live file's SHA-256 or the timeout passes (see confirm.h). It only
+/* confirm: watches a sidecar's status file or follows its log until it
+ * names the live file's SHA-256 or the timeout passes (see confirm.h). It only
  * reads: it never signals, and never decides anything but the confirmation. */
 #include "reconciler/drivers/confirm.h"
 
@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,9 +18,13 @@
 #include "common/clock.h"
 #include "common/fileio.h"
 
-/* How often the file is looked at: a reload takes well under a millisecond,
- * and each look is one small read. */
+/* How often the file is looked at where inotify cannot say when it
+ * changes (no instance left, a file system without events): a reload
+ * takes well under a millisecond, and each look is one small read. */
 #define POLL_MS 10
+/* With inotify, a look at least this often all the same: an event can be
+ * missed (a queue overflow) and must not cost the whole timeout. */
+#define WATCHED_POLL_MS 250
 #define STATUS_MAX (64 * 1024)
 /* At the first look only this much of a log's end is read: the latest load
  * line lies there unless the sidecar logs a great deal between loads. */
@@ -184,9 +191,48 @@ static void sleep_ms(int64_t ms) {
     ;
 }
 
+/* Waits for the file to change, up to ms: the directory watched with
+ * inotify (a status file is replaced by a rename, a log appended to), so
+ * that the look follows the sidecar's write at once, not up to POLL_MS
+ * later; without a watch, a POLL_MS sleep. */
+struct change {
+  int fd; /* inotify instance, or -1 */
+};
+
+static void change_watch(struct change *c, const char *path) {
+  char dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  size_t len = slash ? (size_t)(slash - path) : 0;
+  c->fd = -1;
+  if (!slash || len >= sizeof dir)
+    return;
+  if (!len) /* a file in "/" */
+    len = 1;
+  memcpy(dir, path, len);
+  dir[len] = '\0';
+  if ((c->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+      inotify_add_watch(c->fd, dir, IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    close(c->fd);
+    c->fd = -1;
+  }
+}
+
+static void change_wait(struct change *c, int64_t ms) {
+  if (c->fd < 0) {
+    sleep_ms(ms < POLL_MS ? ms : POLL_MS);
+    return;
+  }
+  struct pollfd p = {.fd = c->fd, .events = POLLIN};
+  if (poll(&p, 1, (int)(ms < WATCHED_POLL_MS ? ms : WATCHED_POLL_MS)) > 0) {
+    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (read(c->fd, events, sizeof events) > 0)
+      ; /* which file does not matter: the next look reads what changed */
+  }
+}
+
 /* Looks until the report names want or the deadline passes. */
 static bool wait_for_hash(const struct br_reload_request *req, const char *path, const char *want,
-                          struct report *r) {
+                          unsigned budget_ms, struct report *r) {
   const struct br_reload_config *rl = req->reload;
   struct log_follow f = {.path = path};
   br_buf_init(&f.line, LINE_MAX_BYTES);
@@ -197,8 +243,10 @@ static bool wait_for_hash(const struct br_reload_request *req, const char *path,
     f.suffix = at + strlen("{sha256}");
     f.suffix_len = strlen(f.suffix);
   }
-  int64_t deadline = br_monotonic_ns() + (int64_t)rl->confirm_timeout_ms * 1000000;
+  int64_t deadline = br_monotonic_ns() + (int64_t)budget_ms * 1000000;
   bool seen = false;
+  struct change change;
+  change_watch(&change, path); /* before the first look: no write falls between */
   for (;;) {
     if (rl->confirm_log_file)
       follow_log(&f, r);
@@ -207,8 +255,10 @@ static bool wait_for_hash(const struct br_reload_request *req, const char *path,
     int64_t left_ms = (deadline - br_monotonic_ns()) / 1000000;
     if ((seen = strcmp(r->sha256, want) == 0) || left_ms <= 0)
       break;
-    sleep_ms(left_ms < POLL_MS ? left_ms : POLL_MS);
+    change_wait(&change, left_ms);
   }
+  if (change.fd >= 0)
+    close(change.fd);
   br_buf_free(&f.line);
   return seen;
 }
@@ -236,10 +286,17 @@ int br_confirm_reload(const struct br_reload_request *req, struct br_reload_resu
   struct report r = {.sha256 = ""};
   br_buf_init(&r.says, 8192);
   int64_t started = br_monotonic_ns();
-  if (wait_for_hash(req, path.data, want, &r)) {
+  bool bounded;
+  unsigned budget = br_reload_confirm_budget(req, &bounded);
+  if (wait_for_hash(req, path.data, want, budget, &r)) {
     res->confirmed = true;
     br_buf_printf(&res->message, "; %s confirmed sha256 %.12s… after %lld ms", sidecar, want,
                   (long long)((br_monotonic_ns() - started) / 1000000));
+  } else if (bounded) {
+    res->confirm_late = true;
+    br_buf_printf(&res->message,
+                  ", but %s did not confirm sha256 %.12s… within its %u ms settle time; it reports %s", sidecar,
+                  want, budget, br_buf_str(&r.says));
   } else {
     res->status = BR_RELOAD_TRANSIENT;
     br_buf_printf(&res->message, ", but %s did not confirm sha256 %s within %u ms; it reports %s", sidecar, want,

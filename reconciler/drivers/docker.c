@@ -481,8 +481,14 @@ static int docker_reload(const struct br_reload_request *req, struct br_reload_r
     int64_t since = req->written_at_ns ? req->written_at_ns : signalled_at;
     int64_t waited_from = br_monotonic_ns();
     br_buf_reset(&err);
-    int rc = br_docker_log_wait(t.socket.data, t.c.id, t.c.tty, since, host_hash, rl->confirm_timeout_ms, &err);
-    if (rc == -EPROTO) {
+    bool bounded;
+    unsigned budget = br_reload_confirm_budget(req, &bounded);
+    int rc = br_docker_log_wait(t.socket.data, t.c.id, t.c.tty, since, host_hash, budget, &err);
+    if (rc == -ETIMEDOUT && bounded) {
+      res->confirm_late = true;
+      br_buf_printf(&res->message, ", but its log did not confirm SHA-256 %.12s… within its %u ms settle time",
+                    host_hash, budget);
+    } else if (rc == -EPROTO) {
       say(&t, BR_RELOAD_PERMANENT, "confirm: container %s: %s", t.name.data, err.data);
     } else if (rc) {
       say(&t, BR_RELOAD_TRANSIENT, "confirm: signalled container %s (%s), but %s", t.name.data, how,

@@ -10,6 +10,7 @@ void br_reload_result_init(struct br_reload_result *res) {
   res->status = BR_RELOAD_OK;
   res->retry_after_ms = 0;
   res->confirmed = false;
+  res->confirm_late = false;
   br_buf_init(&res->message, 4096);
 }
 
@@ -78,4 +79,10 @@ bool br_reload_not_running_state(char state, const char *what, struct br_reload_
   br_buf_printf(&res->message, "%s is %s (state %c); not counted as reloaded", what, br_proc_state_name(state),
                 state);
   return true;
+}
+
+unsigned br_reload_confirm_budget(const struct br_reload_request *req, bool *bounded) {
+  unsigned timeout = req->reload->confirm_timeout_ms;
+  *bounded = req->confirm_within_ms && req->confirm_within_ms < timeout;
+  return *bounded ? req->confirm_within_ms : timeout;
 }

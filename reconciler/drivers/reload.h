@@ -34,6 +34,9 @@ struct br_reload_request {
   const char *file;      /* the live file, expanded */
   int64_t written_at_ns; /* CLOCK_REALTIME of the write being announced, or 0
                             when the file was not written by this converge */
+  /* The most to wait for a confirmation when a next step waits on it (the
+   * sidecar's settle time); 0: the confirm's own timeout_ms. */
+  unsigned confirm_within_ms;
 };
 
 struct br_reload_result {
@@ -42,6 +45,9 @@ struct br_reload_result {
   bool confirmed;          /* OK, and the sidecar reported the SHA-256 of the live
                               file's bytes (confirm): it runs them now, so the next
                               step need not wait out the settle time */
+  bool confirm_late;       /* OK as far as it went: told, but not confirmed within
+                              confirm_within_ms; the reload is not done yet (the
+                              caller delivers it again later) */
   struct br_buf message;   /* what happened, for status and the audit log */
 };
 
@@ -80,6 +86,10 @@ int br_reload_expand(const struct br_reload_request *req, const char *tmpl, stru
  * Returns true when it decided res; false when the sidecar may be told now. */
 bool br_reload_too_early(const struct br_reload_request *req, int64_t started_ns, int64_t age_from_ns,
                          const char *what, struct br_reload_result *res);
+
+/* How long to wait for the confirmation of req: its confirm timeout_ms,
+ * or less when the request bounds it (*bounded then). */
+unsigned br_reload_confirm_budget(const struct br_reload_request *req, bool *bounded);
 
 /* The state rule of every driver that signals a process it can see: a
  * stopped process (state T, or t under a debugger) only queues the signal

@@ -138,4 +138,42 @@ rc=0
 out=$("$BR_BIN" --config "$cfg" once alpha) || rc=$?
 ((rc == 1)) && [[ $out == "alpha: retrying: egress reload failed: ran true: exit 0, but egress did not confirm sha256 $(sha256_of "$(eg_file alpha)") within 300 ms"* ]] ||
   fail "a command that told nobody counted as a reload: rc $rc: $out"
+
+echo "# pipelock's settle time bounds the wait for its confirmation"
+# Its confirmation goes to a log nobody writes: after the 300 ms settle
+# time egress follows, as it would without a confirmation, but the bottle
+# is not converged; the reload stays owed and, confirmed, converges it.
+bottles_config "$cfg" <<YAML
+pipelock:
+  settle_ms: 300
+  reload:
+    driver: signal
+    pidfile: "{state_dir}/{slug}/run/pipelock.pid"
+    grace_ms: 0
+    confirm: {log_file: "$BR_TMP/logs/{slug}.confirmations.log", match: " {sha256} ok", timeout_ms: 1000}
+egress:
+  reload: {driver: signal, pidfile: "{state_dir}/{slug}/run/egress.pid", grace_ms: 0}
+YAML
+: >"$BR_TMP/logs/alpha.confirmations.log"
+bottle_fragment alpha a.yaml <<'YAML'
+routes:
+  - {host: five.example.com, path_allowlist: [/]}
+YAML
+rc=0
+out=$("$BR_BIN" --config "$cfg" once alpha) || rc=$?
+((rc == 1)) && [[ $out == "alpha: retrying: pipelock did not confirm its reload within its 300 ms settle time"* ]] ||
+  fail "an unconfirmed pipelock: rc $rc: $out"
+grep -q five.example.com "$(eg_file alpha)" || fail "egress did not follow after the settle time"
+wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
+tail -n 2 "$audit" | grep '"sidecar":"pipelock"' | grep -q 'within its 300 ms settle time' ||
+  fail "the audit does not say pipelock was not confirmed: $(tail -n 2 "$audit")"
+# Still owed: the next converge tells pipelock again and waits for the
+# confirmation, which the sidecar's log now gives (written here, as the
+# sidecar would).
+pl_hash=$(sha256_of "$(pl_file alpha)")
+echo "$(date +%s.%N) reload $pl_hash ok" >>"$BR_TMP/logs/alpha.confirmations.log"
+out=$("$BR_BIN" --config "$cfg" once alpha) || fail "once after the confirmation: $out"
+tail -n 1 "$audit" | grep '"sidecar":"pipelock"' | grep -q '"owed":true' ||
+  fail "pipelock's reload was not delivered again as owed: $(tail -n 1 "$audit")"
+[[ $out == "alpha: converged: "* ]] || fail "the owed pipelock reload did not converge the bottle: $out"
 echo ok
