@@ -205,8 +205,10 @@ void br_bottle_free(struct br_bottle *b) {
 
 int br_bottle_expand(struct br_bottle *b, enum br_sidecar sidecar, const char *tmpl, const char *file,
                      struct br_buf *out, struct br_buf *warnings) {
-  const char *project = br_bottle_project(b, warnings);
-  if (!project)
+  /* metadata.json is read only for a template that names the project: a
+   * pidfile's usually does not, and the daemon expands one per bottle. */
+  const char *project = NULL;
+  if (strstr(tmpl, "{project}") && !(project = br_bottle_project(b, warnings)))
     return b->refusal ? -EPERM : -ENOMEM;
   br_buf_reset(out);
   return br_config_expand_sidecar(b->cfg, br_config_sidecar(b->cfg, sidecar), tmpl, b->slug, project, file, out);

@@ -836,7 +836,7 @@ static char *learn(struct daemon *d, struct br_tracked *b, struct job *job, enum
     free(b->credentials);
     b->credentials = json_dumps(job->rep.credentials, JSON_COMPACT);
     free(b->expiring);
-    b->expiring = job->rep.expiring ? json_dumps(job->rep.expiring, JSON_COMPACT) : NULL;
+    b->expiring = json_array_size(job->rep.expiring) ? json_dumps(job->rep.expiring, JSON_COMPACT) : NULL;
   }
   if (!job->rc)
     expiry_note(d, b, job->rep.next_expiry);

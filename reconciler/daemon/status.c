@@ -29,8 +29,8 @@ static json_t *slot_json(const struct br_tracked *b) {
   if (one && b->polled)
     json_object_set_new(one, "polled", json_true());
   /* What ends when, soonest first. */
-  if (one && b->expiring)
-    json_object_set_new(one, "expiring", json_loads(b->expiring, 0, NULL));
+  if (one && b->credentials) /* NULL: nothing expires (most bottles), kept as no text at all */
+    json_object_set_new(one, "expiring", b->expiring ? json_loads(b->expiring, 0, NULL) : json_array());
   return one;
 }
 

@@ -37,7 +37,8 @@ struct br_tracked {
   /* From its last converge that loaded the desired state (the report's),
    * for status: token_env -> [hosts], and the routes still to end, as
    * compact JSON text that status parses when asked (a few dozen bytes a
-   * bottle, where the parsed trees took about 500); owned, NULL until then. */
+   * bottle, where the parsed trees took about 500); owned, NULL until then
+   * (expiring: also while nothing expires). */
   char *credentials, *expiring;
   int64_t next_expiry; /* its earliest expires to come (seconds since the epoch), 0 = none */
 };
