@@ -323,15 +323,16 @@ int br_dir_each_under(const char *path, const struct br_path_rule *rule,
   return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
+int br_pwrite_all(int fd, const void *bytes, size_t len, off_t at) {
+  const char *p = bytes;
+  for (size_t off = 0; off < len;) {
+    ssize_t n = pwrite(fd, p + off, len - off, at + (off_t)off);
+    if (n < 0 && errno != EINTR)
       return -errno;
-    p += n;
-    len -= (size_t)n;
+    if (n == 0)
+      return -EIO;
+    if (n > 0)
+      off += (size_t)n;
   }
   return 0;
 }
@@ -406,7 +407,7 @@ int br_file_write_atomic(const char *path, const void *bytes, size_t len, const 
     tmp[0] = '\0';
     goto out;
   }
-  if ((rc = write_all(fd, bytes, len))) {
+  if ((rc = br_pwrite_all(fd, bytes, len, 0))) {
     fail(err, rc, path, "write");
     goto out;
   }

@@ -83,6 +83,10 @@ int br_dir_each(const char *path, int (*each)(const char *name, unsigned char ty
 int br_dir_each_under(const char *path, const struct br_path_rule *rule,
                       int (*each)(const char *name, unsigned char type, void *arg), void *arg);
 
+/* Writes all len bytes at offset at (pwrite, retried after EINTR and short
+ * writes). Returns 0 or -errno (-EIO when nothing more can be written). */
+int br_pwrite_all(int fd, const void *bytes, size_t len, off_t at);
+
 struct br_write_opts {
   mode_t new_mode; /* mode when the target does not exist yet */
   /* Called with the staged temp file's path after it is written and

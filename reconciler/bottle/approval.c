@@ -104,8 +104,9 @@ static int adopt_locked(struct br_change *c, struct br_change_outcome *o) {
   if (live.drift.n) {
     for (size_t i = 0; i < live.drift.n; i++)
       br_buf_printf(&o->errors, "%s: %s\n", file, live.drift.v[i]);
-    rc = refuse(o, "%s: cannot adopt a live file that is not in the canonical form (above); fix it, or write "
-                   "the bottle's fragment by hand",
+    rc = refuse(o,
+                "%s: cannot adopt a live file that is not in the canonical form (above); fix it, or write "
+                "the bottle's fragment by hand",
                 file);
     goto out;
   }

@@ -15,19 +15,6 @@
 #include "common/fileio.h"
 #include "reconciler/bottle/records.h"
 
-static int write_all(int fd, const uint8_t *bytes, size_t len) {
-  for (size_t off = 0; off < len;) {
-    ssize_t n = pwrite(fd, bytes + off, len - off, (off_t)off);
-    if (n < 0 && errno != EINTR)
-      return -errno;
-    if (n == 0)
-      return -EIO;
-    if (n > 0)
-      off += (size_t)n;
-  }
-  return 0;
-}
-
 #define KEY_NAME "record.key"
 #define KEY_LEN BR_RECORD_KEY_LEN
 #define MAC_HEX_LEN BR_RECORD_MAC_HEX_LEN
@@ -155,7 +142,7 @@ static int key_make(int dirfd, const char *file, struct br_buf *why) {
   if (!rc && fchmod(fd, 0600) < 0) /* whatever the umask */
     rc = -errno;
   if (!rc)
-    rc = write_all(fd, fresh, KEY_LEN);
+    rc = br_pwrite_all(fd, fresh, KEY_LEN, 0);
   if (!rc && fsync(fd) < 0)
     rc = -errno;
   explicit_bzero(fresh, sizeof fresh);

@@ -49,19 +49,6 @@ static int spare_path(struct br_buf *out, const char *state_dir, const char *kin
   return br_buf_printf(out, "%s/%s/%s/.spare.%s%s", state_dir, BR_RECORDS_DIR, kind, slug, suffix);
 }
 
-static int pwrite_all(int fd, const char *bytes, size_t len, off_t at) {
-  for (size_t off = 0; off < len;) {
-    ssize_t n = pwrite(fd, bytes + off, len - off, at + (off_t)off);
-    if (n < 0 && errno != EINTR)
-      return -errno;
-    if (n == 0)
-      return -EIO;
-    if (n > 0)
-      off += (size_t)n;
-  }
-  return 0;
-}
-
 /* Writes bytes over the file's content (creating it the first time) and
  * cuts it to their length: written over the old bytes, which frees no
  * block (emptying first costs about 160 us on ext4). */
@@ -72,7 +59,7 @@ static int fill(const struct br_path_rule *rule, const char *path, const char *b
     br_buf_printf(err, "%s: cannot open: %s\n", path, strerror(-fd));
     return fd;
   }
-  int rc = pwrite_all(fd, bytes, len, 0);
+  int rc = br_pwrite_all(fd, bytes, len, 0);
   if (!rc && ftruncate(fd, (off_t)len) < 0)
     rc = -errno;
   if (!rc && durable && fsync(fd) < 0)
@@ -232,7 +219,7 @@ static int write_slot(struct br_reloads *r, int slot, struct br_buf *err) {
     r->fd = -1;
   }
   if (!rc)
-    rc = pwrite_all(r->fd, text, len, (off_t)first * LINE_LEN);
+    rc = br_pwrite_all(r->fd, text, len, (off_t)first * LINE_LEN);
   if (!rc && !r->whole && ftruncate(r->fd, SLOTS * LINE_LEN) < 0)
     rc = -errno;
   if (rc) {
@@ -650,7 +637,7 @@ int br_record_project_claim(const char *state_dir, const char *project, const ch
   } else if (!rc) {
     /* O_EXCL: of two bottles that name one project at once, one records it. */
     int fd = br_open_under(path.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0640, &rule);
-    rc = fd < 0 ? fd : pwrite_all(fd, line.data, line.len, 0);
+    rc = fd < 0 ? fd : br_pwrite_all(fd, line.data, line.len, 0);
     if (fd >= 0)
       close(fd);
     if (rc && rc != -EEXIST)

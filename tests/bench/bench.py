@@ -106,6 +106,17 @@ def stop(p, sig=signal.SIGTERM, timeout=30, group=False):
     return p.returncode
 
 
+def stop_daemons(daemons):
+    """Stops the daemons still running at the end of a scenario, killed
+    when they do not stop (a scenario that failed half way)."""
+    for d in daemons:
+        if d.proc and d.proc.poll() is None:
+            try:
+                d.stop()
+            except (OSError, RuntimeError):
+                stop(d.proc, signal.SIGKILL)
+
+
 def kill_all_children():
     for p in list(CHILDREN):
         if p.poll() is None:
@@ -1299,12 +1310,7 @@ def scenario_docker(env, table, results, changes):
     except (OSError, RuntimeError, subprocess.CalledProcessError, TimeoutError) as e:
         not_run(str(e))
     finally:
-        for d in daemons:
-            if d.proc and d.proc.poll() is None:
-                try:
-                    d.stop()
-                except (OSError, RuntimeError):
-                    stop(d.proc, signal.SIGKILL)
+        stop_daemons(daemons)
         for name in containers:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         if image:
@@ -1743,12 +1749,7 @@ def scenario_approval(env, table, results, changes):
     except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError, TimeoutError) as e:
         not_run(str(e))
     finally:
-        for d in daemons:
-            if d.proc and d.proc.poll() is None:
-                try:
-                    d.stop()
-                except (OSError, RuntimeError):
-                    stop(d.proc, signal.SIGKILL)
+        stop_daemons(daemons)
         for p in pollers:
             try:
                 p.stop()

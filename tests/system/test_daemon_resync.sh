@@ -4,8 +4,7 @@
 # event. A write through a hard link in a directory the daemon does not watch
 # raises no event on the watched directory (inotify reports a write to the
 # watches of the inode and of the directory it was opened through), so only
-# the resync can see it. The repair must come from the resync: the drift line
-# follows a "resync: periodic" line logged after the write.
+# the resync can see it. The repair must come from the resync (see below).
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/lib.sh"
@@ -37,19 +36,16 @@ wait_for -t 10 resyncs_ge 2
 mkdir "$BR_TMP/outside"
 ln "$(eg_file alpha)" "$BR_TMP/outside/link"
 printf '{"routes": [{"host": "evil.example", "path_allowlist": ["/"]}]}\n' >"$BR_TMP/outside/link"
-file_is "$(eg_file alpha)" "$canon" && fail "the write through the link did not reach the live file"
-after_write=$(wc -l <"$DAEMON_LOG")
 
 wait_for -t 10 file_is "$(eg_file alpha)" "$canon"
 wait_for sidecar_settled "$(eg_log alpha)" "$(eg_file alpha)"
 wait_for slug_converged alpha
-# What repaired it: a periodic resync logged after the write, then the drift.
-tail -n +"$((after_write + 1))" "$DAEMON_LOG" | awk '
-  /resync: periodic/ { resync = 1 }
-  /\[alpha\] drift:/ { if (resync) found = 1; exit }
-  END { exit !found }' ||
-  fail "the live file was repaired, but not after a periodic resync; the log since the write:
-$(tail -n +"$((after_write + 1))" "$DAEMON_LOG")"
-
+# What repaired it: a periodic resync. The daemon logs no trigger for a
+# converge, but with one bottle the sequence says it: a converge that
+# followed an event would come after the resync's own converge ("no
+# changes"); the repair comes straight after a "resync: periodic" line.
+prev=$(grep -v '^  ' "$DAEMON_LOG" | grep -B1 -m1 '\[alpha\] drift:' | head -n 1)
+[[ $prev == *"resync: periodic"* ]] ||
+  fail "the live file was repaired, but not by a periodic resync; the line before the repair: $prev"
 stop_daemon
 echo "ok"
