@@ -240,40 +240,54 @@ static void metrics_changed(struct daemon *d) {
 static void poll_start(struct daemon *d);
 
 /* Watches everything the bottle's record says it reads (sources, live
- * files, metadata.json) and its sidecars' pidfiles. */
-static void watch_bottle(struct daemon *d, struct br_tracked *b) {
-  const struct br_bottle *r = &b->record;
-  struct br_strv live_files = {.v = (char **)r->live, .n = BR_SIDECAR_COUNT};
-  char *pidfile_paths[BR_SIDECAR_COUNT];
-  struct br_strv pidfiles = {.v = pidfile_paths, .n = 0};
-  for (int s = 0; s < BR_SIDECAR_COUNT; s++)
-    if (b->pidfiles[s])
-      pidfile_paths[pidfiles.n++] = b->pidfiles[s];
-  struct br_watch_spec spec = {.slug = r->slug,
-                               .slug_dir = r->dir,
-                               .sources = &r->sources,
-                               .live_files = &live_files,
-                               .pidfiles = &pidfiles};
+ * files, metadata.json) and its sidecars' pidfiles. The record is derived
+ * for this and let go: the watcher keeps the paths. say: log what deriving
+ * it warns of (not on every poll). */
+static void watch_bottle(struct daemon *d, struct br_tracked *b, bool say) {
+  struct br_bottle r;
+  struct br_strv pidfiles;
+  struct br_buf warnings;
+  br_strv_init(&pidfiles);
+  br_buf_init(&warnings, 4096);
+  int rc = br_tracked_record(b, &d->config->cfg, &r, &pidfiles, &warnings);
+  if (say && warnings.len)
+    br_log(BR_LOG_WARN, b->slug, "%s", warnings.data);
+  struct br_strv live_files = {.v = r.live, .n = BR_SIDECAR_COUNT};
+  struct br_watch_spec spec = {
+      .slug = b->slug, .slug_dir = r.dir, .sources = &r.sources, .live_files = &live_files, .pidfiles = &pidfiles};
+  char dir[PATH_MAX];
+  if (rc) {
+    /* Its paths cannot be named (a refused project, say): its directory
+     * and metadata.json at least, whose fix derives them again. */
+    if (say)
+      br_log(BR_LOG_WARN, b->slug, "cannot derive its paths: %s", strerror(-rc));
+    snprintf(dir, sizeof dir, "%s/%s", d->config->cfg.state_dir, b->slug);
+    spec = (struct br_watch_spec){.slug = b->slug, .slug_dir = dir};
+  }
   if (br_watch_slug(&d->watch, &spec))
-    br_log(BR_LOG_WARN, r->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
-  if (b->polled && br_watch_complete(&d->watch, r->slug)) {
+    br_log(BR_LOG_WARN, b->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
+  if (!rc && b->polled && br_watch_complete(&d->watch, b->slug)) {
     b->polled = false;
     d->polled--;
-    br_log(BR_LOG_INFO, r->slug, "watched again; no longer polled");
+    br_log(BR_LOG_INFO, b->slug, "watched again; no longer polled");
   }
+  br_strv_free(&pidfiles);
+  br_buf_free(&warnings);
+  br_bottle_free(&r);
 }
 
-/* Derives the record again and watches what it names now. */
+/* Learns its containers again and watches what its record names now. */
 static void rederive(struct daemon *d, struct br_tracked *b) {
   struct br_buf warnings;
   br_buf_init(&warnings, 4096);
   int rc = br_tracked_rederive(&d->bottles, b, &d->config->cfg, &warnings);
+  bool said = rc || warnings.len; /* the record's own warnings are the same: once is enough */
   if (warnings.len)
-    br_log(BR_LOG_WARN, b->record.slug, "%s", warnings.data);
+    br_log(BR_LOG_WARN, b->slug, "%s", warnings.data);
   if (rc)
-    br_log(BR_LOG_WARN, b->record.slug, "cannot derive its paths again: %s", strerror(-rc));
+    br_log(BR_LOG_WARN, b->slug, "cannot learn its container names again: %s", strerror(-rc));
   br_buf_free(&warnings);
-  watch_bottle(d, b);
+  watch_bottle(d, b, !said);
 }
 
 /* Temp files that a crashed writer left beside live files and fragments
@@ -306,7 +320,7 @@ static void cleanup_work(uv_work_t *req) {
 
 static void slug_of(struct br_tracked *b, void *ctx) {
   struct cleanup *c = ctx;
-  if (br_strv_add(&c->slugs, b->record.slug))
+  if (br_strv_add(&c->slugs, b->slug))
     c->slugs.n = SIZE_MAX; /* marks the failure for cleanup_start */
 }
 
@@ -392,6 +406,7 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
   struct br_buf warnings;
   br_buf_init(&warnings, 4096);
   struct br_tracked *b = br_tracked_add(&d->bottles, &d->config->cfg, slug, &warnings);
+  bool warnings_said = warnings.len > 0; /* the record's own warnings are the same: once is enough */
   if (warnings.len)
     br_log(BR_LOG_WARN, slug, "%s", warnings.data);
   br_buf_free(&warnings);
@@ -402,11 +417,11 @@ static void add_slug(struct daemon *d, const char *slug, bool first_pass) {
     return;
   }
   if (!first_pass)
-    br_converge_cleanup(&b->record); /* the first pass's are cleaned after READY */
+    cleanup_slug(&d->config->cfg, slug); /* the first pass's are cleaned after READY */
   if (first_pass)
     d->first_pass_left++;
   b->first_pass = first_pass;
-  watch_bottle(d, b);
+  watch_bottle(d, b, !warnings_said);
   br_queue_mark(&d->queue, slug, first_pass ? BR_MARK_NOW : BR_MARK_INPUT);
 }
 
@@ -524,8 +539,8 @@ static void poll_bottle(struct br_tracked *b, void *ctx) {
   struct daemon *d = ctx;
   if (!b->polled)
     return;
-  watch_bottle(d, b); /* maybe a watch fits now */
-  br_queue_mark(&d->queue, b->record.slug, BR_MARK_RESYNC);
+  watch_bottle(d, b, false); /* maybe a watch fits now */
+  br_queue_mark(&d->queue, b->slug, BR_MARK_RESYNC);
 }
 
 static void on_poll_timer(uv_timer_t *t) {
@@ -548,8 +563,8 @@ struct gone {
 
 static void gone_from(struct br_tracked *b, void *ctx) {
   struct gone *g = ctx;
-  if (!br_strv_contains(g->listed, b->record.slug))
-    br_strv_add(&g->slugs, b->record.slug);
+  if (!br_strv_contains(g->listed, b->slug))
+    br_strv_add(&g->slugs, b->slug);
 }
 
 /* Overflow, a failed watch, the periodic timer, SIGHUP and `resync` all come
@@ -637,9 +652,9 @@ static void mark_expired(struct br_tracked *b, void *ctx) {
   struct daemon *d = ctx;
   if (!b->next_expiry || b->next_expiry * 1000 > br_realtime_ns() / 1000000)
     return;
-  br_log(BR_LOG_INFO, b->record.slug, "a route expired; converging");
+  br_log(BR_LOG_INFO, b->slug, "a route expired; converging");
   b->next_expiry = 0; /* until its converge says when the next one is */
-  br_queue_mark(&d->queue, b->record.slug, true);
+  br_queue_mark(&d->queue, b->slug, true);
 }
 
 static void on_expiry_timer(uv_timer_t *t) {
@@ -666,11 +681,11 @@ static void on_container_started(void *ctx, const char *name) {
   struct br_tracked *b = br_tracked_by_container(&d->bottles, name);
   if (!b)
     return;
-  br_log(BR_LOG_DEBUG, b->record.slug, "container %s started", name);
+  br_log(BR_LOG_DEBUG, b->slug, "container %s started", name);
   b->sidecar_absent = false;
   /* At once, backoff or not: a container that starts or unpauses is what
    * a retrying slug (paused, stopped mid-reload) is waiting for. */
-  br_queue_mark(&d->queue, b->record.slug, BR_MARK_NOW);
+  br_queue_mark(&d->queue, b->slug, BR_MARK_NOW);
 }
 
 /* Follows Docker's events exactly while some sidecar uses the docker driver. */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconciler/bottle/slug.h"
+
 void br_tracked_table_init(struct br_tracked_table *t) {
   br_strmap_init(&t->by_slug);
   br_strmap_init(&t->by_container);
@@ -20,19 +22,10 @@ static void containers_forget(struct br_tracked_table *t, struct br_tracked *b) 
   }
 }
 
-static void pidfiles_forget(struct br_tracked *b) {
-  for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
-    free(b->pidfiles[s]);
-    b->pidfiles[s] = NULL;
-  }
-}
-
 static void tracked_free(struct br_tracked_table *t, struct br_tracked *b) {
   containers_forget(t, b);
-  pidfiles_forget(b);
   free(b->credentials);
   free(b->expiring);
-  br_bottle_free(&b->record);
   free(b);
 }
 
@@ -52,19 +45,31 @@ struct br_tracked *br_tracked_by_container(const struct br_tracked_table *t, con
   return br_strmap_get(&t->by_container, name);
 }
 
+static bool uses_docker(const struct br_config *cfg) {
+  for (int s = 0; s < BR_SIDECAR_COUNT; s++) {
+    const struct br_reload_config *rl = &br_config_sidecar(cfg, (enum br_sidecar)s)->reload;
+    if (rl->driver == BR_DRIVER_DOCKER && rl->container)
+      return true;
+  }
+  return false;
+}
+
 /* The container names of the sidecars reloaded through Docker. Only then
  * is metadata.json read here (the name template names {project}); two
  * bottles naming one container keep the first. */
-static int containers_learn(struct br_tracked_table *t, struct br_tracked *b, struct br_buf *warnings) {
-  const struct br_config *cfg = b->record.cfg;
+static int containers_learn(struct br_tracked_table *t, struct br_tracked *b, const struct br_config *cfg,
+                            struct br_buf *warnings) {
+  if (!uses_docker(cfg))
+    return 0;
+  struct br_bottle r;
+  int rc = br_bottle_derive(&r, cfg, b->slug, warnings);
   struct br_buf name;
   br_buf_init(&name, 512);
-  int rc = 0;
   for (int s = 0; s < BR_SIDECAR_COUNT && !rc; s++) {
     const struct br_reload_config *rl = &br_config_sidecar(cfg, (enum br_sidecar)s)->reload;
     if (rl->driver != BR_DRIVER_DOCKER || !rl->container)
       continue;
-    if (br_bottle_expand(&b->record, (enum br_sidecar)s, rl->container, NULL, &name, warnings))
+    if (br_bottle_expand(&r, (enum br_sidecar)s, rl->container, NULL, &name, warnings))
       continue; /* a project that cannot name a container: the driver says so at the reload */
     if (!(b->containers[s] = strdup(name.data)))
       rc = -ENOMEM;
@@ -72,24 +77,20 @@ static int containers_learn(struct br_tracked_table *t, struct br_tracked *b, st
       rc = br_strmap_put(&t->by_container, name.data, b);
   }
   br_buf_free(&name);
+  br_bottle_free(&r);
   return rc;
 }
 
-/* The pidfiles of the sidecars reloaded by signal. A template that cannot
- * name this bottle is left out: the driver reports it at the reload. */
-static int pidfiles_learn(struct br_tracked *b, struct br_buf *warnings) {
-  const struct br_config *cfg = b->record.cfg;
+int br_tracked_record(const struct br_tracked *b, const struct br_config *cfg, struct br_bottle *out,
+                      struct br_strv *pidfiles, struct br_buf *warnings) {
+  int rc = br_bottle_derive(out, cfg, b->slug, warnings);
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
-  int rc = 0;
   for (int s = 0; s < BR_SIDECAR_COUNT && !rc; s++) {
     const struct br_reload_config *rl = &br_config_sidecar(cfg, (enum br_sidecar)s)->reload;
-    if (rl->driver != BR_DRIVER_SIGNAL || !rl->pidfile)
-      continue;
-    if (br_bottle_expand(&b->record, (enum br_sidecar)s, rl->pidfile, NULL, &path, warnings))
-      continue;
-    if (!(b->pidfiles[s] = strdup(path.data)))
-      rc = -ENOMEM;
+    if (rl->driver == BR_DRIVER_SIGNAL && rl->pidfile &&
+        !br_bottle_expand(out, (enum br_sidecar)s, rl->pidfile, NULL, &path, warnings))
+      rc = br_strv_add(pidfiles, path.data);
   }
   br_buf_free(&path);
   return rc;
@@ -97,34 +98,25 @@ static int pidfiles_learn(struct br_tracked *b, struct br_buf *warnings) {
 
 struct br_tracked *br_tracked_add(struct br_tracked_table *t, const struct br_config *cfg, const char *slug,
                                   struct br_buf *warnings) {
-  struct br_tracked *b = calloc(1, sizeof *b);
+  if (!br_slug_valid(slug))
+    return NULL;
+  size_t len = strlen(slug) + 1;
+  struct br_tracked *b = calloc(1, sizeof *b + len);
   if (!b)
     return NULL;
-  if (br_bottle_derive(&b->record, cfg, slug, warnings) || br_strmap_put(&t->by_slug, slug, b)) {
-    br_bottle_free(&b->record);
+  memcpy(b->slug, slug, len);
+  if (br_strmap_put(&t->by_slug, slug, b)) {
     free(b);
     return NULL;
   }
-  containers_learn(t, b, warnings);
-  pidfiles_learn(b, warnings);
+  containers_learn(t, b, cfg, warnings);
   return b;
 }
 
 int br_tracked_rederive(struct br_tracked_table *t, struct br_tracked *b, const struct br_config *cfg,
                         struct br_buf *warnings) {
-  struct br_bottle fresh;
-  int rc = br_bottle_derive(&fresh, cfg, b->record.slug, warnings);
-  if (rc) {
-    br_bottle_free(&fresh);
-    return rc;
-  }
   containers_forget(t, b);
-  pidfiles_forget(b);
-  br_bottle_free(&b->record);
-  b->record = fresh;
-  rc = containers_learn(t, b, warnings);
-  int prc = pidfiles_learn(b, warnings);
-  return rc ? rc : prc;
+  return containers_learn(t, b, cfg, warnings);
 }
 
 void br_tracked_remove(struct br_tracked_table *t, const char *slug) {
