@@ -178,6 +178,27 @@ static int trailing_comma(struct checker *c, size_t comma, char close) {
               close, close == ']' ? "value" : "member");
 }
 
+/* After a list's item or an object's member: the closing character ends
+ * it (*done), a comma leads to the next one (but not to the close). */
+static int after_item(struct checker *c, char close, bool *done) {
+  const char *inside = close == ']' ? "a list" : "an object", *item = close == ']' ? "a list item" : "a member";
+  skip_ws(c);
+  if (at_end(c))
+    return fail(c, c->i, "the text ends inside %s, expected \",\" or \"%c\"", inside, close);
+  if (c->s[c->i] == close) {
+    c->i++;
+    *done = true;
+    return 0;
+  }
+  if (c->s[c->i] != ',')
+    return fail(c, c->i, "unexpected text after %s, expected \",\" or \"%c\"", item, close);
+  size_t comma = c->i++;
+  skip_ws(c);
+  if (!at_end(c) && c->s[c->i] == close)
+    return trailing_comma(c, comma, close);
+  return 0;
+}
+
 static int check_array(struct checker *c, size_t depth) {
   int rc = nested(c, depth);
   if (rc)
@@ -195,19 +216,9 @@ static int check_array(struct checker *c, size_t depth) {
     if ((rc = check_value(c, depth + 1)))
       return rc;
     path_truncate(c, mark);
-    skip_ws(c);
-    if (at_end(c))
-      return fail(c, c->i, "the text ends inside a list, expected \",\" or \"]\"");
-    if (c->s[c->i] == ']') {
-      c->i++;
-      return 0;
-    }
-    if (c->s[c->i] != ',')
-      return fail(c, c->i, "unexpected text after a list item, expected \",\" or \"]\"");
-    size_t comma = c->i++;
-    skip_ws(c);
-    if (!at_end(c) && c->s[c->i] == ']')
-      return trailing_comma(c, comma, ']');
+    bool done = false;
+    if ((rc = after_item(c, ']', &done)) || done)
+      return rc;
   }
 }
 
@@ -258,19 +269,9 @@ static int check_object(struct checker *c, size_t depth) {
     if ((rc = check_value(c, depth + 1)))
       return rc;
     path_truncate(c, mark);
-    skip_ws(c);
-    if (at_end(c))
-      return fail(c, c->i, "the text ends inside an object, expected \",\" or \"}\"");
-    if (c->s[c->i] == '}') {
-      c->i++;
-      return 0;
-    }
-    if (c->s[c->i] != ',')
-      return fail(c, c->i, "unexpected text after a member, expected \",\" or \"}\"");
-    size_t comma = c->i++;
-    skip_ws(c);
-    if (!at_end(c) && c->s[c->i] == '}')
-      return trailing_comma(c, comma, '}');
+    bool done = false;
+    if ((rc = after_item(c, '}', &done)) || done)
+      return rc;
   }
 }
 

@@ -109,9 +109,7 @@ wait_for daemon_log_has "egress: temp.example.com expired at $expires \(.*/temp.
 quiet_window() {
   local ctxt0 ctxt1
   ctxt0=$(proc_ctxt_switches "$DAEMON_PID")
-  rm -f "$BR_TMP/window-over"
-  (sleep 2 && touch "$BR_TMP/window-over") &
-  wait_for -t 10 test -e "$BR_TMP/window-over"
+  sleep 2 # the window watched: its length is the thing under test
   ctxt1=$(proc_ctxt_switches "$DAEMON_PID")
   ((ctxt1 - ctxt0 <= 2)) || fail "$1: the daemon woke up $((ctxt1 - ctxt0)) times in 2 s"
 }
