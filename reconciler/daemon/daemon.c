@@ -241,8 +241,9 @@ static void poll_start(struct daemon *d);
 
 /* Watches everything the bottle's record says it reads (sources, live
  * files, metadata.json) and its sidecars' pidfiles. The record is derived
- * for this and let go: the watcher keeps the paths. say: log what deriving
- * it warns of (not on every poll). */
+ * for this and let go: neither the daemon nor the watcher keeps the paths,
+ * and the watcher asks for them again when they move. say: log what
+ * deriving it warns of (not on every poll). */
 static void watch_bottle(struct daemon *d, struct br_tracked *b, bool say) {
   struct br_bottle r;
   struct br_strv pidfiles;
@@ -525,8 +526,18 @@ static void on_watch_failed(void *ctx, const char *slug, const char *path, int e
   poll_start(d);
 }
 
+/* A directory or link on the bottle's paths moved: the watcher keeps no
+ * paths, so they are derived again and handed over. */
+static void on_paths_moved(void *ctx, const char *slug) {
+  struct daemon *d = ctx;
+  struct br_tracked *b = br_tracked_get(&d->bottles, slug);
+  if (b)
+    watch_bottle(d, b, false);
+}
+
 static const struct br_watch_callbacks watch_callbacks = {
     .slug_dirty = on_slug_dirty,
+    .paths_moved = on_paths_moved,
     .slug_appeared = on_slug_appeared,
     .slug_vanished = on_slug_vanished,
     .overflow = on_overflow,

@@ -1,9 +1,9 @@
 /* tracked: the bottles the daemon tracks, and in one place what it knows of
  * each. A bottle's state is:
  *   - its record (bottle.h: sources, live files, project), derived when the
- *     daemon needs the paths it names: to watch them (br_tracked_record).
- *     Not kept: the watcher holds those paths in its own form, and 10,000
- *     kept records cost about 3 MB; what is kept is what a lookup needs:
+ *     daemon needs the paths it names: to watch them (br_tracked_record),
+ *     again whenever they move. Kept by no one (10,000 kept records cost
+ *     about 3 MB); what is kept is what a lookup needs:
  *     the container names of its sidecars, learnt when the bottle is added,
  *     when its metadata.json changes and on a config reload;
  *   - its scheduling (queue.h, struct br_slot): phase, attempts, backoff,

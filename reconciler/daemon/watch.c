@@ -85,12 +85,10 @@ struct br_watch_wd {
   char first_path[];
 };
 
+/* A slug's paths are not kept: its owner derives them and hands them over
+ * again when they move (paths_moved), which at 10,000 slugs saves about
+ * 3 MB of strings the owner can always produce. */
 struct br_watch_slugrec {
-  /* paths[0] is the slug dir, then n_sources sources, n_live live files
-   * and n_pidfiles pidfiles; the strings follow the pointers in the same
-   * allocation. */
-  char **paths;
-  uint32_t n_sources, n_live, n_pidfiles;
   struct use *uses;
   uint32_t n_uses, cap_uses;
   bool complete;                 /* every watch in place; watch_failed fires when this turns false */
@@ -262,7 +260,6 @@ static void slug_unlink(struct br_watch *w, struct br_watch_slugrec *s) {
  * closing and frees every name at once. */
 static void slug_free(struct br_watch_slugrec *s) {
   free(s->uses);
-  free(s->paths);
   free(s);
 }
 
@@ -549,60 +546,78 @@ static const char *below(const char *dir, const char *path) {
   return path + n + (path[n] == '/');
 }
 
-/* Re-resolves every path of s and moves its watches to match. New watches
- * are added before old ones are dropped, so a wd both sets need is never
- * removed and re-added (which would lose the records in between). */
-static void refresh(struct br_watch *w, struct br_watch_slugrec *s) {
+/* What one refresh walks from: the slug dir as given and where its walk
+ * ended ("" when it did not), so that paths below it need not re-walk (and
+ * re-stat) the state root each. */
+struct slug_base {
+  const char *dir;
+  char real[PATH_MAX];
+};
+
+/* Watches one source directory, and the slug dir for the first component
+ * on its way (routes.d renamed away or removed shows there first). */
+static void watch_source(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new,
+                         const struct slug_base *b, const char *src, struct failure *f) {
+  const char *from = b->real[0] ? b->real : NULL, *rel;
+  char comp[NAME_MAX + 1];
+  if (from && (rel = below(b->dir, src)))
+    watch_path(w, s, first_new, from, rel, ROLE_SOURCE, NULL, NULL, f);
+  else
+    watch_path(w, s, first_new, NULL, src, ROLE_SOURCE, NULL, NULL, f);
+  if (b->real[0] && first_below(b->dir, src, true, comp)) {
+    int rc = use_add(w, s, first_new, b->real, ROLE_PATH, comp);
+    if (rc != -ENOENT && rc != -ENOTDIR)
+      note_failure(f, rc, b->real);
+  }
+}
+
+/* Live files and pidfiles alike: their directory, for their basename. */
+static void watch_file(struct br_watch *w, struct br_watch_slugrec *s, size_t first_new, const struct slug_base *b,
+                       const char *file, enum role role, struct failure *f) {
+  const char *from = b->real[0] ? b->real : NULL, *rel;
+  const char *slash = strrchr(file, '/');
+  char dir[PATH_MAX], comp[NAME_MAX + 1];
+  size_t dlen = slash ? (size_t)(slash - file) : 0;
+  if (!slash || !slash[1] || dlen >= sizeof dir) {
+    note_failure(f, -EINVAL, file);
+    return;
+  }
+  memcpy(dir, file, dlen);
+  dir[dlen] = '\0';
+  if (from && (rel = below(b->dir, dir)))
+    watch_path(w, s, first_new, from, rel, role, slash + 1, NULL, f);
+  else
+    watch_path(w, s, first_new, NULL, dlen ? dir : "/", role, slash + 1, NULL, f);
+  if (b->real[0] && first_below(b->dir, file, false, comp)) {
+    int rc = use_add(w, s, first_new, b->real, ROLE_PATH, comp);
+    if (rc != -ENOENT && rc != -ENOTDIR)
+      note_failure(f, rc, b->real);
+  }
+}
+
+/* Resolves every path spec names (slug_dir without trailing slashes) and
+ * moves s's watches to match. New watches are added before old ones are
+ * dropped, so a wd both sets need is never removed and re-added (which
+ * would lose the records in between). */
+static void refresh(struct br_watch *w, struct br_watch_slugrec *s, const char *slug_dir,
+                    const struct br_watch_spec *spec) {
   struct failure f = {0};
   size_t first_new = s->n_uses;
-  char slug_real[PATH_MAX], comp[NAME_MAX + 1];
-  const char *slug_dir = s->paths[0], *rel;
+  struct slug_base b = {.dir = slug_dir};
+  const char *rel;
   /* The state root is a real path that its own watch guards (moved or
    * deleted: every slug is re-resolved), so a slug dir below it is walked
    * from there rather than from "/". */
   if (w->root && (rel = below(w->state_dir, slug_dir)) && *rel)
-    watch_path(w, s, first_new, w->state_dir, rel, ROLE_SLUG_FILE, "metadata.json", slug_real, &f);
+    watch_path(w, s, first_new, w->state_dir, rel, ROLE_SLUG_FILE, "metadata.json", b.real, &f);
   else
-    watch_path(w, s, first_new, NULL, slug_dir, ROLE_SLUG_FILE, "metadata.json", slug_real, &f);
-  /* Paths under the slug dir continue from where its walk ended, which
-   * saves re-walking (and re-stat'ing) the state root for each of them. */
-  const char *from = slug_real[0] ? slug_real : NULL;
-  for (size_t i = 0; i < s->n_sources; i++) {
-    const char *src = s->paths[1 + i];
-    if (from && (rel = below(slug_dir, src)))
-      watch_path(w, s, first_new, from, rel, ROLE_SOURCE, NULL, NULL, &f);
-    else
-      watch_path(w, s, first_new, NULL, src, ROLE_SOURCE, NULL, NULL, &f);
-    /* routes.d renamed away or removed shows in the slug dir first. */
-    if (slug_real[0] && first_below(slug_dir, src, true, comp)) {
-      int rc = use_add(w, s, first_new, slug_real, ROLE_PATH, comp);
-      if (rc != -ENOENT && rc != -ENOTDIR)
-        note_failure(&f, rc, slug_real);
-    }
-  }
-  /* Live files and pidfiles alike: their directory, for their basename. */
-  for (size_t i = 0; i < s->n_live + s->n_pidfiles; i++) {
-    const char *live = s->paths[1 + s->n_sources + i];
-    enum role role = i < s->n_live ? ROLE_LIVE : ROLE_PIDFILE;
-    const char *slash = strrchr(live, '/');
-    char dir[PATH_MAX];
-    size_t dlen = slash ? (size_t)(slash - live) : 0;
-    if (!slash || !slash[1] || dlen >= sizeof dir) {
-      note_failure(&f, -EINVAL, live);
-      continue;
-    }
-    memcpy(dir, live, dlen);
-    dir[dlen] = '\0';
-    if (from && (rel = below(slug_dir, dir)))
-      watch_path(w, s, first_new, from, rel, role, slash + 1, NULL, &f);
-    else
-      watch_path(w, s, first_new, NULL, dlen ? dir : "/", role, slash + 1, NULL, &f);
-    if (slug_real[0] && first_below(slug_dir, live, false, comp)) {
-      int rc = use_add(w, s, first_new, slug_real, ROLE_PATH, comp);
-      if (rc != -ENOENT && rc != -ENOTDIR)
-        note_failure(&f, rc, slug_real);
-    }
-  }
+    watch_path(w, s, first_new, NULL, slug_dir, ROLE_SLUG_FILE, "metadata.json", b.real, &f);
+  for (size_t i = 0; spec->sources && i < spec->sources->n; i++)
+    watch_source(w, s, first_new, &b, spec->sources->v[i], &f);
+  for (size_t i = 0; spec->live_files && i < spec->live_files->n; i++)
+    watch_file(w, s, first_new, &b, spec->live_files->v[i], ROLE_LIVE, &f);
+  for (size_t i = 0; spec->pidfiles && i < spec->pidfiles->n; i++)
+    watch_file(w, s, first_new, &b, spec->pidfiles->v[i], ROLE_PIDFILE, &f);
   /* Drop the old uses from the back: use_drop() fills the hole with the
    * last use, which is a new one and must stay. */
   for (size_t i = first_new; i-- > 0;)
@@ -851,8 +866,8 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
     struct br_watch_work item = w->work[i];
     if (item.slug->dead)
       continue;
-    if (item.refresh)
-      refresh(w, item.slug);
+    if (item.refresh && w->cb->paths_moved)
+      w->cb->paths_moved(w->ctx, item.slug->name);
     if (item.slug->dead || w->closing || !w->cb->slug_dirty)
       continue;
     if (item.role == ROLE_LIVE) {
@@ -979,77 +994,48 @@ fail:
   return rc;
 }
 
-/* The slug dir (without trailing slashes: "STATE/SLUG/" must compare as a
- * prefix of "STATE/SLUG/routes.d"), then the sources and the live files,
- * in one allocation. Every path absolute and shorter than PATH_MAX. */
-static int pack_paths(const struct br_watch_spec *spec, char ***out) {
+/* Every path absolute and shorter than PATH_MAX, checked before anything
+ * changes. */
+static bool spec_valid(const struct br_watch_spec *spec) {
+  if (!spec->slug || !spec->slug[0] || !spec->slug_dir || spec->slug_dir[0] != '/' ||
+      strlen(spec->slug_dir) >= PATH_MAX)
+    return false;
   const struct br_strv *lists[] = {spec->sources, spec->live_files, spec->pidfiles};
-  size_t dir_len = strlen(spec->slug_dir);
-  while (dir_len > 1 && spec->slug_dir[dir_len - 1] == '/')
-    dir_len--;
-  size_t n = 1, bytes = dir_len + 1;
   for (size_t l = 0; l < 3; l++)
-    for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
-      const char *path = lists[l]->v[i];
-      size_t len = strlen(path);
-      if (path[0] != '/' || len >= PATH_MAX)
-        return -EINVAL;
-      n++;
-      bytes += len + 1;
-    }
-  char **paths = malloc(n * sizeof *paths + bytes);
-  if (!paths)
-    return -ENOMEM;
-  char *at = (char *)(paths + n);
-  memcpy(at, spec->slug_dir, dir_len);
-  at[dir_len] = '\0';
-  paths[0] = at;
-  at += dir_len + 1;
-  size_t k = 1;
-  for (size_t l = 0; l < 3; l++)
-    for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
-      size_t len = strlen(lists[l]->v[i]) + 1;
-      memcpy(at, lists[l]->v[i], len);
-      paths[k++] = at;
-      at += len;
-    }
-  *out = paths;
-  return 0;
+    for (size_t i = 0; lists[l] && i < lists[l]->n; i++)
+      if (lists[l]->v[i][0] != '/' || strlen(lists[l]->v[i]) >= PATH_MAX)
+        return false;
+  return true;
 }
 
 int br_watch_slug(struct br_watch *w, const struct br_watch_spec *spec) {
   if (w->closing)
     return -ECANCELED;
-  if (!spec->slug || !spec->slug[0] || !spec->slug_dir || spec->slug_dir[0] != '/' ||
-      strlen(spec->slug_dir) >= PATH_MAX)
+  if (!spec_valid(spec))
     return -EINVAL;
-  char **paths;
-  int rc = pack_paths(spec, &paths);
-  if (rc)
-    return rc;
   struct br_watch_slugrec *s = slug_find(w, spec->slug);
   if (!s) {
     size_t len = strlen(spec->slug) + 1;
     s = calloc(1, sizeof *s + len);
-    if (!s) {
-      free(paths);
+    if (!s)
       return -ENOMEM;
-    }
     memcpy(s->name, spec->slug, len);
     if (slug_insert(w, s) < 0) {
       free(s);
-      free(paths);
       return -ENOMEM;
     }
     s->complete = true;
   }
-  free(s->paths);
-  s->paths = paths;
-  s->n_sources = spec->sources ? (uint32_t)spec->sources->n : 0;
-  s->n_live = spec->live_files ? (uint32_t)spec->live_files->n : 0;
-  s->n_pidfiles = spec->pidfiles ? (uint32_t)spec->pidfiles->n : 0;
+  /* Without trailing slashes: "STATE/SLUG/" must compare as a prefix of
+   * "STATE/SLUG/routes.d". */
+  char slug_dir[PATH_MAX];
+  size_t dir_len = strlen(spec->slug_dir);
+  while (dir_len > 1 && spec->slug_dir[dir_len - 1] == '/')
+    dir_len--;
+  memcpy(slug_dir, spec->slug_dir, dir_len);
+  slug_dir[dir_len] = '\0';
   enter(w);
-  refresh(w, s);
+  refresh(w, s, slug_dir, spec);
   leave(w);
   return 0;
 }

@@ -40,6 +40,13 @@ struct br_watch_callbacks {
    * otherwise. */
   void (*slug_dirty)(void *ctx, const char *slug, enum br_watch_reason reason, const char *why,
                      const char *live_file);
+  /* A directory or symlink on one of the slug's paths changed (created,
+   * removed, renamed, a link swapped): its watches must be resolved again.
+   * The watcher keeps no paths (the owner can always derive them, and
+   * 10,000 slugs' paths cost about 3 MB), so the owner answers with
+   * br_watch_slug() for the slug; without that the slug keeps the watches
+   * it had. slug_dirty for the same record follows. */
+  void (*paths_moved)(void *ctx, const char *slug);
   /* A directory (or a symlink to one) appeared in the state root. The name
    * is not validated: the caller decides whether it is a slug, then calls
    * br_watch_slug(). Dot names are never reported. */
@@ -61,7 +68,7 @@ struct br_watch_callbacks {
 };
 
 /* What to watch for one slug. All paths absolute; none need exist yet; any
- * of them may go through symlinks. The watcher copies what it keeps. */
+ * of them may go through symlinks. The watcher keeps none of them. */
 struct br_watch_spec {
   const char *slug;
   const char *slug_dir;             /* STATE/SLUG: metadata.json and the first component of
@@ -110,10 +117,10 @@ int br_watch_init(struct br_watch *w, uv_loop_t *loop, const char *state_dir, co
                   void *ctx);
 
 /* Adds a slug's watches, or replaces them when the slug is already known
- * (call again when its sources change). Every path is resolved one
- * component at a time: each symlink on the way has the directory holding
- * it watched for that name (an atomic swap re-resolves and moves the
- * source's watch), and a missing component has its nearest existing
+ * (call again when its paths change, and from paths_moved). Every path is
+ * resolved one component at a time: each symlink on the way has the
+ * directory holding it watched for that name (an atomic swap calls
+ * paths_moved, whose answer moves the source's watch), and a missing component has its nearest existing
  * ancestor watched for its creation (never the state root itself:
  * slug_appeared covers that). Returns 0 or -EINVAL (a relative path, an
  * empty slug) or -ENOMEM; watches the kernel refuses are reported through

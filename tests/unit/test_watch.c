@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/strmap.h"
 #include "common/strv.h"
 
 #define DEADLINE_MS 5000
@@ -28,6 +29,7 @@ static uv_loop_t loop;
 struct seen {
   struct br_strv dirty, appeared, vanished, failed;
   int overflows;
+  int moved;                    /* paths_moved calls */
   const char *forget_on_vanish; /* forget this slug from inside slug_vanished */
   char live_file[PATH_MAX];     /* the live file of the last drift mark, or "" */
   enum br_watch_reason last_reason;
@@ -60,8 +62,58 @@ static void on_failed(void *ctx, const char *slug, const char *path, int err) {
   br_strv_add(&((struct seen *)ctx)->failed, line);
 }
 
+/* The watcher keeps no paths: like the daemon, the test owns each slug's
+ * spec (the last one handed over) and hands it over again when paths_moved
+ * asks. */
+struct owned_spec {
+  char *dir;
+  struct br_strv sources, live, pidfiles;
+};
+static struct br_strmap owned; /* slug -> struct owned_spec* */
+
+static void strv_copy(struct br_strv *dst, const struct br_strv *src) {
+  br_strv_init(dst);
+  for (size_t i = 0; src && i < src->n; i++)
+    br_strv_add(dst, src->v[i]);
+}
+
+static void owned_free(struct owned_spec *o) {
+  if (!o)
+    return;
+  free(o->dir);
+  br_strv_free(&o->sources);
+  br_strv_free(&o->live);
+  br_strv_free(&o->pidfiles);
+  free(o);
+}
+
+static int watch_spec(struct br_watch *w, const struct br_watch_spec *spec) {
+  struct owned_spec *o = calloc(1, sizeof *o);
+  CHECK(o != NULL);
+  o->dir = strdup(spec->slug_dir ? spec->slug_dir : "");
+  strv_copy(&o->sources, spec->sources);
+  strv_copy(&o->live, spec->live_files);
+  strv_copy(&o->pidfiles, spec->pidfiles);
+  owned_free(br_strmap_get(&owned, spec->slug));
+  CHECK(br_strmap_put(&owned, spec->slug, o) == 0);
+  return br_watch_slug(w, spec);
+}
+
+static void on_paths_moved(void *ctx, const char *slug) {
+  struct seen *s = ctx;
+  struct owned_spec *o = br_strmap_get(&owned, slug);
+  CHECK(o != NULL); /* asked only for slugs it was given */
+  if (!o)
+    return;
+  s->moved++;
+  struct br_watch_spec spec = {
+      .slug = slug, .slug_dir = o->dir, .sources = &o->sources, .live_files = &o->live, .pidfiles = &o->pidfiles};
+  CHECK(br_watch_slug(s->w, &spec) == 0);
+}
+
 static const struct br_watch_callbacks callbacks = {
     .slug_dirty = on_dirty,
+    .paths_moved = on_paths_moved,
     .slug_appeared = on_appeared,
     .slug_vanished = on_vanished,
     .overflow = on_overflow,
@@ -237,7 +289,7 @@ static int watch_standard(struct br_watch *w, const char *root, const char *slug
   br_strv_add(&live, join(f, p->egress, "egress_routes.yaml"));
   br_strv_add(&live, join(f, p->pipelock, "pipelock.yaml"));
   struct br_watch_spec spec = {.slug = slug, .slug_dir = p->dir, .sources = &sources, .live_files = &live};
-  int rc = br_watch_slug(w, &spec);
+  int rc = watch_spec(w, &spec);
   br_strv_free(&sources);
   br_strv_free(&live);
   return rc;
@@ -248,7 +300,7 @@ static int watch_sources(struct br_watch *w, const char *slug, const char *slug_
   br_strv_init(&sources);
   br_strv_add(&sources, source);
   struct br_watch_spec spec = {.slug = slug, .slug_dir = slug_dir, .sources = &sources};
-  int rc = br_watch_slug(w, &spec);
+  int rc = watch_spec(w, &spec);
   br_strv_free(&sources);
   return rc;
 }
@@ -394,11 +446,13 @@ static void test_symlink_swap(struct br_watch *w, struct seen *s) {
   seen_clear(s);
 
   char tmp[PATH_MAX];
+  int moved = s->moved;
   CHECK(symlink("rev-2", join(tmp, git, "current.tmp")) == 0);
   CHECK(rename(tmp, join(f, git, "current")) == 0);
   CHECK(wait_dirty(s, "s2", 1));
   barrier(s);
   CHECK(dirty_count(s, "s2") == 1);
+  CHECK(s->moved == moved + 1); /* the watcher asked for s2's paths again */
   join(f, git, "current moved in");
   CHECK_STR(last_why(s, "s2"), f);
 
@@ -505,7 +559,7 @@ static void test_pidfiles(struct br_watch *w, struct seen *s) {
   br_strv_add(&sources, routes);
   br_strv_add(&pidfiles, pidfile);
   struct br_watch_spec spec = {.slug = "s6", .slug_dir = dir, .sources = &sources, .pidfiles = &pidfiles};
-  CHECK(br_watch_slug(w, &spec) == 0);
+  CHECK(watch_spec(w, &spec) == 0);
   br_strv_free(&sources);
   br_strv_free(&pidfiles);
   CHECK(br_watch_complete(w, "s6"));
@@ -568,6 +622,7 @@ static void test_root_moved(void) {
   seen_init(&s);
   struct br_watch w;
   CHECK(br_watch_init(&w, &loop, root, &callbacks, &s) == 0);
+  s.w = &w;
   CHECK(rename(root, away) == 0);
   CHECK(wait_until(have_overflow, &s));
   CHECK(br_watch_count(&w) == 0);
@@ -616,6 +671,8 @@ static void test_watch_failed(void) {
     seen_init(&s);
     struct br_watch w;
     CHECK(br_watch_init(&w, &loop, root, &callbacks, &s) == 0);
+    s.w = &w;
+    s.w = &w;
     struct slug_paths p;
     CHECK(watch_standard(&w, root, "s1", NULL, &p) == 0);
     CHECK(s.failed.n == 1);
@@ -668,6 +725,7 @@ static void test_overflow(void) {
   seen_init(&s);
   struct br_watch w;
   int rc = br_watch_init(&w, &loop, root, &callbacks, &s);
+  s.w = &w;
   fp = fopen(knob, "w");
   CHECK(fp && fputs(saved, fp) >= 0 && fclose(fp) == 0);
   CHECK(rc == 0);
@@ -711,6 +769,7 @@ static void test_scale(void) {
   seen_init(&s);
   struct br_watch w;
   CHECK(br_watch_init(&w, &loop, root, &callbacks, &s) == 0);
+  s.w = &w;
   struct slug_paths p;
   double t2 = now_ms(), half = 0;
   for (int i = 0; i < SLUGS; i++) {
@@ -783,6 +842,7 @@ int main(void) {
   mkdirs(sentinel_src);
 
   CHECK(uv_loop_init(&loop) == 0);
+  br_strmap_init(&owned);
   struct seen s;
   seen_init(&s);
   struct br_watch w;
@@ -818,6 +878,10 @@ int main(void) {
   test_scale();
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
+  for (size_t i = 0; i < owned.cap; i++)
+    if (owned.slots[i].key)
+      owned_free(owned.slots[i].value);
+  br_strmap_free(&owned);
   remove_tree(base);
   CHECK_DONE();
 }
