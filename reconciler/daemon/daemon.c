@@ -843,7 +843,10 @@ static char *learn(struct daemon *d, struct br_tracked *b, struct job *job, enum
            GIT_LOCK_DEADLINE_MS);
   }
   log_outcome(job, b, phase);
-  char *message = job->rc ? strdup(strerror(-job->rc)) : br_buf_steal(&job->rep.message);
+  /* A copy of its exact size, made here: the worker's buffer is larger and
+   * lies in the worker's malloc arena, where 10,000 kept messages would pin
+   * pages that malloc_trim could otherwise give back. */
+  char *message = strdup(job->rc ? strerror(-job->rc) : br_buf_str(&job->rep.message));
   /* A write while a sidecar container was stopped is reported "not
    * running"; a later converge (a resync, another slug's shared event)
    * has nothing to do and would say just "no changes". Keep the note until
