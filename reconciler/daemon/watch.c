@@ -61,24 +61,25 @@ struct use {
   const char *name; /* interned (name_get); NULL for ROLE_SOURCE */
 };
 
-/* One slug using a wd; lives in the wd's users array. A use keeps its
+/* Memory matters here: a host with 10,000 bottles holds about 50,000 of
+ * these and 10,000 slug records, so each is one allocation with its strings
+ * inside, arrays grow from their exact first size, and the one user most
+ * wds have is kept inline.
+ *
+ * A wd's users are the slugs using it, one entry per use. A use keeps its
  * index here, so that dropping it is O(1) however many slugs share the wd
  * (10,000 slugs of one git checkout); the way back is a scan of the slug's
- * few uses (use_of), which spares 8 bytes on each of 100,000 users. */
-struct user {
-  struct br_watch_slugrec *slug;
-};
-
-/* Memory matters here: a host with 10,000 bottles holds about 40,000 of
- * these and 10,000 slug records, so each is one allocation with its strings
- * inside, and arrays grow from their exact first size. */
+ * few uses (use_of), which spares an index on each of 100,000 entries. */
 struct br_watch_wd {
   int wd;
-  bool root;     /* the state root's watch: never removed for lack of users */
-  bool gone;     /* the kernel already dropped it (IN_IGNORED): no rm_watch */
-  uint32_t mask; /* every mask bit added so far (masks only grow: IN_MASK_ADD) */
-  uint32_t n_users, cap_users;
-  struct user *users;
+  bool root;                   /* the state root's watch: never removed for lack of users */
+  bool gone;                   /* the kernel already dropped it (IN_IGNORED): no rm_watch */
+  uint32_t mask;               /* every mask bit added so far (masks only grow: IN_MASK_ADD) */
+  uint32_t n_users, cap_users; /* cap_users <= 1: users.one */
+  union {
+    struct br_watch_slugrec *one;
+    struct br_watch_slugrec **many;
+  } users;
   struct br_watch_wd *next; /* hash chain */
   char *path;               /* the path it was last added under, for lstat() and messages:
                                first_path, or its own allocation after a rename */
@@ -155,10 +156,33 @@ static void wd_unlink(struct br_watch *w, struct br_watch_wd *e) {
     }
 }
 
+static struct br_watch_slugrec **users(struct br_watch_wd *e) {
+  return e->cap_users > 1 ? e->users.many : &e->users.one;
+}
+
+/* Room for need users; from the inline one to an array of two, then doubling. */
+static int users_reserve(struct br_watch_wd *e, uint32_t need) {
+  if (need <= 1 || need <= e->cap_users)
+    return 0;
+  uint32_t cap = e->cap_users > 1 ? e->cap_users : 1;
+  while (cap < need)
+    cap *= 2;
+  struct br_watch_slugrec **v =
+      e->cap_users > 1 ? realloc(e->users.many, cap * sizeof *v) : malloc(cap * sizeof *v);
+  if (!v)
+    return -ENOMEM;
+  if (e->cap_users <= 1)
+    v[0] = e->users.one;
+  e->users.many = v;
+  e->cap_users = cap;
+  return 0;
+}
+
 static void wd_free(struct br_watch_wd *e) {
   if (e->path != e->first_path)
     free(e->path);
-  free(e->users);
+  if (e->cap_users > 1)
+    free(e->users.many);
   free(e);
 }
 
@@ -277,10 +301,10 @@ static size_t use_of(const struct br_watch_slugrec *s, const struct br_watch_wd 
 static void use_drop(struct br_watch *w, struct br_watch_slugrec *s, size_t i) {
   struct use *u = &s->uses[i];
   struct br_watch_wd *e = u->wd;
-  struct user last = e->users[--e->n_users];
+  struct br_watch_slugrec **v = users(e), *last = v[--e->n_users];
   if (u->at != e->n_users) {
-    last.slug->uses[use_of(last.slug, e, e->n_users)].at = u->at;
-    e->users[u->at] = last;
+    last->uses[use_of(last, e, e->n_users)].at = u->at;
+    v[u->at] = last;
   }
   if (e->n_users == 0 && !e->root)
     wd_drop(w, e);
@@ -288,8 +312,8 @@ static void use_drop(struct br_watch *w, struct br_watch_slugrec *s, size_t i) {
   s->uses[i] = s->uses[--s->n_uses];
 }
 
-/* Grows from exactly what is needed first: most wds have one user, and a
- * slug's uses are trimmed after each refresh anyway. */
+/* Grows from exactly what is needed first: a slug's uses are trimmed after
+ * each refresh anyway. */
 static int grow(void **v, uint32_t *cap, size_t need, size_t size) {
   if (need <= *cap)
     return 0;
@@ -353,14 +377,13 @@ static int use_add(struct br_watch *w, struct br_watch_slugrec *s, size_t first_
   }
   const char *interned = NULL;
   if (grow((void **)&s->uses, &s->cap_uses, s->n_uses + 1, sizeof *s->uses) < 0 ||
-      grow((void **)&e->users, &e->cap_users, e->n_users + 1, sizeof *e->users) < 0 ||
-      (name && !(interned = name_get(w, name)))) {
+      users_reserve(e, e->n_users + 1) < 0 || (name && !(interned = name_get(w, name)))) {
     if (e->n_users == 0 && !e->root)
       wd_drop(w, e);
     return -ENOMEM;
   }
   s->uses[s->n_uses] = (struct use){.wd = e, .at = e->n_users, .role = role, .name = interned};
-  e->users[e->n_users++] = (struct user){.slug = s};
+  users(e)[e->n_users++] = s;
   s->n_uses++;
   return 0;
 }
@@ -833,7 +856,7 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
   w->generation++;
   w->work_len = 0;
   for (size_t i = 0; i < e->n_users && !lost; i++) {
-    struct br_watch_slugrec *s = e->users[i].slug;
+    struct br_watch_slugrec *s = users(e)[i];
     const struct use *u = &s->uses[use_of(s, e, (uint32_t)i)];
     int found = match(u, &r);
     lost = found && work_add(w, s, u->role, found) < 0;
@@ -858,10 +881,10 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
       wd_free(e);
     } else {
       while (e->n_users > 1) {
-        struct br_watch_slugrec *last = e->users[e->n_users - 1].slug;
+        struct br_watch_slugrec *last = users(e)[e->n_users - 1];
         use_drop(w, last, use_of(last, e, e->n_users - 1));
       }
-      struct br_watch_slugrec *last = e->users[0].slug;
+      struct br_watch_slugrec *last = users(e)[0];
       use_drop(w, last, use_of(last, e, 0)); /* frees e */
     }
   }
