@@ -83,6 +83,7 @@ struct br_watch_spec {
 struct br_watch_wd;
 struct br_watch_slugrec;
 struct br_watch_work;
+struct br_watch_name;
 
 /* One inotify instance for the daemon. Lives in memory the caller owns,
  * which must stay valid until on_closed runs. All fields are private. */
@@ -100,8 +101,11 @@ struct br_watch {
   struct br_watch_slugrec **slugs; /* hash: slug name -> record, chained */
   size_t slugs_cap, slugs_len;
 
-  struct br_strmap names;     /* interned names events must carry -> uses of them */
-  struct br_watch_work *work; /* per-record scratch list, reused */
+  struct br_strmap names;        /* interned names events must carry -> their index */
+  struct br_watch_name *names_v; /* index -> name and its uses (0 unused) */
+  uint32_t names_n, names_cap;   /* slots in use or freed; allocated */
+  uint32_t names_free;           /* first free slot, 0 when none */
+  struct br_watch_work *work;    /* per-record scratch list, reused */
   uint32_t work_cap, work_len;
   uint64_t generation;                /* numbers inotify records, to mark each slug once per record */
   unsigned dispatching;               /* > 0 while callbacks run from the poll callback */
