@@ -20,13 +20,23 @@ void br_strmap_init(struct br_strmap *m) {
   m->slots = NULL;
   m->cap = 0;
   m->n = 0;
+  m->borrowed = false;
+}
+
+void br_strmap_init_borrowed(struct br_strmap *m) {
+  br_strmap_init(m);
+  m->borrowed = true;
 }
 
 void br_strmap_free(struct br_strmap *m) {
-  for (size_t i = 0; i < m->cap; i++)
-    free(m->slots[i].key);
+  /* A borrowed key may already be freed with its value: not even read. */
+  if (!m->borrowed)
+    for (size_t i = 0; i < m->cap; i++)
+      free(m->slots[i].key);
   free(m->slots);
-  br_strmap_init(m);
+  m->slots = NULL;
+  m->cap = 0;
+  m->n = 0;
 }
 
 static size_t find(const struct br_strmap *m, const char *key) {
@@ -74,7 +84,12 @@ int br_strmap_put(struct br_strmap *m, const char *key, void *value) {
       return rc;
   }
   size_t i = find(m, key);
-  if (!m->slots[i].key) {
+  if (m->borrowed) {
+    /* The latest pointer, even for a key already there (see strmap.h);
+     * the map never writes through it. */
+    m->n += !m->slots[i].key;
+    m->slots[i].key = (char *)key;
+  } else if (!m->slots[i].key) {
     if (!(m->slots[i].key = strdup(key)))
       return -ENOMEM;
     m->n++;
@@ -90,7 +105,8 @@ void *br_strmap_del(struct br_strmap *m, const char *key) {
   if (!m->slots[i].key)
     return NULL;
   void *value = m->slots[i].value;
-  free(m->slots[i].key);
+  if (!m->borrowed)
+    free(m->slots[i].key); /* key may be this very string: not read from here on */
   m->slots[i].key = NULL;
   m->n--;
   /* Shift later members of the probe run back so no lookup stops early. */

@@ -151,7 +151,7 @@ int br_queue_init(struct br_queue *q, uv_loop_t *loop, br_queue_dispatch_fn disp
   q->loop = loop;
   q->dispatch = dispatch;
   q->ctx = ctx;
-  br_strmap_init(&q->slots);
+  br_strmap_init_borrowed(&q->slots); /* the key is the slot's slug: no second copy a slot */
   br_queue_configure(q, 20, 1000, 100, 30000, 4);
   int rc = uv_timer_init(loop, &q->timer);
   q->timer.data = q;
@@ -185,10 +185,11 @@ struct br_slot *br_queue_slot(struct br_queue *q, const char *slug, bool create)
   }
   if (s || !create)
     return s;
-  s = calloc(1, sizeof *s);
-  if (!s || !(s->slug = strdup(slug)) || br_strmap_put(&q->slots, slug, s)) {
-    if (s)
-      free(s->slug);
+  size_t len = strlen(slug) + 1;
+  if (!(s = calloc(1, sizeof *s + len)))
+    return NULL;
+  memcpy(s->slug, slug, len);
+  if (br_strmap_put(&q->slots, s->slug, s)) {
     free(s);
     return NULL;
   }
@@ -247,8 +248,9 @@ void br_queue_mark_all(struct br_queue *q, enum br_mark mark) {
   }
 }
 
+/* Its map entry must be gone first (or the map about to be freed): the
+ * entry's key is s->slug. */
 static void slot_free(struct br_slot *s) {
-  free(s->slug);
   free(s->message);
   free(s);
 }
@@ -269,7 +271,7 @@ void br_queue_done(struct br_queue *q, struct br_slot *s, enum br_phase phase, u
                    char *message) {
   q->in_flight--;
   if (s->removed) {
-    br_strmap_del(&q->slots, s->slug);
+    br_strmap_del(&q->slots, s->slug); /* before slot_free: the key is s->slug */
     q->counts[s->phase]--;
     slot_free(s);
     free(message);
@@ -328,7 +330,7 @@ void br_queue_remove(struct br_queue *q, const char *slug) {
     s->dirty = s->dirty_input = false;
     return;
   }
-  br_strmap_del(&q->slots, slug);
+  br_strmap_del(&q->slots, slug); /* before slot_free: the key is s->slug */
   q->counts[s->phase]--;
   slot_free(s);
   rearm(q);
@@ -343,7 +345,7 @@ static void on_timer_closed(uv_handle_t *handle) {
   for (size_t i = 0; i < q->slots.cap; i++)
     if (q->slots.slots[i].key)
       slot_free(q->slots.slots[i].value);
-  br_strmap_free(&q->slots);
+  br_strmap_free(&q->slots); /* reads none of the borrowed keys just freed */
   free(q->heap);
   q->heap = NULL;
   if (q->on_closed)

@@ -23,7 +23,6 @@ enum br_phase {
 };
 
 struct br_slot {
-  char *slug; /* owned */
   enum br_phase phase;
   enum br_phase settled;    /* the phase of the last finished converge;
                                PENDING until one has finished */
@@ -42,6 +41,7 @@ struct br_slot {
   char desired_hash[BR_SHA256_HEX_LEN + 1];
   char *message; /* the last outcome in words; owned, may be NULL */
   struct br_slot *next_ready;
+  char slug[]; /* allocated with the slot; also the key of the queue's map */
 };
 
 /* What a mark says, which decides whether it cuts a retrying slug's
@@ -68,7 +68,7 @@ typedef void (*br_queue_dispatch_fn)(struct br_queue *q, struct br_slot *slot);
 struct br_queue {
   uv_loop_t *loop;
   uv_timer_t timer;       /* armed only while a slot has a due time */
-  struct br_strmap slots; /* slug -> struct br_slot* */
+  struct br_strmap slots; /* slug (borrowed: slot->slug itself) -> struct br_slot* (owned) */
   struct br_slot **heap;  /* min-heap on due_ms */
   size_t heap_n, heap_cap;
   struct br_slot *ready_head, *ready_tail;

@@ -9,7 +9,7 @@
 #include "reconciler/bottle/slug.h"
 
 void br_tracked_table_init(struct br_tracked_table *t) {
-  br_strmap_init(&t->by_slug);
+  br_strmap_init_borrowed(&t->by_slug); /* the key is the entry's slug: no second copy a bottle */
   br_strmap_init(&t->by_container);
 }
 
@@ -33,7 +33,7 @@ void br_tracked_table_free(struct br_tracked_table *t) {
   for (size_t i = 0; i < t->by_slug.cap; i++)
     if (t->by_slug.slots[i].key)
       tracked_free(t, t->by_slug.slots[i].value);
-  br_strmap_free(&t->by_slug);
+  br_strmap_free(&t->by_slug); /* reads none of the borrowed keys just freed */
   br_strmap_free(&t->by_container);
 }
 
@@ -105,7 +105,7 @@ struct br_tracked *br_tracked_add(struct br_tracked_table *t, const struct br_co
   if (!b)
     return NULL;
   memcpy(b->slug, slug, len);
-  if (br_strmap_put(&t->by_slug, slug, b)) {
+  if (br_strmap_put(&t->by_slug, b->slug, b)) {
     free(b);
     return NULL;
   }
@@ -120,7 +120,7 @@ int br_tracked_rederive(struct br_tracked_table *t, struct br_tracked *b, const 
 }
 
 void br_tracked_remove(struct br_tracked_table *t, const char *slug) {
-  struct br_tracked *b = br_strmap_del(&t->by_slug, slug);
+  struct br_tracked *b = br_strmap_del(&t->by_slug, slug); /* before the free: the key is b->slug */
   if (b)
     tracked_free(t, b);
 }

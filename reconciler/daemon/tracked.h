@@ -44,8 +44,8 @@ struct br_tracked {
 
 /* Every tracked bottle, by slug and by sidecar container name. */
 struct br_tracked_table {
-  struct br_strmap by_slug;      /* slug -> struct br_tracked* (owned) */
-  struct br_strmap by_container; /* container name -> struct br_tracked* (borrowed) */
+  struct br_strmap by_slug;      /* slug (borrowed: b->slug itself) -> struct br_tracked* (owned) */
+  struct br_strmap by_container; /* container name (a copy) -> struct br_tracked* (by_slug's) */
 };
 
 void br_tracked_table_init(struct br_tracked_table *t);

@@ -101,6 +101,10 @@ static void counts_consistent(int line) {
       continue;
     const struct br_slot *s = q.slots.slots[i].value;
     mapped++;
+    if (q.slots.slots[i].key != s->slug) { /* borrowed: the slot's own slug, not a copy */
+      fprintf(stderr, "line %d: %s is mapped by a key not its own\n", line, s->slug);
+      check_failures++;
+    }
     want[s->phase]++;
     ready += s->ready;
     if (s->ready && s->phase != BR_PHASE_PENDING) {

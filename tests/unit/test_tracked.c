@@ -58,6 +58,14 @@ int main(void) {
   }
   CHECK(br_tracked_count(&t) == BOTTLES);
   CHECK(warnings.len == 0);
+  /* The table's key of each bottle is its own slug, not a copy. */
+  int own_key = 0;
+  for (int i = 0; i < BOTTLES; i++) {
+    snprintf(slug, sizeof slug, "b%05d", i);
+    struct br_strmap_entry *e = br_strmap_entry(&t.by_slug, slug);
+    own_key += e && e->key == ((struct br_tracked *)e->value)->slug;
+  }
+  CHECK(own_key == BOTTLES);
 
   /* The files are gone: what follows can only come from the table. */
   rm_tree();
@@ -81,6 +89,13 @@ int main(void) {
   br_tracked_remove(&t, "b00003");
   CHECK(br_tracked_by_container(&t, "proj00003-egress-1") == NULL);
   CHECK(br_tracked_get(&t, "b00003") == NULL);
+  /* ... also when the slug given is the bottle's own (its map entry goes
+   * before the bottle is freed: ASan would see the use after free). */
+  struct br_tracked *b5 = br_tracked_get(&t, "b00005");
+  CHECK(b5 != NULL);
+  if (b5)
+    br_tracked_remove(&t, b5->slug);
+  CHECK(br_tracked_get(&t, "b00005") == NULL && br_tracked_count(&t) == BOTTLES - 2);
 
   /* No docker driver, no container names (and no metadata.json read: one
    * that is not JSON would be warned of). */
