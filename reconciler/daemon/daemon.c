@@ -239,6 +239,15 @@ static void metrics_changed(struct daemon *d) {
 
 static void poll_start(struct daemon *d);
 
+/* Marks the bottle on the poll timer (until its watches are complete). */
+static void poll_bottle_start(struct daemon *d, struct br_tracked *b) {
+  if (!b->polled) {
+    b->polled = true;
+    d->polled++;
+  }
+  poll_start(d);
+}
+
 /* Watches everything the bottle's record says it reads (sources, live
  * files, metadata.json) and its sidecars' pidfiles. The record is derived
  * for this and let go: neither the daemon nor the watcher keeps the paths,
@@ -265,9 +274,13 @@ static void watch_bottle(struct daemon *d, struct br_tracked *b, bool say) {
     snprintf(dir, sizeof dir, "%s/%s", d->config->cfg.state_dir, b->slug);
     spec = (struct br_watch_spec){.slug = b->slug, .slug_dir = dir};
   }
-  if (br_watch_slug(&d->watch, &spec))
-    br_log(BR_LOG_WARN, b->slug, "cannot watch; it is polled every %d ms instead", POLL_INTERVAL_MS);
-  if (!rc && b->polled && br_watch_complete(&d->watch, b->slug)) {
+  int watch_rc = br_watch_slug(&d->watch, &spec);
+  if (watch_rc) {
+    if (!b->polled) /* not again on every poll */
+      br_log(BR_LOG_WARN, b->slug, "cannot watch (%s); it is polled every %d ms instead", strerror(-watch_rc),
+             POLL_INTERVAL_MS);
+    poll_bottle_start(d, b);
+  } else if (!rc && b->polled && br_watch_complete(&d->watch, b->slug)) {
     b->polled = false;
     d->polled--;
     br_log(BR_LOG_INFO, b->slug, "watched again; no longer polled");
@@ -514,16 +527,18 @@ static void on_watch_failed(void *ctx, const char *slug, const char *path, int e
            "inotify_add_watch %s: %s: the per-user inotify watch limit is reached; raise "
            "fs.inotify.max_user_watches (sysctl). Affected slugs are polled every %d ms meanwhile",
            path, strerror(-err), POLL_INTERVAL_MS);
+  } else if (err == -ESTALE) {
+    br_log(BR_LOG_WARN, slug, "%s changed and its paths could not be watched again; polling it every %d ms", path,
+           POLL_INTERVAL_MS);
   } else if (err != -ENOSPC && err != -ENOMEM) {
     br_log(BR_LOG_WARN, slug, "cannot watch %s: %s; polling it every %d ms", path, strerror(-err),
            POLL_INTERVAL_MS);
   }
   struct br_tracked *b = br_tracked_get(&d->bottles, slug);
-  if (b && !b->polled) {
-    b->polled = true;
-    d->polled++;
-  }
-  poll_start(d);
+  if (b)
+    poll_bottle_start(d, b);
+  else
+    poll_start(d);
 }
 
 /* A directory or link on the bottle's paths moved: the watcher keeps no

@@ -21,7 +21,7 @@ enum role {
   ROLE_SOURCE,    /* a source directory: fragment events make the slug dirty */
   ROLE_PATH,      /* a directory holding a symlink, a missing component, or the first
                      component under the slug dir of a watched path: events for that name
-                     re-resolve the slug's watches */
+                     re-resolve the slug's watches (its owner hands its paths over again) */
   ROLE_LIVE,      /* a live file's directory: events for its basename are drift */
   ROLE_PIDFILE,   /* a pidfile's directory: its basename written or moved in is a
                      sidecar that (re)started */
@@ -96,6 +96,7 @@ struct br_watch_slugrec {
   uint32_t n_uses, cap_uses;
   bool complete;                 /* every watch in place; watch_failed fires when this turns false */
   bool dead;                     /* forgotten while callbacks run; freed when they return */
+  bool handed;                   /* br_watch_slug() ran since paths_moved last asked */
   uint64_t seen;                 /* generation of the last record that put it on the work list */
   size_t work_at;                /* its place on the work list for that record */
   struct br_watch_slugrec *next; /* hash chain, later the graveyard list */
@@ -811,6 +812,22 @@ static const char *verb(uint32_t m) {
   return "changed";
 }
 
+/* Asks the owner for s's paths again (dir: where the record was). Not
+ * handed over (no callback, or the owner could not), s's watches may be
+ * wrong from now on: it counts as not fully watched, and watch_failed
+ * tells the owner to poll it until a br_watch_slug() puts them right. */
+static void ask_paths(struct br_watch *w, struct br_watch_slugrec *s, const char *dir) {
+  s->handed = false;
+  if (w->cb->paths_moved)
+    w->cb->paths_moved(w->ctx, s->name);
+  if (s->dead || w->closing || s->handed)
+    return;
+  bool was_complete = s->complete;
+  s->complete = false;
+  if (was_complete && w->cb->watch_failed)
+    w->cb->watch_failed(w->ctx, s->name, dir, -ESTALE);
+}
+
 static int work_add(struct br_watch *w, struct br_watch_slugrec *s, enum role role, int found) {
   if (s->seen == w->generation) {
     if (found & MATCH_REFRESH)
@@ -904,10 +921,13 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
   char live[PATH_MAX] = ""; /* the live file a drift record names (e is gone after IN_IGNORED) */
   if (r.name && snprintf(live, sizeof live, "%s/%s", e->path, r.name) >= (int)sizeof live)
     live[0] = '\0';
+  char dir[PATH_MAX]; /* and the directory, for watch_failed */
+  snprintf(dir, sizeof dir, "%s", e->path);
 
   if (ev->mask & IN_IGNORED) {
     /* The kernel removed the watch (its directory is gone): unhook every
-     * user; the refresh below puts each slug's watches where they belong. */
+     * user; each is asked for its paths below (every use matched with
+     * MATCH_REFRESH), and its answer puts its watches where they belong. */
     wd_unlink(w, e);
     e->gone = true;
     if (e->n_users == 0) {
@@ -926,8 +946,8 @@ static void handle_record(struct br_watch *w, const struct inotify_event *ev) {
     struct br_watch_work item = w->work[i];
     if (item.slug->dead)
       continue;
-    if (item.refresh && w->cb->paths_moved)
-      w->cb->paths_moved(w->ctx, item.slug->name);
+    if (item.refresh)
+      ask_paths(w, item.slug, dir);
     if (item.slug->dead || w->closing || !w->cb->slug_dirty)
       continue;
     if (item.role == ROLE_LIVE) {
@@ -1094,6 +1114,7 @@ int br_watch_slug(struct br_watch *w, const struct br_watch_spec *spec) {
     dir_len--;
   memcpy(slug_dir, spec->slug_dir, dir_len);
   slug_dir[dir_len] = '\0';
+  s->handed = true;
   enter(w);
   refresh(w, s, slug_dir, spec);
   leave(w);

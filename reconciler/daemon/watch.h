@@ -44,8 +44,10 @@ struct br_watch_callbacks {
    * removed, renamed, a link swapped): its watches must be resolved again.
    * The watcher keeps no paths (the owner can always derive them, and
    * 10,000 slugs' paths cost about 3 MB), so the owner answers with
-   * br_watch_slug() for the slug; without that the slug keeps the watches
-   * it had. slug_dirty for the same record follows. */
+   * br_watch_slug() for the slug. Unanswered (NULL, or no such call), the
+   * slug's watches may be wrong from then on: it stops being complete and
+   * watch_failed fires with -ESTALE. slug_dirty for the same record
+   * follows. */
   void (*paths_moved)(void *ctx, const char *slug);
   /* A directory (or a symlink to one) appeared in the state root. The name
    * is not validated: the caller decides whether it is a slug, then calls
@@ -61,7 +63,8 @@ struct br_watch_callbacks {
   void (*overflow)(void *ctx);
   /* The kernel refused a watch this slug needs (err is -ENOSPC or -ENOMEM
    * when fs.inotify.max_user_watches or kernel memory ran out, or another
-   * -errno such as -EACCES). Fires when the slug goes from fully watched to
+   * -errno such as -EACCES), or paths_moved went unanswered (-ESTALE; path
+   * is the directory whose record asked). Fires when the slug goes from fully watched to
    * not, not for every refused watch: the caller logs once and polls the
    * slug until br_watch_complete() says otherwise. */
   void (*watch_failed)(void *ctx, const char *slug, const char *path, int err);

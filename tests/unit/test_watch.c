@@ -30,6 +30,7 @@ struct seen {
   struct br_strv dirty, appeared, vanished, failed;
   int overflows;
   int moved;                    /* paths_moved calls */
+  bool ignore_moved;            /* leave paths_moved unanswered */
   const char *forget_on_vanish; /* forget this slug from inside slug_vanished */
   char live_file[PATH_MAX];     /* the live file of the last drift mark, or "" */
   enum br_watch_reason last_reason;
@@ -106,6 +107,8 @@ static void on_paths_moved(void *ctx, const char *slug) {
   if (!o)
     return;
   s->moved++;
+  if (s->ignore_moved)
+    return;
   struct br_watch_spec spec = {
       .slug = slug, .slug_dir = o->dir, .sources = &o->sources, .live_files = &o->live, .pidfiles = &o->pidfiles};
   CHECK(br_watch_slug(s->w, &spec) == 0);
@@ -543,6 +546,36 @@ static void test_missing_sources(struct br_watch *w, struct seen *s) {
   seen_clear(s);
 }
 
+/* An owner that does not hand a slug's paths over when they move: its
+ * watches may be wrong from then on, so the slug stops being complete and
+ * watch_failed says why (-ESTALE), once; handing them over mends it. */
+static void test_unanswered(struct br_watch *w, struct seen *s) {
+  char git[PATH_MAX], rev1[PATH_MAX], src[PATH_MAX], f[PATH_MAX], slug_dir[PATH_MAX], tmp[PATH_MAX];
+  join(git, base, "git7");
+  mkdirs(join(rev1, git, "rev-1/s7"));
+  mkdirs(join(f, git, "rev-2/s7"));
+  CHECK(symlink("rev-1", join(f, git, "current")) == 0);
+  join(src, git, "current/s7");
+  mkdirs(join(slug_dir, state, "s7"));
+  CHECK(watch_sources(w, "s7", slug_dir, src) == 0);
+  CHECK(br_watch_complete(w, "s7"));
+
+  s->ignore_moved = true;
+  CHECK(symlink("rev-2", join(tmp, git, "current.tmp")) == 0);
+  CHECK(rename(tmp, join(f, git, "current")) == 0);
+  CHECK(wait_dirty(s, "s7", 1));
+  s->ignore_moved = false;
+  CHECK(!br_watch_complete(w, "s7"));
+  char want[PATH_MAX + 64];
+  snprintf(want, sizeof want, "s7|%s|%d", git, -ESTALE);
+  CHECK(s->failed.n == 1 && strcmp(s->failed.v[0], want) == 0);
+
+  CHECK(watch_sources(w, "s7", slug_dir, src) == 0);
+  CHECK(br_watch_complete(w, "s7"));
+  br_watch_forget(w, "s7");
+  seen_clear(s);
+}
+
 /* A sidecar's pidfile, in a directory outside the slug that does not exist
  * yet (a supervisor's /run/bottles/SLUG): written or moved in, it is
  * BR_WATCH_SIDECAR; removed (the sidecar stopped), nothing; other files in
@@ -671,7 +704,6 @@ static void test_watch_failed(void) {
     seen_init(&s);
     struct br_watch w;
     CHECK(br_watch_init(&w, &loop, root, &callbacks, &s) == 0);
-    s.w = &w;
     s.w = &w;
     struct slug_paths p;
     CHECK(watch_standard(&w, root, "s1", NULL, &p) == 0);
@@ -863,6 +895,7 @@ int main(void) {
   test_missing_sources(&w, &s);
   test_vanish_forget(&w, &s);
   test_pidfiles(&w, &s);
+  test_unanswered(&w, &s);
 
   /* Idle: the watcher holds no timer, so the loop would block forever. */
   CHECK(uv_backend_timeout(&loop) == -1);
