@@ -153,13 +153,6 @@ static json_t *strv_json(const struct br_strv *s) {
   return a;
 }
 
-static const char *actor_of(const struct cli *cli) {
-  if (cli->actor)
-    return cli->actor;
-  const char *who = getenv("SUDO_USER");
-  return who && *who ? who : getenv("USER") ? getenv("USER") : "unknown";
-}
-
 /* One audit record for the change itself: who asked for what. */
 static void audit_change(struct cli *cli, const struct br_bottle *b, const struct br_change_outcome *o,
                          const char *outcome) {
@@ -168,7 +161,7 @@ static void audit_change(struct cli *cli, const struct br_bottle *b, const struc
   json_object_del(rec, "sidecar");
   json_object_del(rec, "file");
   json_object_set_new(rec, "event", json_string(cli->command));
-  json_object_set_new(rec, "actor", json_string(actor_of(cli)));
+  json_object_set_new(rec, "actor", json_string(cli_actor(cli)));
   if (o->id[0])
     json_object_set_new(rec, "approval_id", json_string(o->id));
   json_object_set_new(rec, "fragment", json_string(br_buf_str(&o->fragment)));

@@ -24,7 +24,7 @@ struct cli {
   bool all;                /* adopt --all */
   bool wait;               /* --wait[=SECONDS] */
   unsigned wait_s;         /* default 30 */
-  const char *id, *actor;  /* add-route --id, --actor */
+  const char *id, *actor;  /* add-route --id; --actor (the commands that change fragments, trust-record) */
   const char *host;        /* add-route --host */
   struct br_strv paths;    /* add-route --path (repeatable), remove-route --path */
   const char *auth_scheme; /* add-route --auth-scheme */
@@ -42,9 +42,14 @@ int load_config(struct cli *cli, bool need_state);
 void print_indented(FILE *f, const char *prefix, const struct br_buf *text);
 /* Appends records (an array) to the configured audit log; warns on failure. */
 void write_audit(struct cli *cli, const json_t *records);
+/* Who the audit names: --actor, else the user sudo ran as, else $USER. */
+const char *cli_actor(const struct cli *cli);
 
 /* check FILE... and check --tree DIR (check.c). */
 int cmd_check(struct cli *cli, int argc, char **argv);
+
+/* trust-record SLUG (trust.c). */
+int cmd_trust_record(struct cli *cli, int argc, char **argv);
 
 /* The commands that change fragments (changes.c). */
 int cmd_apply(struct cli *cli, int argc, char **argv);

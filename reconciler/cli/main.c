@@ -145,11 +145,12 @@ static void command_help(const char *command) {
                  "Asks the running daemon (STATE/.reconciler/control.sock) for each slug's phase.\n"},
       {"resync", "usage: bottle-reconciler resync [SLUG]\n"
                  "Asks the running daemon to converge one slug, or all, now.\n"},
-      {"trust-record", "usage: bottle-reconciler trust-record SLUG\n"
+      {"trust-record", "usage: bottle-reconciler trust-record SLUG [--actor NAME] [--json]\n"
                        "Signs STATE/.reconciler/added/SLUG.json, the pipelock hosts prune mode may\n"
                        "remove, as it stands: a record of an earlier version (unsigned) or one that\n"
                        "does not verify. Run it only once you checked that this tool added every host\n"
-                       "it lists. Prints the hosts signed. Needs the record key (root).\n"
+                       "it lists. Prints the hosts signed (--json: one document). The audit names\n"
+                       "--actor, else the user sudo ran as, else $USER. Needs the record key (root).\n"
                        "Exit 0 signed, 1 no record or not signed.\n"},
   };
   for (size_t i = 0; i < sizeof help / sizeof *help; i++)
@@ -235,6 +236,13 @@ static int slugs_of(struct cli *cli, int argc, char **argv, struct br_strv *slug
   return 0;
 }
 
+const char *cli_actor(const struct cli *cli) {
+  if (cli->actor)
+    return cli->actor;
+  const char *who = getenv("SUDO_USER");
+  return who && *who ? who : getenv("USER") ? getenv("USER") : "unknown";
+}
+
 void write_audit(struct cli *cli, const json_t *records) {
   struct br_buf path;
   br_buf_init(&path, PATH_MAX);
@@ -245,59 +253,6 @@ void write_audit(struct cli *cli, const json_t *records) {
       br_log(BR_LOG_WARN, NULL, "audit log %s: %s", path.data, strerror(-rc));
   }
   br_buf_free(&path);
-}
-
-/* trust-record: the operator vouches for a bottle's added-hosts record.
- * Under the bottle's lock, as a converge rewrites the record under it. */
-static int cmd_trust_record(struct cli *cli, int argc, char **argv) {
-  if (argc != 1)
-    return usage_error("%s", "trust-record takes one SLUG");
-  if (!br_slug_valid(argv[0])) {
-    fprintf(stderr, "bottle-reconciler: \"%s\" is not a valid slug, expected [A-Za-z0-9][A-Za-z0-9_.-]*\n",
-            argv[0]);
-    return 1;
-  }
-  if (load_config(cli, true))
-    return 1;
-  const char *slug = argv[0];
-  struct br_buf dir, err;
-  br_buf_init(&dir, PATH_MAX);
-  br_buf_init(&err, 64 * 1024);
-  br_buf_printf(&dir, "%s/%s", cli->cfg.state_dir, slug);
-  int lockfd = open(dir.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* a bottle gone: no converge to wait for */
-  if (lockfd >= 0)
-    flock(lockfd, LOCK_EX);
-  struct br_strv hosts;
-  br_strv_init(&hosts);
-  int rc = br_record_added_trust(cli->cfg.state_dir, slug, &hosts, &err);
-  if (lockfd >= 0)
-    close(lockfd);
-  if (rc) {
-    fputs(br_buf_str(&err), stderr);
-  } else {
-    printf("%s: added-hosts record signed; prune mode may remove %zu host%s no route needs:\n", slug, hosts.n,
-           hosts.n == 1 ? "" : "s");
-    for (size_t i = 0; i < hosts.n; i++)
-      printf("  %s\n", hosts.v[i]);
-    json_t *list = json_array(), *names = json_array();
-    json_t *rec = br_audit_record(list, slug, BR_SIDECAR_PIPELOCK, "");
-    json_object_del(rec, "file");
-    const char *who = getenv("SUDO_USER");
-    json_object_set_new(rec, "event", json_string("trust-record"));
-    json_object_set_new(rec, "actor",
-                        json_string(who && *who      ? who
-                                    : getenv("USER") ? getenv("USER")
-                                                     : "unknown"));
-    for (size_t i = 0; i < hosts.n; i++)
-      json_array_append_new(names, json_string(hosts.v[i]));
-    json_object_set_new(rec, "hosts_trusted", names);
-    write_audit(cli, list);
-    json_decref(list);
-  }
-  br_strv_free(&hosts);
-  br_buf_free(&dir);
-  br_buf_free(&err);
-  return rc ? 1 : 0;
 }
 
 /* The exit code after one more slug: 1 (an error) wins over 2 (changes pending). */
@@ -534,17 +489,19 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--all belongs to adopt");
   if (cli.name && strcmp(cli.command, "apply") != 0)
     return usage_error("%s", "--name belongs to apply");
-  if (cli.json && !changes && strcmp(cli.command, "status") != 0 && strcmp(cli.command, "once") != 0 &&
-      strcmp(cli.command, "plan") != 0)
-    return usage_error("%s", "--json belongs to once, plan, status and the commands that change fragments");
+  bool trusting = strcmp(cli.command, "trust-record") == 0;
+  if (cli.json && !changes && !trusting && strcmp(cli.command, "status") != 0 &&
+      strcmp(cli.command, "once") != 0 && strcmp(cli.command, "plan") != 0)
+    return usage_error(
+        "%s", "--json belongs to once, plan, status, trust-record and the commands that change fragments");
   if (cli.wait && (!changes || strcmp(cli.command, "adopt") == 0))
     return usage_error("%s", "--wait belongs to apply, add-route, remove-route, revoke and edit");
   if ((cli.id || cli.host || cli.auth_scheme || cli.token_ref) && !adding)
     return usage_error("%s", "--id, --host, --auth-scheme and --token-ref belong to add-route");
   if (cli.paths.n && !adding && strcmp(cli.command, "remove-route") != 0)
     return usage_error("%s", "--path belongs to add-route and remove-route");
-  if (cli.actor && !changes)
-    return usage_error("%s", "--actor belongs to the commands that change fragments");
+  if (cli.actor && !changes && !trusting)
+    return usage_error("%s", "--actor belongs to trust-record and the commands that change fragments");
   bool checking = strcmp(cli.command, "check") == 0, planning = strcmp(cli.command, "plan") == 0;
   if (cli.tree && !checking && !planning)
     return usage_error("%s", "--tree belongs to check and plan");

@@ -130,6 +130,17 @@ br trust-record nothing-here >"$BR_TMP/out" 2>&1 || rc=$?
 ((rc == 1)) && grep -q 'no added-hosts record: nothing to trust' "$BR_TMP/out" ||
   fail "trust-record without a record: rc $rc: $(cat "$BR_TMP/out")"
 
+# As a dashboard calls it: one JSON document, and the audit names its user.
+out=$(br trust-record one --json --actor dashboard:alice) || fail "trust-record --json: $out"
+jq -e '.command == "trust-record" and .slug == "one" and .outcome == "signed" and .error == null
+       and (.hosts | type == "array")' <<<"$out" >/dev/null || fail "trust-record --json said: $out"
+tail -n 1 "$rec/audit.jsonl" | jq -e '.event == "trust-record" and .actor == "dashboard:alice"' >/dev/null ||
+  fail "the audit does not name the actor: $(tail -n 1 "$rec/audit.jsonl")"
+rc=0
+out=$(br trust-record nothing-here --json 2>/dev/null) || rc=$?
+((rc == 1)) && jq -e '.outcome == "not signed" and (.error | contains("nothing to trust"))' <<<"$out" >/dev/null ||
+  fail "trust-record --json without a record: rc $rc: $out"
+
 # The key is in no output and no log.
 hex=$(od -An -tx1 -v "$key" | tr -d ' \n')
 ! grep -rqF "$hex" "$rec/audit.jsonl" "$rec/added" "$BR_TMP/out" || fail "the record key was written out"
