@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
+uint64_t br_str_hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 1099511628211ULL;
   return h;
@@ -40,7 +40,7 @@ void br_strmap_free(struct br_strmap *m) {
 }
 
 static size_t find(const struct br_strmap *m, const char *key) {
-  size_t mask = m->cap - 1, i = (size_t)hash(key) & mask;
+  size_t mask = m->cap - 1, i = (size_t)br_str_hash(key) & mask;
   while (m->slots[i].key && strcmp(m->slots[i].key, key) != 0)
     i = (i + 1) & mask;
   return i;
@@ -111,7 +111,7 @@ void *br_strmap_del(struct br_strmap *m, const char *key) {
   m->n--;
   /* Shift later members of the probe run back so no lookup stops early. */
   for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
-    size_t home = (size_t)hash(m->slots[j].key) & mask;
+    size_t home = (size_t)br_str_hash(m->slots[j].key) & mask;
     /* j may move to the hole at i unless its home lies cyclically in (i, j]. */
     bool home_after_hole = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (!home_after_hole) {

@@ -6,6 +6,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* The map's string hash (FNV-1a), also for tables of their own (the
+ * watcher's slug table). */
+uint64_t br_str_hash(const char *s);
 
 struct br_strmap_entry {
   char *key;   /* owned, or the caller's when borrowed (never written through); NULL = empty slot */

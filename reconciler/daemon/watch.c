@@ -232,13 +232,6 @@ static void wd_drop(struct br_watch *w, struct br_watch_wd *e) {
 
 /* ---- slug table: hash of name -> record; interned names ---- */
 
-static size_t name_hash(const char *s) {
-  uint64_t h = 14695981039346656037u; /* FNV-1a */
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211u;
-  return (size_t)h;
-}
-
 /* A name events must carry ("metadata.json", "routes.d"), shared by every
  * use that waits for it: 10,000 slugs need a handful of distinct names (or
  * one each, for a missing directory named after its slug). A use holds its
@@ -287,7 +280,7 @@ static void name_put(struct br_watch *w, uint32_t ix) {
 static struct br_watch_slugrec *slug_find(const struct br_watch *w, const char *name) {
   if (!w->slugs_cap)
     return NULL;
-  for (struct br_watch_slugrec *s = w->slugs[name_hash(name) & (w->slugs_cap - 1)]; s; s = s->next)
+  for (struct br_watch_slugrec *s = w->slugs[(size_t)br_str_hash(name) & (w->slugs_cap - 1)]; s; s = s->next)
     if (strcmp(s->name, name) == 0)
       return s;
   return NULL;
@@ -302,7 +295,7 @@ static int slug_insert(struct br_watch *w, struct br_watch_slugrec *s) {
     for (size_t i = 0; i < w->slugs_cap; i++)
       for (struct br_watch_slugrec *x = w->slugs[i], *next; x; x = next) {
         next = x->next;
-        size_t b = name_hash(x->name) & (cap - 1);
+        size_t b = (size_t)br_str_hash(x->name) & (cap - 1);
         x->next = t[b];
         t[b] = x;
       }
@@ -310,7 +303,7 @@ static int slug_insert(struct br_watch *w, struct br_watch_slugrec *s) {
     w->slugs = t;
     w->slugs_cap = cap;
   }
-  size_t b = name_hash(s->name) & (w->slugs_cap - 1);
+  size_t b = (size_t)br_str_hash(s->name) & (w->slugs_cap - 1);
   s->next = w->slugs[b];
   w->slugs[b] = s;
   w->slugs_len++;
@@ -318,7 +311,8 @@ static int slug_insert(struct br_watch *w, struct br_watch_slugrec *s) {
 }
 
 static void slug_unlink(struct br_watch *w, struct br_watch_slugrec *s) {
-  for (struct br_watch_slugrec **p = &w->slugs[name_hash(s->name) & (w->slugs_cap - 1)]; *p; p = &(*p)->next)
+  for (struct br_watch_slugrec **p = &w->slugs[(size_t)br_str_hash(s->name) & (w->slugs_cap - 1)]; *p;
+       p = &(*p)->next)
     if (*p == s) {
       *p = s->next;
       w->slugs_len--;
