@@ -10,7 +10,7 @@
 #include <string.h>
 
 uint64_t br_str_hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a's offset basis */
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 1099511628211ULL;
   return h;

@@ -7,13 +7,8 @@
 #include "check.h"
 #include "common/strmap.h"
 
-/* The map's hash (FNV-1a), to pick keys that collide on purpose. */
-static size_t home_of(const char *s, size_t cap) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return (size_t)h & (cap - 1);
-}
+/* Where the map puts s first, to pick keys that collide on purpose. */
+static size_t home_of(const char *s, size_t cap) { return (size_t)br_str_hash(s) & (cap - 1); }
 
 /* A borrowing map keeps the caller's pointers: through growth (16 up to
  * 32,768 slots) and deletions that shift probe runs back, every entry's key
